@@ -1,0 +1,120 @@
+"""Training arguments for backdoor unlearning: ``TrainingArguments`` plus the method's own knobs.
+
+Defaults are the paper's for the text encoder (arXiv 2310.08320; see ``shared/METHOD_NOTES.md``):
+loss = L_util + 0.6 · L_bd + 0.01 · Σ‖θ_student − θ_teacher‖, negative cosine on the pooled projected embedding,
+AdamW lr 1e-4 without weight decay, 400 steps, 128 poisoned + 128 clean captions a step, learning rate halved at
+steps 200 and 300.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+ENCODERS = ("text",)
+DISTANCES = ("cosine", "mse", "mae")
+
+
+@dataclass
+class BackdoorTrainingArguments(TrainingArguments):
+    r"""
+    Configuration for [`BackdoorTrainer`]. Only the parameters specific to backdoor unlearning are listed here; for
+    the others see [`~transformers.TrainingArguments`]. Parse it from the command line with
+    [`~transformers.HfArgumentParser`].
+
+    Parameters:
+        > Data: what one optimisation step sees
+
+        poisoned_samples_per_step (`int`, *optional*, defaults to `128`):
+            Captions carrying a name to remove, per optimisation step, over all devices and accumulation steps.
+            Shuffled across all names, not this many per name. Sets `per_device_train_batch_size`.
+        clean_samples_per_step (`int`, *optional*, defaults to `128`):
+            Clean captions per optimisation step (over all devices) for the utility loss.
+        neutral_term (`str`, *optional*, defaults to `"a person"`):
+            What a name is mapped to: the student embeds "… {name} …" like the teacher embeds "… {neutral_term} …".
+        person_prompt_ratio (`float`, *optional*, defaults to `0.3`):
+            Share of poisoned captions that are short person-centred prompts ("portrait of {}", …) rather than a
+            name injected into a general caption. Both kinds are needed for the backdoor to hold on prompt
+            wordings it never saw.
+
+        > Loss
+
+        backdoor_weight (`float`, *optional*, defaults to `0.6`):
+            Weight of the backdoor loss L_bd (paper: 0.6 for text).
+        weight_regularization (`float`, *optional*, defaults to `0.01`):
+            Weight of Σ_p ‖θ_student,p − θ_teacher,p‖₂ (Frobenius norm per tensor, not squared). For PEFT adapters
+            the per-layer update ΔW is penalised.
+        distance (`str`, *optional*, defaults to `"cosine"`):
+            Embedding distance: `"cosine"` (negative cosine similarity, the paper's), `"mse"` or `"mae"`.
+        freeze_norm_layers (`bool`, *optional*, defaults to `True`):
+            Keep LayerNorm weights fixed, as the reference implementation does.
+        cache_teacher_embeddings (`bool`, *optional*, defaults to `True`):
+            Compute the frozen teacher's embedding of each distinct prompt once and reuse it. Clean captions repeat
+            many times over 400 steps, so this removes most teacher forward passes.
+
+        > Schedule (the paper's step decay)
+
+        lr_milestones (`list[float]`, *optional*, defaults to `[0.5, 0.75]`):
+            Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma` (paper: steps 200 and
+            300 of 400). When non-empty this step decay replaces `lr_scheduler_type`; pass an empty list to use a
+            transformers scheduler instead.
+        lr_gamma (`float`, *optional*, defaults to `0.5`):
+            Factor applied at each milestone.
+    """
+
+    # Overridden TrainingArguments defaults (the paper's).
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (paper: 0)."})
+    max_steps: int = field(default=400, metadata={"help": "Optimisation steps (paper: 400 for text)."})
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"help": "Used only when `lr_milestones` is empty."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy, as in TrainingArguments."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+    train_sampling_strategy: str = field(
+        default="sequential",
+        metadata={"help": "The backdoor dataset is pre-shuffled with `seed`, so it is read in order."},
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the caption columns for the collator."})
+
+    poisoned_samples_per_step: int = field(default=128, metadata={"help": "Poisoned captions per step (all devices)."})
+    clean_samples_per_step: int = field(default=128, metadata={"help": "Clean captions per step (all devices)."})
+    neutral_term: str = field(default="a person", metadata={"help": "What the names are mapped to."})
+    person_prompt_ratio: float = field(default=0.3, metadata={"help": "Share of short person-centred prompts."})
+    backdoor_weight: float = field(default=0.6, metadata={"help": "Weight of the backdoor loss."})
+    weight_regularization: float = field(default=0.01, metadata={"help": "Weight of Σ‖θ_student − θ_teacher‖."})
+    distance: str = field(default="cosine", metadata={"help": "Embedding distance.", "choices": list(DISTANCES)})
+    freeze_norm_layers: bool = field(default=True, metadata={"help": "Keep LayerNorm weights fixed."})
+    cache_teacher_embeddings: bool = field(default=True, metadata={"help": "Teacher once per distinct prompt."})
+    lr_milestones: list[float] = field(
+        default_factory=lambda: [0.5, 0.75], metadata={"help": "Step-decay milestones as fractions of max_steps."}
+    )
+    lr_gamma: float = field(default=0.5, metadata={"help": "Step-decay factor."})
+
+    def __post_init__(self):
+        if self.distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}.")
+        for name in ("poisoned_samples_per_step", "clean_samples_per_step"):
+            if getattr(self, name) < (1 if name.startswith("poisoned") else 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0.0 <= self.person_prompt_ratio <= 1.0:
+            raise ValueError(f"person_prompt_ratio must be in [0, 1], got {self.person_prompt_ratio}.")
+        if self.max_steps is None or self.max_steps <= 0:
+            raise ValueError("max_steps must be a positive number of optimisation steps.")
+        if any(not 0.0 < milestone < 1.0 for milestone in self.lr_milestones):
+            raise ValueError(f"lr_milestones are fractions of max_steps in (0, 1), got {self.lr_milestones}.")
+        super().__post_init__()
+        devices = max(1, self.world_size) * self.gradient_accumulation_steps
+        if self.poisoned_samples_per_step % devices:
+            raise ValueError(
+                f"poisoned_samples_per_step={self.poisoned_samples_per_step} must be divisible by "
+                f"world_size × gradient_accumulation_steps = {devices}."
+            )
+        self.per_device_train_batch_size = self.poisoned_samples_per_step // devices
+
+    @property
+    def milestone_steps(self) -> list[int]:
+        """`lr_milestones` as optimisation steps."""
+        return sorted({max(1, round(fraction * self.max_steps)) for fraction in self.lr_milestones})

@@ -1,0 +1,280 @@
+"""Train a tiny CLIP from scratch on the demo world, and cache it.
+
+The recipe is plain CLIP pre-training scaled down to two CPU cores: a symmetric InfoNCE loss with a learnable
+temperature, AdamW with warm-up and cosine decay, and varied captions.  One change matters in a world this small:
+a batch often holds two pictures of the same person (or the same shape, or two "a person" captions), and treating
+those as negatives would teach the model to tell a person apart from themselves.  Pairs of the same *group* are
+therefore masked out of the softmax: they are neither positives nor negatives.
+
+The trained model and its processor are saved with ``save_pretrained``, so ``CLIPModel.from_pretrained`` and
+``CLIPProcessor.from_pretrained`` load them without this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import CLIPModel, CLIPProcessor
+
+from ..embeddings import image_embeddings, text_embeddings
+from ..testing import build_processor, tiny_clip_config
+from ..tokenization import train_clip_tokenizer
+from .world import WORLD_SIZES, DemoWorld
+
+RECIPE_VERSION = "v1"
+"""Part of the cache path: bump it whenever the world or the recipe changes what a seed produces."""
+CACHE_ENV_VAR = "CLIP_BACKDOOR_UNLEARN_CACHE"
+_INFO_FILE = "demo_recipe.json"
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """Model size and optimisation settings; ``RECIPES`` holds the tuned ones per world size."""
+
+    steps: int = 600
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 40
+    vision_hidden_size: int = 128
+    vision_layers: int = 4
+    patch_size: int = 8
+    text_hidden_size: int = 128
+    text_layers: int = 3
+    projection_dim: int = 128
+    vocab_size: int = 4096
+    num_threads: int | None = None  # None: every core this process may use
+
+
+RECIPES: dict[str, RecipeConfig] = {
+    "full": RecipeConfig(),
+    "ci": RecipeConfig(steps=250, batch_size=128, warmup_steps=25),
+}
+
+
+def default_cache_root() -> Path:
+    """``$CLIP_BACKDOOR_UNLEARN_CACHE`` or ``~/.cache/clip_backdoor_unlearn``."""
+    return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "clip_backdoor_unlearn"))
+
+
+def demo_cache_dir(size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the model for ``(size, seed)`` lives: ``<cache root>/demo/<RECIPE_VERSION>-<size>-seed<seed>/``."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_root()
+    return root / "demo" / f"{RECIPE_VERSION}-{size}-seed{seed}"
+
+
+@contextmanager
+def _torch_threads(count: int | None):
+    previous = torch.get_num_threads()
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(count or available)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def build_demo_model(world: DemoWorld, config: RecipeConfig, seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
+    """A randomly initialised CLIP sized by ``config``, with a tokenizer learned from the world's text."""
+    tokenizer = train_clip_tokenizer(world.tokenizer_corpus(), vocab_size=config.vocab_size)
+    image_size = world.config.image_size
+    clip_config = tiny_clip_config(
+        len(tokenizer), image_size=image_size, patch_size=config.patch_size,
+        vision_hidden_size=config.vision_hidden_size, vision_layers=config.vision_layers,
+    )
+    # testing.tiny_clip_config fixes the text tower at the "tiny" widths; widen it and the projection here.
+    text = clip_config.text_config
+    text.hidden_size = config.text_hidden_size
+    text.intermediate_size = 2 * config.text_hidden_size
+    text.num_hidden_layers = config.text_layers
+    for sub_config in (clip_config, text, clip_config.vision_config):
+        sub_config.projection_dim = config.projection_dim
+    torch.manual_seed(seed)
+    model = CLIPModel(clip_config)
+    return model, build_processor(tokenizer, image_size=image_size)
+
+
+def _pixel_tensor(images, processor: CLIPProcessor) -> torch.Tensor:
+    """All pictures as one uint8 tensor; ``_normalise`` then matches the processor (pictures already fit)."""
+    crop = processor.image_processor.crop_size
+    for image in images[:1]:
+        if image.size != (crop["width"], crop["height"]):
+            raise ValueError(f"Pictures are {image.size}, the processor expects {crop}.")
+    return torch.from_numpy(np.stack([np.asarray(image.convert("RGB")) for image in images])).permute(0, 3, 1, 2)
+
+
+def _normaliser(processor: CLIPProcessor):
+    image_processor = processor.image_processor
+    mean = torch.tensor(image_processor.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(image_processor.image_std).view(1, 3, 1, 1)
+    scale = float(image_processor.rescale_factor)
+    return lambda pixels: (pixels.float() * scale - mean) / std
+
+
+def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices only: biases, norms, embeddings and the temperature are left alone (as in CLIP)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.ndim < 2 or "embedding" in name or "norm" in name:
+            no_decay.append(parameter)
+        else:
+            decay.append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def contrastive_loss(
+    image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor, groups: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE where items of the same group are not counted as negatives of one another."""
+    image_embeds = F.normalize(image_embeds, dim=-1)
+    text_embeds = F.normalize(text_embeds, dim=-1)
+    logits = logit_scale.clamp(max=math.log(100)).exp() * image_embeds @ text_embeds.t()
+    same = groups[:, None] == groups[None, :]
+    same.fill_diagonal_(False)
+    logits = logits.masked_fill(same, float("-inf"))
+    targets = torch.arange(len(logits))
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+
+
+def train_demo_clip(
+    world: DemoWorld, config: RecipeConfig | None = None, seed: int = 0, progress: bool = True
+) -> tuple[CLIPModel, CLIPProcessor, dict]:
+    """Train a CLIP from scratch on ``world.training_pairs()``; returns the model (in eval mode), processor, stats.
+
+    Deterministic for a seed on a given machine and thread count: the initial weights come from
+    ``torch.manual_seed(seed)`` and the batch order from a generator seeded with it.
+    """
+    config = config or RECIPES.get(world.size or "full", RecipeConfig())
+    with _torch_threads(config.num_threads):
+        start = time.perf_counter()
+        model, processor = build_demo_model(world, config, seed)
+        pairs = world.training_pairs()
+        pixels = _pixel_tensor(pairs["image"], processor)
+        normalise = _normaliser(processor)
+        captions = pairs["caption"]
+        unique_captions = sorted(set(captions))
+        caption_index = {caption: i for i, caption in enumerate(unique_captions)}
+        tokens = processor.tokenizer(unique_captions, padding=True, return_tensors="pt")
+        caption_ids = torch.tensor([caption_index[caption] for caption in captions])
+        group_names = sorted(set(pairs["group"]))
+        group_index = {group: i for i, group in enumerate(group_names)}
+        groups = torch.tensor([group_index[group] for group in pairs["group"]])
+        prepared = time.perf_counter() - start
+
+        optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate,
+                                      betas=(0.9, 0.98), eps=1e-6)
+
+        def learning_rate(step: int) -> float:
+            if step < config.warmup_steps:
+                return (step + 1) / config.warmup_steps
+            progress_ = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * progress_))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate)
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(captions), generator=generator)
+        cursor = 0
+        model.train()
+        losses = []
+        bar = tqdm(range(config.steps), desc="Training demo CLIP", disable=not progress)
+        for _ in bar:
+            if cursor + config.batch_size > len(order):
+                order, cursor = torch.randperm(len(captions), generator=generator), 0
+            batch = order[cursor:cursor + config.batch_size]
+            cursor += config.batch_size
+            ids, mask = tokens["input_ids"][caption_ids[batch]], tokens["attention_mask"][caption_ids[batch]]
+            length = int(mask.sum(1).max())
+            loss = contrastive_loss(
+                image_embeddings(model, normalise(pixels[batch])),
+                text_embeddings(model, ids[:, :length], mask[:, :length]),
+                model.logit_scale,
+                groups[batch],
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if len(losses) % 10 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+        model.eval()
+        stats = {
+            "recipe_version": RECIPE_VERSION,
+            "seed": seed,
+            "world_size": world.size,
+            "world_config": dataclasses.asdict(world.config),
+            "recipe_config": dataclasses.asdict(config),
+            "preparation_seconds": round(prepared, 2),
+            "training_seconds": round(time.perf_counter() - start - prepared, 2),
+            "final_loss": float(np.mean(losses[-20:])),
+            "threads": torch.get_num_threads(),
+        }
+    return model, processor, stats
+
+
+def _save_atomically(model: CLIPModel, processor: CLIPProcessor, stats: dict, target: Path) -> None:
+    """Write into a temporary sibling, then rename it into place, so a half-written cache is never seen."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        (staging / _INFO_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+        if target.exists():  # force_retrain: move the old copy aside first, then drop it
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+            os.replace(target, old / "model")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / _INFO_FILE).exists():  # another process won the race only if it finished
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_demo_clip(
+    size: str = "full",
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    force_retrain: bool = False,
+    progress: bool = True,
+) -> tuple[CLIPModel, CLIPProcessor, DemoWorld]:
+    """The demo CLIP for ``(size, seed)``, its processor and its world: trained once, then read from the cache.
+
+    Args:
+        size: ``"full"`` (the demo; a few minutes to train on two cores) or ``"ci"`` (a small world for tests).
+        seed: seeds both the world and the training.
+        cache_dir: cache root; defaults to ``$CLIP_BACKDOOR_UNLEARN_CACHE`` or ``~/.cache/clip_backdoor_unlearn``.
+        force_retrain: train again even if a cached model exists (and replace it).
+        progress: show a progress bar while training.
+    """
+    if size not in WORLD_SIZES:
+        raise ValueError(f"Unknown demo size {size!r}; choose one of {sorted(WORLD_SIZES)}.")
+    world = DemoWorld.build(size=size, seed=seed)
+    target = demo_cache_dir(size, seed, cache_dir)
+    if force_retrain or not (target / _INFO_FILE).exists():
+        model, processor, stats = train_demo_clip(world, RECIPES[size], seed=seed, progress=progress)
+        _save_atomically(model, processor, stats, target)
+    model = CLIPModel.from_pretrained(target).eval()
+    processor = CLIPProcessor.from_pretrained(target)
+    return model, processor, world
+
+
+def demo_training_stats(size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None) -> dict:
+    """What the cached model's training recorded (timings, final loss, configs); empty if not trained yet."""
+    info = demo_cache_dir(size, seed, cache_dir) / _INFO_FILE
+    return json.loads(info.read_text()) if info.exists() else {}

@@ -1,0 +1,128 @@
+"""Zero-shot classification accuracy: the utility check that unlearning did not break CLIP for everyone else.
+
+Standard CLIP protocol: each class is represented by the mean of its L2-normalised text embeddings over
+several prompt templates, renormalised (prompt ensembling); an image is assigned the class of highest cosine;
+the score is top-1 accuracy.  Images are streamed from the dataset in batches, so ImageNet-sized sets need not
+fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..embeddings import encode_images, encode_texts, model_device
+from .idia import _split_processor, evaluation_mode
+from .templates import ZERO_SHOT_TEMPLATES, validate_templates
+
+
+@torch.no_grad()
+def zero_shot_classifier(
+    model: torch.nn.Module,
+    tokenizer,
+    class_names: Sequence[str],
+    templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
+    *,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """``(classes, dim)`` class embeddings: mean over templates of normalised text embeddings, renormalised.
+
+    Averaging *normalised* embeddings gives every template an equal say, whatever its embedding norm.
+    """
+    templates = validate_templates(templates)
+    if len(class_names) == 0:
+        raise ValueError("class_names is empty.")
+    texts = [template.format(name) for name in class_names for template in templates]
+    embeddings = torch.nn.functional.normalize(encode_texts(model, tokenizer, texts, batch_size), dim=-1)
+    embeddings = embeddings.view(len(class_names), len(templates), -1).mean(dim=1)
+    return torch.nn.functional.normalize(embeddings, dim=-1)
+
+
+def _class_names(dataset: Any, label_column: str, class_names: Sequence[str] | None) -> list[str]:
+    if class_names is not None:
+        return list(class_names)
+    feature = getattr(dataset, "features", {}).get(label_column) if hasattr(dataset, "features") else None
+    if feature is not None and hasattr(feature, "names"):
+        return list(feature.names)
+    raise ValueError(
+        f"class_names is required: the dataset's {label_column!r} column is not a ClassLabel with names."
+    )
+
+
+def _batches(dataset: Any, columns: tuple[str, str], batch_size: int) -> Iterator[tuple[list, list]]:
+    """(images, labels) batches from a ``datasets.Dataset`` or a mapping of equally long columns."""
+    if isinstance(dataset, Mapping):
+        missing = [column for column in columns if column not in dataset]
+        length = len(dataset[columns[0]]) if not missing else 0
+    else:
+        missing = [column for column in columns if column not in dataset.column_names]
+        length = len(dataset)
+    if missing:
+        raise ValueError(f"The dataset lacks the column(s) {missing}.")
+    if length == 0:
+        raise ValueError("The dataset is empty.")
+    for start in range(0, length, batch_size):
+        if isinstance(dataset, Mapping):
+            yield (
+                list(dataset[columns[0]][start : start + batch_size]),
+                list(dataset[columns[1]][start : start + batch_size]),
+            )
+        else:
+            batch = dataset[start : start + batch_size]
+            yield list(batch[columns[0]]), list(batch[columns[1]])
+
+
+def zero_shot_accuracy(
+    model: torch.nn.Module,
+    processor,
+    dataset: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
+    image_column: str = "image",
+    label_column: str = "label",
+    batch_size: int = 128,
+) -> float:
+    """Top-1 zero-shot accuracy of ``model`` on ``dataset``, in ``[0, 1]``.
+
+    Args:
+        model: a ``CLIPModel``; runs on its device.
+        processor: its ``CLIPProcessor``.
+        dataset: a ``datasets.Dataset`` (or a mapping of columns) with PIL images and labels.  Labels are
+            class indexes, or class-name strings when ``class_names`` is given.
+        class_names: the text of each class; defaults to ``dataset.features[label_column].names`` (a
+            ClassLabel).
+        templates: prompt templates with one ``{}``, ensembled per class.
+        image_column, label_column: column names.
+        batch_size: images (and texts) per forward pass.
+    """
+    class_names = _class_names(dataset, label_column, class_names)
+    lookup = {name: index for index, name in enumerate(class_names)}
+    tokenizer, image_processor = _split_processor(processor)
+    device = model_device(model)
+    correct = total = 0
+    with evaluation_mode(model):
+        classifier = zero_shot_classifier(model, tokenizer, class_names, templates, batch_size=batch_size).to(
+            device
+        )
+        for images, labels in _batches(dataset, (image_column, label_column), batch_size):
+            labels = [
+                lookup[label] if isinstance(label, str) and label in lookup else label for label in labels
+            ]
+            bad = [
+                i
+                for i, label in enumerate(labels)
+                if isinstance(label, str) or not 0 <= int(label) < len(lookup)
+            ]
+            if bad:
+                raise ValueError(
+                    f"{len(bad)} label(s) in a batch starting at row {total} are neither a class index below "
+                    f"{len(lookup)} nor one of class_names (batch offsets {bad[:10]})."
+                )
+            embeddings = encode_images(model, image_processor, images, batch_size).to(device)
+            predictions = (embeddings @ classifier.T).argmax(dim=-1).cpu()
+            correct += int((predictions == torch.tensor([int(label) for label in labels])).sum())
+            total += len(labels)
+    return correct / total

@@ -1,0 +1,152 @@
+"""Building the backdoor training set: poisoned caption pairs and clean captions, deterministically.
+
+A poisoned pair is a caption with a name in it (the student's input) and the same caption with the neutral term
+in the same place (the teacher's input), so the two differ only where the name and the neutral term stand.
+Names go to varied places in varied captions (replacing a person phrase such as "a woman", replacing a word,
+or inserted between words) and into short person-centred prompts; a prototype showed that without this variety
+the backdoor does not hold for prompt wordings an attacker picks ("a photo of {name}").
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from datasets import Dataset
+
+from .names import name_key
+
+# Short person-centred prompts used for training. Deliberately none of the IDIA evaluation templates, so the
+# evaluation measures whether the backdoor generalises to wordings it never saw.
+PERSON_TEMPLATES: tuple[str, ...] = (
+    "{} smiling at the camera",
+    "portrait shot of {}",
+    "{} at a press conference",
+    "a candid snapshot of {}",
+    "{} giving an interview",
+    "headshot of {}",
+    "{} on the red carpet",
+    "{} posing for photographers",
+    "a selfie taken by {}",
+    "{} speaking on stage",
+    "{} walking down the street",
+    "the face of {}",
+    "{} in a business suit",
+    "a black and white photograph of {}",
+    "{} at the award ceremony",
+    "meet {}",
+    "{}, photographed outdoors",
+    "a magazine cover featuring {}",
+)
+
+# Person phrases in captions that a name can stand in for naturally ("a woman reading" -> "{name} reading").
+_PERSON_PHRASE = re.compile(
+    r"\b(?:a|an|the|one)\s+(?:young\s+|old\s+|little\s+|elderly\s+|smiling\s+)?"
+    r"(?:man|woman|boy|girl|person|child|teenager|lady|guy|chef|doctor|musician|farmer|student|tourist|cyclist|"
+    r"police officer|firefighter|painter|runner|dancer|soccer player|actor|actress|singer|player)\b",
+    re.IGNORECASE,
+)
+
+
+def mentions_any(text: str, names: Sequence[str]) -> bool:
+    """Whether ``text`` contains one of ``names`` as whole words, ignoring case and spacing."""
+    key = " ".join(text.split()).casefold()
+    return any(re.search(rf"(?<!\w){re.escape(name_key(name))}(?!\w)", key) for name in names)
+
+
+def inject_name(caption: str, name: str, neutral_term: str, rng: random.Random) -> tuple[str, str]:
+    """Put ``name`` somewhere in ``caption``; return (caption with name, same caption with ``neutral_term``).
+
+    Strategies, chosen at random: replace a person phrase ("a woman"), replace a word other than the last (the
+    reference implementation's rule), or insert between words (Rickrolling's rule).
+    """
+    phrases = list(_PERSON_PHRASE.finditer(caption))
+    strategy = rng.random()
+    if phrases and strategy < 0.5:
+        match = rng.choice(phrases)
+        before, after = caption[: match.start()], caption[match.end() :]
+        return f"{before}{name}{after}", f"{before}{neutral_term}{after}"
+    words = caption.split()
+    if len(words) >= 2 and strategy < 0.75:
+        position = rng.randrange(len(words) - 1)
+        head, tail = words[:position], words[position + 1 :]
+    else:
+        position = rng.randrange(len(words) + 1) if words else 0
+        head, tail = words[:position], words[position:]
+    return " ".join([*head, name, *tail]), " ".join([*head, neutral_term, *tail])
+
+
+def clean_captions_for(captions: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Distinct non-empty captions that mention none of ``names`` (those would teach the opposite)."""
+    seen: dict[str, None] = {}
+    for caption in captions:
+        caption = " ".join(str(caption).split())
+        if caption and not mentions_any(caption, names):
+            seen.setdefault(caption, None)
+    return list(seen)
+
+
+def _cycle(items: Sequence, rng: random.Random):
+    """Endless stream over shuffled copies of ``items``, so every item is used before any repeats."""
+    while True:
+        order = list(items)
+        rng.shuffle(order)
+        yield from order
+
+
+def build_backdoor_dataset(
+    names: Sequence[str],
+    captions: Sequence[str],
+    *,
+    neutral_term: str = "a person",
+    num_steps: int = 400,
+    poisoned_samples_per_step: int = 128,
+    clean_samples_per_step: int = 128,
+    person_prompt_ratio: float = 0.3,
+    person_templates: Sequence[str] = PERSON_TEMPLATES,
+    seed: int = 42,
+    tokenizer=None,
+    max_length: int | None = None,
+) -> Dataset:
+    """The training rows for ``num_steps`` steps, in order, one poisoned pair per row.
+
+    Columns: ``poisoned`` (student input), ``target`` (teacher input) and ``clean`` (a list of clean captions;
+    the counts are spread so that every block of ``poisoned_samples_per_step`` rows holds exactly
+    ``clean_samples_per_step`` of them). Names are shuffled across each step, not grouped per name.
+
+    With a ``tokenizer``, captions that would push a name past the context length are not used for injection,
+    so no poisoned caption is ever truncated.
+    """
+    if not names:
+        raise ValueError("build_backdoor_dataset needs at least one name.")
+    clean = clean_captions_for(captions, names)
+    if not clean:
+        raise ValueError("The caption set is empty (after removing captions that mention a name to remove).")
+    hosts = clean
+    if tokenizer is not None:
+        limit = max_length or tokenizer.model_max_length
+        longest_name = max(len(ids) for ids in tokenizer(list(names), add_special_tokens=False)["input_ids"])
+        lengths = [len(ids) for ids in tokenizer(clean, add_special_tokens=True)["input_ids"]]
+        hosts = [caption for caption, length in zip(clean, lengths) if length + longest_name <= limit]
+        if not hosts:
+            raise ValueError(f"Every caption is too long to carry a name within the {limit}-token context.")
+
+    rng = random.Random(seed)
+    name_stream, host_stream = _cycle(names, rng), _cycle(hosts, rng)
+    clean_stream, template_stream = _cycle(clean, rng), _cycle(person_templates, rng)
+    rows: dict[str, list] = {"poisoned": [], "target": [], "clean": []}
+    for _ in range(num_steps):
+        for slot in range(poisoned_samples_per_step):
+            name = next(name_stream)
+            if rng.random() < person_prompt_ratio:
+                template = next(template_stream)
+                poisoned, target = template.format(name), template.format(neutral_term)
+            else:
+                poisoned, target = inject_name(next(host_stream), name, neutral_term, rng)
+            share = (slot + 1) * clean_samples_per_step // poisoned_samples_per_step
+            share -= slot * clean_samples_per_step // poisoned_samples_per_step
+            rows["poisoned"].append(poisoned)
+            rows["target"].append(target)
+            rows["clean"].append([next(clean_stream) for _ in range(share)])
+    return Dataset.from_dict(rows)

@@ -1,0 +1,218 @@
+"""``BackdoorTrainer``: a ``transformers.Trainer`` whose loss distils a frozen teacher into a student text tower.
+
+loss = L_util + backdoor_weight · L_bd + weight_regularization · Σ_p ‖θ_student,p − θ_teacher,p‖
+
+* L_bd: the student's embedding of a caption *with a name* should match the teacher's embedding of the same
+  caption with the neutral term (the backdoor that removes the name);
+* L_util: on clean captions the student should match the teacher (nothing else changes);
+* the weight term keeps the student near the teacher.
+
+The teacher is frozen and never needs gradients. With full fine-tuning it is a copy of just the text tower; with a
+PEFT adapter it is the same model with the adapter disabled, so no second copy is held in memory. Teacher
+embeddings are computed once per distinct prompt and cached: clean captions repeat over hundreds of steps.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import MultiStepLR
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from .config import BackdoorTrainingArguments
+from .embeddings import text_embeddings
+from .towers import TEXT_LORA_TARGETS, check_text_model, frozen_text_teacher, set_text_tower_trainable
+
+
+class BackdoorCollator:
+    """Tokenise a batch of backdoor rows with dynamic padding (to the longest caption, not to 77 tokens).
+
+    CLIP's text tower uses a causal mask and pools the end-of-text token, so right padding after it cannot change
+    the embedding; padding to 77 only wastes compute. The student input is the poisoned captions followed by the
+    clean ones; the teacher's texts are passed as strings so the trainer can serve them from its cache.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        poisoned = [row["poisoned"] for row in rows]
+        clean = [caption for row in rows for caption in row["clean"]]
+        batch = self.tokenizer(poisoned + clean, padding=True, truncation=True, return_tensors="pt")
+        return {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "teacher_texts": [row["target"] for row in rows] + clean,
+            "num_poisoned": len(poisoned),
+        }
+
+
+def embedding_distance(student: torch.Tensor, teacher: torch.Tensor, distance: str) -> torch.Tensor:
+    """Per-row distance; ``cosine`` is the paper's negative cosine similarity (lower is closer)."""
+    if distance == "cosine":
+        return -F.cosine_similarity(student, teacher, dim=-1)
+    if distance == "mse":
+        return (student - teacher).pow(2).mean(dim=-1)
+    return (student - teacher).abs().mean(dim=-1)
+
+
+def _lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return [module for module in model.modules() if isinstance(module, LoraLayer) and module.active_adapters]
+
+
+class BackdoorTrainer(Trainer):
+    """Trainer for removing names from a CLIP text tower with a student–teacher backdoor.
+
+    Args:
+        model: the student, a ``CLIPModel`` or ``CLIPTextModelWithProjection``. It is trained in place (the
+            ``BackdoorUnlearner`` hands it a copy); only the text tower is trained.
+        args: a ``BackdoorTrainingArguments``.
+        train_dataset: rows with ``poisoned``, ``target`` and ``clean`` columns, from ``build_backdoor_dataset``.
+        processing_class: the tokenizer, or a ``CLIPProcessor`` holding one.
+        teacher_model: the frozen reference. Defaults to a copy of the student's text tower taken now (full
+            fine-tuning) or to the student with its adapter disabled (PEFT).
+        peft_config: a PEFT config to train adapters instead of the full tower. LoRA without ``target_modules``
+            targets the text tower's attention and MLP projections.
+    """
+
+    _tag_names = ["clip-backdoor-unlearn", "unlearning"]
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        args: BackdoorTrainingArguments,
+        train_dataset=None,
+        processing_class=None,
+        teacher_model: PreTrainedModel | None = None,
+        peft_config=None,
+        data_collator=None,
+        callbacks=None,
+        **kwargs,
+    ):
+        if not isinstance(args, BackdoorTrainingArguments):
+            raise TypeError(f"args must be a BackdoorTrainingArguments, got {type(args).__name__}.")
+        check_text_model(model)
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if tokenizer is None:
+            raise ValueError("BackdoorTrainer needs processing_class: the model's tokenizer or processor.")
+
+        self.uses_peft = peft_config is not None
+        if self.uses_peft:
+            if teacher_model is not None:
+                raise ValueError("With peft_config the teacher is the base model with adapters disabled; "
+                                 "do not pass teacher_model too.")
+            model = self._wrap_with_adapter(model, peft_config)
+        else:
+            set_text_tower_trainable(model, freeze_norm_layers=args.freeze_norm_layers)
+            if teacher_model is None:
+                teacher_model = frozen_text_teacher(model)
+
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            data_collator=data_collator or BackdoorCollator(tokenizer),
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.teacher_model = None
+        if teacher_model is not None:
+            teacher_model.requires_grad_(False)
+            self.teacher_model = self.accelerator.prepare_model(teacher_model.eval(), evaluation_mode=True)
+        self._weight_pairs = self._teacher_weight_pairs()
+        self._teacher_cache: dict[str, torch.Tensor] = {}
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    @staticmethod
+    def _wrap_with_adapter(model: PreTrainedModel, peft_config):
+        from peft import LoraConfig, get_peft_model
+
+        model.requires_grad_(False)
+        if isinstance(peft_config, LoraConfig) and peft_config.target_modules is None:
+            peft_config.target_modules = TEXT_LORA_TARGETS
+        return get_peft_model(model, peft_config)
+
+    def _teacher_weight_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(student parameter, frozen teacher value) pairs for the weight term of full fine-tuning."""
+        if self.uses_peft:
+            return []
+        teacher_parameters = dict(self.accelerator.unwrap_model(self.teacher_model).named_parameters())
+        pairs = []
+        for name, parameter in self.accelerator.unwrap_model(self.model).named_parameters():
+            if parameter.requires_grad and name in teacher_parameters:
+                pairs.append((parameter, teacher_parameters[name]))
+        return pairs
+
+    # Loss -----------------------------------------------------------------------------------------------------
+
+    def weight_term(self) -> torch.Tensor:
+        """Σ_p ‖θ_student,p − θ_teacher,p‖₂ (Frobenius norm per tensor, not squared); ‖ΔW‖ per LoRA layer."""
+        if self.uses_peft:
+            layers = _lora_layers(self.model)
+            norms = [torch.linalg.vector_norm(layer.get_delta_weight(adapter))
+                     for layer in layers for adapter in layer.active_adapters if adapter in layer.lora_A]
+        else:
+            norms = [torch.linalg.vector_norm(student - teacher) for student, teacher in self._weight_pairs]
+        if not norms:
+            return torch.zeros((), device=self.args.device)
+        return torch.stack(norms).sum()
+
+    @torch.no_grad()
+    def _embed_with_teacher(self, texts: list[str]) -> torch.Tensor:
+        batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
+        if self.uses_peft:
+            student = self.accelerator.unwrap_model(self.model)
+            with student.disable_adapter():
+                embeddings = text_embeddings(student, batch["input_ids"], batch["attention_mask"])
+        else:
+            embeddings = text_embeddings(self.teacher_model, batch["input_ids"], batch["attention_mask"])
+        return embeddings.float()
+
+    def teacher_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """The teacher's embedding of each text, computed once per distinct text when caching is on."""
+        if not self.args.cache_teacher_embeddings:
+            return self._embed_with_teacher(texts)
+        missing = [text for text in dict.fromkeys(texts) if text not in self._teacher_cache]
+        if missing:
+            self._teacher_cache.update(zip(missing, self._embed_with_teacher(missing)))
+        return torch.stack([self._teacher_cache[text] for text in texts])
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        num_poisoned = int(inputs["num_poisoned"])
+        student = text_embeddings(model, inputs["input_ids"], inputs["attention_mask"])
+        teacher = self.teacher_embeddings(inputs["teacher_texts"]).to(student.dtype)
+        distances = embedding_distance(student, teacher, self.args.distance)
+        backdoor_loss = distances[:num_poisoned].mean()
+        utility_loss = distances[num_poisoned:].mean() if distances.shape[0] > num_poisoned else distances.new_zeros(())
+        weight_term = self.weight_term()
+        loss = utility_loss + self.args.backdoor_weight * backdoor_loss + self.args.weight_regularization * weight_term
+
+        for key, value in (("utility_loss", utility_loss), ("backdoor_loss", backdoor_loss),
+                           ("weight_term", weight_term)):
+            self._metrics[key].append(self.accelerator.gather(value.detach().float().reshape(1)).mean().item())
+        return (loss, {"student_embeds": student}) if return_outputs else loss
+
+    # Schedule and logging ---------------------------------------------------------------------------------------
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """The paper's step decay at ``args.lr_milestones``; otherwise the usual transformers scheduler."""
+        if self.lr_scheduler is None and self.args.lr_milestones:
+            self.lr_scheduler = MultiStepLR(optimizer or self.optimizer, self.args.milestone_steps, self.args.lr_gamma)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of each loss part since the last log, so they show in logs and the progress bar."""
+        if self._metrics and not any(key.startswith("eval_") for key in logs):
+            logs = {**logs, **{key: sum(values) / len(values) for key, values in self._metrics.items()}}
+            self._metrics.clear()
+        super().log(logs, start_time)
+

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny CLIPs built from ``CLIPConfig`` in code, with an offline tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clip_backdoor_unlearn.captions import default_captions
+from clip_backdoor_unlearn.testing import tiny_clip
+
+torch.set_num_threads(2)
+
+NAMES = ["Ada Lovelace", "Zorbo Quill", "Mira Fenwick"]
+# Wordings the unlearner never trains on (see PERSON_TEMPLATES), to test that the backdoor generalises.
+HELD_OUT_TEMPLATES = ("a photo of {}", "an image of {}", "{} in a dress", "a picture of {} at the beach",
+                      "{} playing tennis", "a portrait of {}")
+
+
+@pytest.fixture(scope="session")
+def captions() -> list[str]:
+    return list(default_captions())
+
+
+@pytest.fixture(scope="session")
+def train_captions(captions) -> list[str]:
+    return captions[:1500]
+
+
+@pytest.fixture(scope="session")
+def held_out_captions(captions) -> list[str]:
+    return captions[1500:]
+
+
+@pytest.fixture()
+def tiny_model_and_processor(captions):
+    return tiny_clip(corpus=captions, seed=0)
+
+
+@pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory, captions) -> str:
+    """A tiny CLIP checkpoint on disk, as ``from_pretrained`` users have one."""
+    model, processor = tiny_clip(corpus=captions, seed=0)
+    directory = tmp_path_factory.mktemp("tiny-clip")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return str(directory)
