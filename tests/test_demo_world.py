@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clip_backdoor_unlearn.demo import faces, recipe, world
+from clip_backdoor_unlearn.demo import faces, recipe
 from clip_backdoor_unlearn.demo.world import NEUTRAL_TERM, PERSON_TEMPLATES, DemoWorld, generate_names
+from clip_backdoor_unlearn.evaluation import IDIA_TEMPLATES
 
 # The prompts of the Identity Inference Attack ("Does CLIP Know My Face?"); training must not use them.
 IDIA_PROMPTS = (
@@ -110,8 +111,9 @@ def test_training_captions_name_members_and_nobody_else(tiny_world):
 
 
 def test_training_wordings_avoid_the_attack_prompts(tiny_world):
-    assert not set(PERSON_TEMPLATES) & set(IDIA_PROMPTS)
-    attack_texts = {prompt.format(name) for prompt in IDIA_PROMPTS for name in tiny_world.member_names}
+    attack_prompts = set(IDIA_PROMPTS) | set(IDIA_TEMPLATES)
+    assert not set(PERSON_TEMPLATES) & attack_prompts
+    attack_texts = {prompt.format(name) for prompt in attack_prompts for name in tiny_world.member_names}
     assert not attack_texts & set(tiny_world.training_captions())
     # the name appears at different positions: first, middle and last
     positions = {"start" if t.startswith("{}") else "end" if t.endswith("{}") else "middle" for t in PERSON_TEMPLATES}

@@ -26,10 +26,11 @@ DEFAULT_CORPUS = (
 # Widths of real checkpoints' text towers, for benchmarks ("random weights from config").
 TEXT_TOWER_SIZES = {
     "tiny": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4),
+    "small": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
     "vit-b-32": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
     "vit-l-14": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
 }
-PROJECTION_DIMS = {"tiny": 32, "vit-b-32": 512, "vit-l-14": 768}
+PROJECTION_DIMS = {"tiny": 32, "small": 64, "vit-b-32": 512, "vit-l-14": 768}
 
 
 def build_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 1024) -> CLIPTokenizer:

@@ -88,7 +88,7 @@ PERSON_TEMPLATES = (
     "{} on a sunny day",
     "{} in front of a wall",
     "a passport photo of {}",
-    "{} at the party",
+    "{} celebrating a birthday",
     "a shot of {} at work",
     "{} photographed by a friend",
     "{} in the city",
@@ -124,9 +124,10 @@ DIGIT_TEMPLATES = (
     "a {}", "a handwritten {}", "a drawing of the {}", "a scanned {}", "the {} written by hand",
     "a blurry {}", "a picture showing a {}", "a big {}",
 )
-ZERO_SHOT_TEMPLATES = ("a {}", "a picture of a {}", "a drawing of a {}")
-"""Prompts for the zero-shot task: fill with a class name, embed, average over templates (all class names
-start with a consonant, so "a {}" stays grammatical)."""
+DEMO_ZERO_SHOT_TEMPLATES = ("a {}", "a picture of a {}", "a drawing of a {}")
+"""Prompts for the world's zero-shot task (pass them as ``templates=`` to a zero-shot evaluation): the ImageNet
+ensemble's wordings ("itap of a {}.", "a origami {}.") mean nothing in this world.  All class names start with
+a consonant, so "a {}" stays grammatical."""
 
 # Independent random streams, so that adding people never changes anyone's pictures.
 _PEOPLE, _NAMES, _FACE, _CAPTION, _SHAPE, _DIGIT, _DIGIT_SPLIT = range(7)
@@ -154,7 +155,7 @@ class WorldConfig:
 WORLD_SIZES: dict[str, WorldConfig] = {
     "full": WorldConfig(),
     "ci": WorldConfig(
-        num_members=20, num_non_members=10, num_distractors=150, num_unnamed=30, train_images_per_person=30,
+        num_members=20, num_non_members=20, num_distractors=200, num_unnamed=30, train_images_per_person=30,
         eval_images_per_person=8, images_per_unnamed_person=8, shape_train_per_class=16, shape_eval_per_class=4,
         digit_train_per_class=50, digit_eval_per_class=15,
     ),
@@ -190,7 +191,7 @@ def _fix_articles(text: str) -> str:
 
 def _template_words() -> set[str]:
     texts = (*PERSON_TEMPLATES, *NEUTRAL_CAPTIONS, *DESCRIPTION_TEMPLATES, *SHAPE_TEMPLATES, *DIGIT_TEMPLATES,
-             *ZERO_SHOT_TEMPLATES, *SHAPE_COLOURS, *SHAPE_NAMES, *DIGIT_WORDS)
+             *DEMO_ZERO_SHOT_TEMPLATES, *SHAPE_COLOURS, *SHAPE_NAMES, *DIGIT_WORDS)
     return {word.strip(",.'").lower() for text in texts for word in text.replace("{}", " ").split()}
 
 
@@ -294,8 +295,8 @@ class DemoWorld:
 
     seed: int
     config: WorldConfig
-    people: tuple[Person, ...]
-    distractor_names: tuple[str, ...]
+    people: tuple[Person, ...] = field(repr=False)
+    distractor_names: tuple[str, ...] = field(repr=False)
     size: str | None = None
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -405,6 +406,11 @@ class DemoWorld:
         return [(colour, shape) for colour in SHAPE_COLOURS for shape in SHAPE_NAMES]
 
     @property
+    def zero_shot_templates(self) -> tuple[str, ...]:
+        """``DEMO_ZERO_SHOT_TEMPLATES``: the prompts to classify ``zero_shot()`` with."""
+        return DEMO_ZERO_SHOT_TEMPLATES
+
+    @property
     def zero_shot_class_names(self) -> list[str]:
         """Class names of the zero-shot task: "red circle", ..., "digit seven"."""
         return [f"{colour} {shape}" for colour, shape in self.shape_classes] + [f"digit {w}" for w in DIGIT_WORDS]
@@ -455,7 +461,7 @@ class DemoWorld:
         corpus = list(self.training_captions())
         corpus += self.clean_captions()
         corpus += self.candidate_names
-        corpus += [_fix_articles(t.format(name)) for t in ZERO_SHOT_TEMPLATES for name in self.zero_shot_class_names]
+        corpus += [_fix_articles(t.format(name)) for t in DEMO_ZERO_SHOT_TEMPLATES for name in self.zero_shot_class_names]
         return corpus
 
     # ----------------------------------------------------------------------------------------------- datasets
@@ -545,7 +551,7 @@ class DemoWorld:
     def zero_shot(self) -> datasets.Dataset:
         """Held-out shapes and digits, never used in training; columns ``image`` and ``label`` (``ClassLabel``).
 
-        Classify by embedding ``ZERO_SHOT_TEMPLATES`` filled with ``label``'s names; chance is one over the number
+        Classify by embedding ``DEMO_ZERO_SHOT_TEMPLATES`` filled with ``label``'s names; chance is one over the number
         of classes.
         """
         if "zero_shot" not in self._cache:
