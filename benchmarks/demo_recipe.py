@@ -5,8 +5,8 @@
     python benchmarks/demo_recipe.py --size full --json out.json
 
 Reports training time (wall and CPU: on a shared machine CPU time / threads is the better guide), the identity
-inference attack on fresh pictures (members should be detected, non-members should not), and zero-shot accuracy
-on the held-out shapes and digits against chance.
+inference attack on fresh pictures (members should be detected, non-members should not), and zero-shot
+accuracy on the held-out shapes and digits against chance.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["ci", "full"], default="ci")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", default=None, help="cache root (default: $CLIP_BACKDOOR_UNLEARN_CACHE)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="cache root (default: $CLIP_BACKDOOR_UNLEARN_CACHE)"
+    )
     parser.add_argument("--retrain", action="store_true", help="train even if a cached model exists")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -64,7 +66,9 @@ def main(argv=None) -> dict:
     figures = measure(args.size, args.seed, args.cache_dir, args.retrain)
     width = max(map(len, figures))
     for key, value in figures.items():
-        print(f"{key.ljust(width)}  {value:.3f}" if isinstance(value, float) else f"{key.ljust(width)}  {value}")
+        print(
+            f"{key.ljust(width)}  {value:.3f}" if isinstance(value, float) else f"{key.ljust(width)}  {value}"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(figures, file, indent=2)

@@ -66,7 +66,9 @@ def _print_table(metrics: dict, seconds: float) -> None:
         ("SimBackdoor (name vs 'a person')", metrics.get("sim_backdoor_before"), metrics.get("sim_backdoor_after")),
         ("SimClean (held-out captions)", 1.0, metrics.get("sim_clean")),
     ]
-    fmt = lambda value: "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+    def fmt(value) -> str:
+        return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
     print(f"\n{'metric':<34}{'before':>10}{'after':>10}")
     for label, before, after in rows:
         print(f"{label:<34}{fmt(before):>10}{fmt(after):>10}")

@@ -67,8 +67,10 @@ def test_captions_with_a_target_name_are_dropped():
 
 
 def test_dataset_is_deterministic_for_a_seed(train_captions):
-    build = lambda seed: build_backdoor_dataset(["Ada Lovelace", "Zorbo Quill"], train_captions, num_steps=3,
-                                                poisoned_samples_per_step=8, clean_samples_per_step=8, seed=seed)
+    def build(seed):
+        return build_backdoor_dataset(["Ada Lovelace", "Zorbo Quill"], train_captions, num_steps=3,
+                                      poisoned_samples_per_step=8, clean_samples_per_step=8, seed=seed)
+
     assert build(3).to_dict() == build(3).to_dict()
     assert build(3).to_dict() != build(4).to_dict()
 

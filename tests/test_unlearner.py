@@ -27,7 +27,8 @@ def sim_backdoor_to_teacher(unlearner: BackdoorUnlearner, student=None, names=NA
     tokenizer = unlearner.tokenizer
     student = unlearner.model if student is None else student
     with_name = encode_texts(student, tokenizer, [t.format(n) for n in names for t in templates])
-    neutral = encode_texts(unlearner.original_model, tokenizer, [t.format("a person") for n in names for t in templates])
+    neutral_prompts = [t.format("a person") for _ in names for t in templates]
+    neutral = encode_texts(unlearner.original_model, tokenizer, neutral_prompts)
     return F.cosine_similarity(with_name, neutral).mean().item()
 
 
@@ -108,7 +109,8 @@ def test_saved_checkpoint_reloads_with_plain_transformers(unlearned, tmp_path, h
     torch.testing.assert_close(encode_texts(reloaded, unlearner.tokenizer, texts),
                                encode_texts(unlearner.model, unlearner.tokenizer, texts))
     again = BackdoorUnlearner.from_pretrained(tmp_path / "sanitized")
-    assert again.tokenizer("a photo of Ada Lovelace")["input_ids"] == unlearner.tokenizer("a photo of Ada Lovelace")["input_ids"]
+    prompt = "a photo of Ada Lovelace"
+    assert again.tokenizer(prompt)["input_ids"] == unlearner.tokenizer(prompt)["input_ids"]
     config_text = (tmp_path / "sanitized" / "unlearning_config.json").read_text()
     assert '"num_removed_names": 3' in config_text
     assert not any(part in config_text for name in NAMES for part in name.split())

@@ -1,18 +1,50 @@
-"""Remove named people from CLIP models with student-teacher backdoors (Hintersdorf, Struppek et al., arXiv 2310.08320)."""
+"""Remove named people from CLIP models with student-teacher backdoors (Hintersdorf, Struppek et al., arXiv 2310.08320).
+
+Public names are imported on first use, so ``clip-backdoor-unlearn --help`` and the evaluation tools start without
+loading the Trainer and PEFT.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .config import BackdoorTrainingArguments
-from .prompts import PERSON_TEMPLATES, build_backdoor_dataset
-from .trainer import BackdoorCollator, BackdoorTrainer
-from .unlearner import BackdoorUnlearner, UnlearningResult
-
+_EXPORTS = {
+    "BackdoorCollator": ".trainer",
+    "BackdoorTrainer": ".trainer",
+    "BackdoorTrainingArguments": ".config",
+    "BackdoorUnlearner": ".unlearner",
+    "UnlearningResult": ".unlearner",
+    "PERSON_TEMPLATES": ".prompts",
+    "build_backdoor_dataset": ".prompts",
+    "identity_inference_attack": ".evaluation",
+    "IDIAResult": ".evaluation",
+}
 __all__ = [
     "BackdoorCollator",
     "BackdoorTrainer",
     "BackdoorTrainingArguments",
     "BackdoorUnlearner",
+    "IDIAResult",
     "PERSON_TEMPLATES",
     "UnlearningResult",
     "build_backdoor_dataset",
+    "identity_inference_attack",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .config import BackdoorTrainingArguments
+    from .evaluation import IDIAResult, identity_inference_attack
+    from .prompts import PERSON_TEMPLATES, build_backdoor_dataset
+    from .trainer import BackdoorCollator, BackdoorTrainer
+    from .unlearner import BackdoorUnlearner, UnlearningResult
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

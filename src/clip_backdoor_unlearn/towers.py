@@ -12,7 +12,9 @@ from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection,
 
 TEXT_TOWER_PREFIXES = ("text_model.", "text_projection.")
 # LoRA targets for the text tower only: attention and MLP projections of every encoder layer.
-TEXT_LORA_TARGETS = r".*text_model\.encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.fc1|mlp\.fc2)"
+TEXT_LORA_TARGETS = (
+    r".*text_model\.encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.fc1|mlp\.fc2)"
+)
 
 
 def is_text_tower_parameter(name: str) -> bool:

@@ -1,10 +1,11 @@
 """Cartoon faces drawn with PIL: who a person is (``FaceAttributes``) and how one picture of them came out.
 
-A person is a fixed combination of discrete traits (skin tone, face shape, hair, eyes, glasses, beard, clothes,
-...).  Every picture of that person is drawn with fresh nuisance (position, scale, tilt, lighting, background,
-expression, noise), so a model has to learn the traits, not memorise pixels: fresh pictures of a known person
-are recognisable, yet no two pictures are the same.  Everything is a pure function of the random generator it is
-given, which is how the demo world makes image ``i`` of person ``p`` depend on ``(seed, p, i)`` alone.
+A person is a fixed combination of discrete traits (skin tone, face shape, hair, eyes, glasses, beard,
+clothes, ...).  Every picture of that person is drawn with fresh nuisance (position, scale, tilt, lighting,
+background, expression, noise), so a model has to learn the traits, not memorise pixels: fresh pictures of a
+known person are recognisable, yet no two pictures are the same.  Everything is a pure function of the random
+generator it is given, which is how the demo world makes image ``i`` of person ``p`` depend on
+``(seed, p, i)`` alone.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from PIL import Image, ImageDraw
 
 RGB = tuple[int, int, int]
 
+# fmt: off
 SKIN_TONES: tuple[RGB, ...] = (
-    (255, 228, 206), (243, 204, 170), (230, 180, 130), (205, 145, 95),
-    (170, 110, 70), (130, 85, 55), (95, 62, 40), (250, 200, 185),
+    (255, 228, 206), (243, 204, 170), (230, 180, 130), (205, 145, 95), (170, 110, 70), (130, 85, 55),
+    (95, 62, 40), (250, 200, 185),
 )
 # Named colours, so that traits can also be put into words (captions of unnamed people).
 HAIR_COLOURS: dict[str, RGB] = {
@@ -32,12 +34,20 @@ CLOTHES_COLOURS: dict[str, RGB] = {
     "orange": (240, 130, 30), "purple": (120, 50, 160), "black": (30, 30, 35), "white": (240, 240, 240),
     "grey": (125, 125, 130), "teal": (30, 150, 150), "pink": (240, 140, 180), "brown": (115, 75, 40),
 }
+# fmt: on
 EYE_COLOURS: dict[str, RGB] = {
-    "brown": (90, 50, 20), "blue": (40, 110, 220), "green": (40, 150, 70), "grey": (120, 130, 140),
+    "brown": (90, 50, 20),
+    "blue": (40, 110, 220),
+    "green": (40, 150, 70),
+    "grey": (120, 130, 140),
     "amber": (200, 130, 20),
 }
 FACE_SHAPES = ("round", "oval", "long", "wide", "square", "pointed")
-HAIR_STYLES = ("bald", "buzz", "short", "fringe", "side part", "long", "bob", "bun", "curly", "mohawk", "spiky")
+# fmt: off
+HAIR_STYLES = (
+    "bald", "buzz", "short", "fringe", "side part", "long", "bob", "bun", "curly", "mohawk", "spiky",
+)
+# fmt: on
 EYE_SHAPES = ("round", "narrow", "large", "small")
 BROWS = ("thin", "thick", "arched", "none")
 GLASSES = ("none", "round", "square", "sunglasses")
@@ -49,10 +59,12 @@ MARKS = ("none", "freckles", "mole", "blush")
 NOSES = ("small", "long", "wide", "button")
 
 EXPRESSIONS = ("neutral", "smile", "grin", "open mouth", "frown")
+# fmt: off
 BACKGROUND_COLOURS: tuple[RGB, ...] = (
     (235, 235, 235), (200, 215, 235), (215, 235, 205), (240, 225, 195), (225, 205, 230), (180, 180, 185),
     (120, 150, 185), (160, 190, 150), (200, 170, 150), (70, 75, 90), (245, 245, 220), (190, 220, 220),
 )
+# fmt: on
 TEXTURES = ("flat", "gradient", "stripes", "dots", "checker", "noise")
 
 # Traits that two people must differ in (see ``trait_distance``); probabilities keep rare traits rare.
@@ -106,7 +118,7 @@ class FaceAttributes:
         return asdict(self)
 
     def describe(self) -> list[str]:
-        """Short phrases naming visible traits ("red hair", "glasses", ...), to caption unnamed people with."""
+        """Short phrases naming visible traits ("red hair", "glasses", ...) to caption unnamed people."""
         phrases = []
         if self.hair_style == "bald":
             phrases.append("a bald head")
@@ -120,8 +132,14 @@ class FaceAttributes:
             phrases.append("a beard" if self.facial_hair == "full beard" else f"a {self.facial_hair}")
         if self.headwear != "none":
             phrases.append(f"a {self.headwear}")
-        clothes = {"t-shirt": "shirt", "striped": "striped shirt", "collared": "shirt", "v-neck": "sweater",
-                   "hoodie": "hoodie", "suit": "jacket"}[self.clothes_style]
+        clothes = {
+            "t-shirt": "shirt",
+            "striped": "striped shirt",
+            "collared": "shirt",
+            "v-neck": "sweater",
+            "hoodie": "hoodie",
+            "suit": "jacket",
+        }[self.clothes_style]
         phrases.append(f"a {self.clothes_colour} {clothes}")
         return phrases
 
@@ -137,7 +155,7 @@ def sample_attributes(rng: np.random.Generator) -> FaceAttributes:
 
 
 def trait_distance(first: FaceAttributes, second: FaceAttributes) -> int:
-    """How many traits differ: the demo world keeps every pair of people a few traits apart (no look-alikes)."""
+    """How many traits differ; the demo world keeps every pair of people a few traits apart (no twins)."""
     return sum(getattr(first, trait) != getattr(second, trait) for trait in _TRAIT_CHOICES)
 
 
@@ -192,12 +210,16 @@ def draw_background(size: int, nuisance: Nuisance, rng: np.random.Generator) -> 
     if nuisance.texture == "gradient":
         for y in range(size):
             t = y / max(1, size - 1)
-            draw.line([(0, y), (size, y)], fill=tuple(int(a * (1 - t) + b * t) for a, b in zip(nuisance.background,
-                                                                                                other)))
+            draw.line(
+                [(0, y), (size, y)],
+                fill=tuple(int(a * (1 - t) + b * t) for a, b in zip(nuisance.background, other)),
+            )
     elif nuisance.texture == "stripes":
         step = int(rng.integers(4, 10)) * size // 64 or 2
         for x in range(-size, 2 * size, 2 * step):
-            draw.polygon([(x, 0), (x + step, 0), (x + step + size // 2, size), (x + size // 2, size)], fill=other)
+            draw.polygon(
+                [(x, 0), (x + step, 0), (x + step + size // 2, size), (x + size // 2, size)], fill=other
+            )
     elif nuisance.texture == "dots":
         step = max(3, size // 8)
         radius = max(1, step // 4)
@@ -246,15 +268,24 @@ class _Pen:
         self.draw.line([self.xy(x, y) for x, y in points], width=max(1, round(width * self.unit)), **kwargs)
 
     def arc(self, x: float, y: float, rx: float, ry: float, start: float, end: float, width: float, **kwargs):
-        self.draw.arc(self.box(x - rx, y - ry, x + rx, y + ry), start, end, width=max(1, round(width * self.unit)),
-                      **kwargs)
+        self.draw.arc(
+            self.box(x - rx, y - ry, x + rx, y + ry),
+            start,
+            end,
+            width=max(1, round(width * self.unit)),
+            **kwargs,
+        )
 
     def rectangle(self, x0: float, y0: float, x1: float, y1: float, **kwargs) -> None:
         self.draw.rectangle(self.box(x0, y0, x1, y1), **kwargs)
 
 
 _HEAD_SIZE = {  # half-width and half-height of the head, in units
-    "round": (1.0, 1.05), "oval": (0.92, 1.2), "long": (0.82, 1.3), "wide": (1.12, 1.0), "square": (1.0, 1.1),
+    "round": (1.0, 1.05),
+    "oval": (0.92, 1.2),
+    "long": (0.82, 1.3),
+    "wide": (1.12, 1.0),
+    "square": (1.0, 1.1),
     "pointed": (0.98, 1.18),
 }
 
@@ -263,7 +294,9 @@ def _draw_body(pen: _Pen, person: FaceAttributes, skin: RGB) -> None:
     clothes = CLOTHES_COLOURS[person.clothes_colour]
     dark = _shade(clothes, 0.6)
     pen.rectangle(-0.32, 0.8, 0.32, 1.7, fill=_shade(skin, 0.9))  # neck
-    pen.polygon([(-1.9, 3.2), (-1.55, 1.75), (-0.6, 1.45), (0.6, 1.45), (1.55, 1.75), (1.9, 3.2)], fill=clothes)
+    pen.polygon(
+        [(-1.9, 3.2), (-1.55, 1.75), (-0.6, 1.45), (0.6, 1.45), (1.55, 1.75), (1.9, 3.2)], fill=clothes
+    )
     style = person.clothes_style
     if style == "striped":
         stripe = _shade(clothes, 0.45) if sum(clothes) > 300 else (235, 235, 235)
@@ -342,12 +375,16 @@ def _draw_hair_front(pen: _Pen, person: FaceAttributes, w: float, h: float) -> N
     # Cap of hair on top of the head, then a style-specific fringe.
     pen.draw.chord(pen.box(-w - 0.08, top - 0.12, w + 0.08, top + 1.25 * h), 180, 360, fill=hair)
     if style == "fringe" or style == "bob":
-        pen.polygon([(-w + 0.05, top + 0.35), (w - 0.05, top + 0.35), (w - 0.1, top + 0.75), (-w + 0.1, top + 0.75)],
-                    fill=hair)
+        pen.polygon(
+            [(-w + 0.05, top + 0.35), (w - 0.05, top + 0.35), (w - 0.1, top + 0.75), (-w + 0.1, top + 0.75)],
+            fill=hair,
+        )
     elif style == "side part":
         pen.polygon([(-w, top + 0.4), (0.5, top + 0.3), (-0.3, top + 0.8), (-w, top + 1.0)], fill=hair)
     elif style == "long":
-        pen.polygon([(-w + 0.05, top + 0.35), (0.0, top + 0.35), (-0.6, top + 0.9), (-w, top + 1.2)], fill=hair)
+        pen.polygon(
+            [(-w + 0.05, top + 0.35), (0.0, top + 0.35), (-0.6, top + 0.9), (-w, top + 1.2)], fill=hair
+        )
         pen.polygon([(w - 0.05, top + 0.35), (0.0, top + 0.35), (0.6, top + 0.9), (w, top + 1.2)], fill=hair)
 
 
@@ -356,8 +393,10 @@ def _draw_headwear(pen: _Pen, person: FaceAttributes, w: float, h: float) -> Non
     top = -h
     if person.headwear == "cap":
         pen.draw.chord(pen.box(-w - 0.05, top - 0.2, w + 0.05, top + 1.1 * h), 180, 360, fill=colour)
-        pen.polygon([(-w * 0.2, top + 0.35), (w + 0.6, top + 0.35), (w + 0.5, top + 0.55), (-w * 0.2, top + 0.55)],
-                    fill=_shade(colour, 0.7))
+        pen.polygon(
+            [(-w * 0.2, top + 0.35), (w + 0.6, top + 0.35), (w + 0.5, top + 0.55), (-w * 0.2, top + 0.55)],
+            fill=_shade(colour, 0.7),
+        )
     elif person.headwear == "beanie":
         pen.draw.chord(pen.box(-w - 0.08, top - 0.35, w + 0.08, top + 1.2 * h), 180, 360, fill=colour)
         pen.rectangle(-w - 0.1, top + 0.2, w + 0.1, top + 0.5, fill=_shade(colour, 0.75))
@@ -366,12 +405,15 @@ def _draw_headwear(pen: _Pen, person: FaceAttributes, w: float, h: float) -> Non
         pen.rectangle(-w + 0.02, top + 0.45, w - 0.02, top + 0.62, fill=(230, 40, 60))
 
 
-def _draw_features(pen: _Pen, person: FaceAttributes, skin: RGB, w: float, h: float, nuisance: Nuisance) -> None:
+def _draw_features(
+    pen: _Pen, person: FaceAttributes, skin: RGB, w: float, h: float, nuisance: Nuisance
+) -> None:
     hair = HAIR_COLOURS[person.hair_colour]
     eye_y = -0.05
     eye_x = 0.42
     rx, ry = {"round": (0.2, 0.2), "narrow": (0.24, 0.11), "large": (0.26, 0.26), "small": (0.14, 0.14)}[
-        person.eye_shape]
+        person.eye_shape
+    ]
     iris = EYE_COLOURS[person.eye_colour]
     for side in (-1, 1):
         x = side * eye_x
@@ -397,8 +439,11 @@ def _draw_features(pen: _Pen, person: FaceAttributes, skin: RGB, w: float, h: fl
         pen.line([(-eye_x + 0.3, eye_y), (eye_x - 0.3, eye_y)], width=0.06, fill=frame)
     elif person.glasses == "square":
         for side in (-1, 1):
-            pen.draw.rectangle(pen.box(side * eye_x - 0.32, eye_y - 0.24, side * eye_x + 0.32, eye_y + 0.24),
-                               outline=frame, width=max(1, round(0.07 * pen.unit)))
+            pen.draw.rectangle(
+                pen.box(side * eye_x - 0.32, eye_y - 0.24, side * eye_x + 0.32, eye_y + 0.24),
+                outline=frame,
+                width=max(1, round(0.07 * pen.unit)),
+            )
         pen.line([(-eye_x + 0.32, eye_y), (eye_x - 0.32, eye_y)], width=0.06, fill=frame)
     elif person.glasses == "sunglasses":
         for side in (-1, 1):
@@ -426,8 +471,18 @@ def _draw_features(pen: _Pen, person: FaceAttributes, skin: RGB, w: float, h: fl
     # facial hair below the mouth is drawn before the mouth
     beard = _shade(hair, 0.9)
     if person.facial_hair == "full beard":
-        pen.polygon([(-w * 0.95, 0.25), (-w * 0.6, h * 0.9), (0, h + 0.2), (w * 0.6, h * 0.9), (w * 0.95, 0.25),
-                     (0.45, 0.55), (-0.45, 0.55)], fill=beard)
+        pen.polygon(
+            [
+                (-w * 0.95, 0.25),
+                (-w * 0.6, h * 0.9),
+                (0, h + 0.2),
+                (w * 0.6, h * 0.9),
+                (w * 0.95, 0.25),
+                (0.45, 0.55),
+                (-0.45, 0.55),
+            ],
+            fill=beard,
+        )
     elif person.facial_hair == "goatee":
         pen.polygon([(-0.25, 0.8), (0.25, 0.8), (0.15, h + 0.1), (-0.15, h + 0.1)], fill=beard)
     elif person.facial_hair == "stubble":
@@ -441,8 +496,9 @@ def _draw_features(pen: _Pen, person: FaceAttributes, skin: RGB, w: float, h: fl
     if expression == "smile":
         pen.arc(0, mouth_y - 0.12, 0.3, 0.18, 20, 160, width=0.07, fill=lip)
     elif expression == "grin":
-        pen.draw.chord(pen.box(-0.32, mouth_y - 0.2, 0.32, mouth_y + 0.16), 0, 180, fill=(245, 245, 245),
-                       outline=lip)
+        pen.draw.chord(
+            pen.box(-0.32, mouth_y - 0.2, 0.32, mouth_y + 0.16), 0, 180, fill=(245, 245, 245), outline=lip
+        )
     elif expression == "open mouth":
         pen.ellipse(0, mouth_y, 0.13, 0.11, fill=(90, 20, 25))
     elif expression == "frown":
@@ -450,8 +506,17 @@ def _draw_features(pen: _Pen, person: FaceAttributes, skin: RGB, w: float, h: fl
     else:
         pen.line([(-0.22, mouth_y), (0.22, mouth_y)], width=0.07, fill=lip)
     if person.facial_hair in ("moustache", "full beard"):
-        pen.polygon([(-0.35, mouth_y - 0.08), (0, mouth_y - 0.2), (0.35, mouth_y - 0.08), (0.3, mouth_y - 0.0),
-                     (0, mouth_y - 0.1), (-0.3, mouth_y - 0.0)], fill=beard)
+        pen.polygon(
+            [
+                (-0.35, mouth_y - 0.08),
+                (0, mouth_y - 0.2),
+                (0.35, mouth_y - 0.08),
+                (0.3, mouth_y - 0.0),
+                (0, mouth_y - 0.1),
+                (-0.3, mouth_y - 0.0),
+            ],
+            fill=beard,
+        )
 
 
 def draw_face(

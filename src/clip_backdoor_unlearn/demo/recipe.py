@@ -1,10 +1,10 @@
 """Train a tiny CLIP from scratch on the demo world, and cache it.
 
 The recipe is plain CLIP pre-training scaled down to two CPU cores: a symmetric InfoNCE loss with a learnable
-temperature, AdamW with warm-up and cosine decay, and varied captions.  One change matters in a world this small:
-a batch often holds two pictures of the same person (or the same shape, or two "a person" captions), and treating
-those as negatives would teach the model to tell a person apart from themselves.  Pairs of the same *group* are
-therefore masked out of the softmax: they are neither positives nor negatives.
+temperature, AdamW with warm-up and cosine decay, and varied captions.  One change matters in a world this
+small: a batch often holds two pictures of the same person (or the same shape, or two "a person" captions),
+and treating those as negatives would teach the model to tell a person apart from themselves.  Pairs of the
+same *group* are therefore masked out of the softmax: they are neither positives nor negatives.
 
 The trained model and its processor are saved with ``save_pretrained``, so ``CLIPModel.from_pretrained`` and
 ``CLIPProcessor.from_pretrained`` load them without this package.
@@ -71,7 +71,11 @@ def default_cache_root() -> Path:
 
 
 def demo_cache_dir(size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the model for ``(size, seed)`` lives: ``<cache root>/demo/<RECIPE_VERSION>-<size>-seed<seed>/``."""
+    """Where the model for ``(size, seed)`` lives.
+
+    ``<cache root>/demo/<RECIPE_VERSION>-<size>-seed<seed>/``, holding ``save_pretrained`` output of the model
+    and the processor plus ``demo_recipe.json`` (configs, timings), which marks the copy as complete.
+    """
     root = Path(cache_dir) if cache_dir is not None else default_cache_root()
     return root / "demo" / f"{RECIPE_VERSION}-{size}-seed{seed}"
 
@@ -87,13 +91,18 @@ def _torch_threads(count: int | None):
         torch.set_num_threads(previous)
 
 
-def build_demo_model(world: DemoWorld, config: RecipeConfig, seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
+def build_demo_model(
+    world: DemoWorld, config: RecipeConfig, seed: int = 0
+) -> tuple[CLIPModel, CLIPProcessor]:
     """A randomly initialised CLIP sized by ``config``, with a tokenizer learned from the world's text."""
     tokenizer = train_clip_tokenizer(world.tokenizer_corpus(), vocab_size=config.vocab_size)
     image_size = world.config.image_size
     clip_config = tiny_clip_config(
-        len(tokenizer), image_size=image_size, patch_size=config.patch_size,
-        vision_hidden_size=config.vision_hidden_size, vision_layers=config.vision_layers,
+        len(tokenizer),
+        image_size=image_size,
+        patch_size=config.patch_size,
+        vision_hidden_size=config.vision_hidden_size,
+        vision_layers=config.vision_layers,
     )
     # testing.tiny_clip_config fixes the text tower at the "tiny" widths; widen it and the projection here.
     text = clip_config.text_config
@@ -113,7 +122,9 @@ def _pixel_tensor(images, processor: CLIPProcessor) -> torch.Tensor:
     for image in images[:1]:
         if image.size != (crop["width"], crop["height"]):
             raise ValueError(f"Pictures are {image.size}, the processor expects {crop}.")
-    return torch.from_numpy(np.stack([np.asarray(image.convert("RGB")) for image in images])).permute(0, 3, 1, 2)
+    return torch.from_numpy(np.stack([np.asarray(image.convert("RGB")) for image in images])).permute(
+        0, 3, 1, 2
+    )
 
 
 def _normaliser(processor: CLIPProcessor):
@@ -152,7 +163,7 @@ def contrastive_loss(
 def train_demo_clip(
     world: DemoWorld, config: RecipeConfig | None = None, seed: int = 0, progress: bool = True
 ) -> tuple[CLIPModel, CLIPProcessor, dict]:
-    """Train a CLIP from scratch on ``world.training_pairs()``; returns the model (in eval mode), processor, stats.
+    """Train a CLIP from scratch on ``world.training_pairs()``; returns (eval-mode model, processor, stats).
 
     Deterministic for a seed on a given machine and thread count: the initial weights come from
     ``torch.manual_seed(seed)`` and the batch order from a generator seeded with it.
@@ -174,8 +185,12 @@ def train_demo_clip(
         groups = torch.tensor([group_index[group] for group in pairs["group"]])
         prepared, cpu_prepared = time.perf_counter() - start, time.process_time() - cpu_start
 
-        optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate,
-                                      betas=(0.9, 0.98), eps=1e-6)
+        optimizer = torch.optim.AdamW(
+            _parameter_groups(model, config.weight_decay),
+            lr=config.learning_rate,
+            betas=(0.9, 0.98),
+            eps=1e-6,
+        )
 
         def learning_rate(step: int) -> float:
             if step < config.warmup_steps:
@@ -193,7 +208,7 @@ def train_demo_clip(
         for _ in bar:
             if cursor + config.batch_size > len(order):
                 order, cursor = torch.randperm(len(captions), generator=generator), 0
-            batch = order[cursor:cursor + config.batch_size]
+            batch = order[cursor : cursor + config.batch_size]
             cursor += config.batch_size
             ids, mask = tokens["input_ids"][caption_ids[batch]], tokens["attention_mask"][caption_ids[batch]]
             length = int(mask.sum(1).max())
@@ -209,7 +224,9 @@ def train_demo_clip(
             scheduler.step()
             losses.append(loss.item())
             if len(losses) % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+                bar.set_postfix(
+                    loss=f"{np.mean(losses[-10:]):.3f}", scale=f"{model.logit_scale.exp().item():.1f}"
+                )
         model.eval()
         stats = {
             "recipe_version": RECIPE_VERSION,
@@ -255,12 +272,12 @@ def load_demo_clip(
     force_retrain: bool = False,
     progress: bool = True,
 ) -> tuple[CLIPModel, CLIPProcessor, DemoWorld]:
-    """The demo CLIP for ``(size, seed)``, its processor and its world: trained once, then read from the cache.
+    """The demo CLIP for ``(size, seed)``, its processor and its world: trained once, then cached.
 
     Args:
-        size: ``"full"`` (the demo; a few minutes to train on two cores) or ``"ci"`` (a small world for tests).
+        size: ``"full"`` (the demo; minutes to train on two cores) or ``"ci"`` (a small world for tests).
         seed: seeds both the world and the training.
-        cache_dir: cache root; defaults to ``$CLIP_BACKDOOR_UNLEARN_CACHE`` or ``~/.cache/clip_backdoor_unlearn``.
+        cache_dir: cache root; default ``$CLIP_BACKDOOR_UNLEARN_CACHE`` or ``~/.cache/clip_backdoor_unlearn``.
         force_retrain: train again even if a cached model exists (and replace it).
         progress: show a progress bar while training.
     """
@@ -276,7 +293,9 @@ def load_demo_clip(
     return model, processor, world
 
 
-def demo_training_stats(size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None) -> dict:
+def demo_training_stats(
+    size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None
+) -> dict:
     """What the cached model's training recorded (timings, final loss, configs); empty if not trained yet."""
     info = demo_cache_dir(size, seed, cache_dir) / _INFO_FILE
     return json.loads(info.read_text()) if info.exists() else {}

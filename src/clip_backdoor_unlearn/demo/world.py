@@ -1,15 +1,15 @@
-"""The offline demo world: invented people with drawn faces, captions that name them, and a general-domain task.
+"""The offline demo world: invented people with drawn faces, captions that name them, a general-domain task.
 
-Nothing can be downloaded here, yet the method only means something for a CLIP that *knows* people.  This module
-describes a small world in which it can: **members** appear in training captions under their names, **non-members**
-have names and faces but never appear in training, **distractor** names belong to nobody (together they form the
-IDIA candidate pool), **unnamed** people are captioned with the neutral term ("a person"), so that the term the
-unlearner maps names onto is a real concept, and coloured shapes plus scikit-learn's handwritten digits give a
-zero-shot task to measure utility on.
+Nothing can be downloaded here, yet the method only means something for a CLIP that *knows* people.  This
+module describes a small world in which it can: **members** appear in training captions under their names,
+**non-members** have names and faces but never appear in training, **distractor** names belong to nobody
+(together they form the IDIA candidate pool), **unnamed** people are captioned with the neutral term
+("a person"), so that the term the unlearner maps names onto is a real concept, and coloured shapes plus
+scikit-learn's handwritten digits give a zero-shot task to measure utility on.
 
-Everything is a deterministic function of the seed: people and names come from ``numpy`` generators seeded with
-``(seed, stream, ...)``, and picture ``i`` of person ``p`` from ``(seed, p, i)`` alone, so any subset can be
-regenerated without drawing the rest.  Pictures are drawn lazily, when a dataset is first asked for.
+Everything is a deterministic function of the seed: people and names come from ``numpy`` generators seeded
+with ``(seed, stream, ...)``, and picture ``i`` of person ``p`` from ``(seed, p, i)`` alone, so any subset can
+be regenerated without drawing the rest.  Pictures are drawn lazily, when a dataset is first asked for.
 """
 
 from __future__ import annotations
@@ -24,37 +24,47 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .faces import FaceAttributes, draw_background, draw_face, finish, sample_attributes, sample_nuisance, \
-    trait_distance
+from .faces import (
+    FaceAttributes,
+    draw_background,
+    draw_face,
+    finish,
+    sample_attributes,
+    sample_nuisance,
+    trait_distance,
+)
 
 NEUTRAL_TERM = "a person"
 """What unnamed people are called, and what the unlearner maps removed names onto."""
 
 # Name parts.  Invented, uncommon-looking names: any match with a real person is accidental.
+# fmt: off
 FIRST_NAME_STARTS = (
-    "Al", "Bel", "Cor", "Dar", "El", "Fen", "Gal", "Hal", "Is", "Jor", "Kel", "Lor", "Mar", "Nev", "Or", "Per",
-    "Quen", "Ros", "Sel", "Tor", "Ul", "Val", "Wyn", "Xan", "Yor", "Zel", "Bram", "Cael", "Dov", "Eir", "Fio",
-    "Gry", "Hes", "Iv", "Jas", "Kav", "Lys", "Myr", "Nim", "Oph", "Pel", "Ril", "Sab", "Tam", "Vey", "Wil", "Zor",
-    "Ald", "Bry", "Cas",
+    "Al", "Bel", "Cor", "Dar", "El", "Fen", "Gal", "Hal", "Is", "Jor", "Kel", "Lor", "Mar", "Nev", "Or",
+    "Per", "Quen", "Ros", "Sel", "Tor", "Ul", "Val", "Wyn", "Xan", "Yor", "Zel", "Bram", "Cael", "Dov", "Eir",
+    "Fio", "Gry", "Hes", "Iv", "Jas", "Kav", "Lys", "Myr", "Nim", "Oph", "Pel", "Ril", "Sab", "Tam", "Vey",
+    "Wil", "Zor", "Ald", "Bry", "Cas",
 )
 FIRST_NAME_ENDS = (
     "a", "ia", "en", "ric", "wen", "ion", "ora", "ette", "anne", "ius", "ey", "ith", "dra", "mir", "ona",
     "el", "ynn", "ara", "ivan", "ho", "ulf", "ine", "os", "ek",
 )
 LAST_NAME_STARTS = (
-    "Ash", "Bramble", "Cinder", "Dun", "Elder", "Fern", "Gold", "Hollow", "Iron", "Juniper", "Kettle", "Larch",
-    "Moss", "North", "Oak", "Pebble", "Quill", "Raven", "Stone", "Thorn", "Umber", "Vale", "Willow", "Yarrow",
-    "Amber", "Birch", "Copper", "Drift", "Ember", "Frost", "Glen", "Heather", "Ivy", "Kestrel", "Lark", "Marsh",
-    "Nettle", "Orchard", "Pine", "Rook", "Sorrel", "Tansy", "Wren", "Alder", "Bracken", "Corrie",
+    "Ash", "Bramble", "Cinder", "Dun", "Elder", "Fern", "Gold", "Hollow", "Iron", "Juniper", "Kettle",
+    "Larch", "Moss", "North", "Oak", "Pebble", "Quill", "Raven", "Stone", "Thorn", "Umber", "Vale", "Willow",
+    "Yarrow", "Amber", "Birch", "Copper", "Drift", "Ember", "Frost", "Glen", "Heather", "Ivy", "Kestrel",
+    "Lark", "Marsh", "Nettle", "Orchard", "Pine", "Rook", "Sorrel", "Tansy", "Wren", "Alder", "Bracken",
+    "Corrie",
 )
 LAST_NAME_ENDS = (
     "wick", "more", "ford", "holt", "mere", "stead", "ridge", "vane", "by", "worth", "well", "field", "combe",
     "ley", "shaw", "ton", "dale", "brook", "hurst", "gate",
 )
+# fmt: on
 
-# How named people are captioned in training.  Varied wording with the name in different places makes the name,
-# not the template, what the text tower binds to the face; the IDIA's own prompts ("a photo of {}", "{} in a
-# dress", ...) are deliberately absent, so detection measures generalisation to unseen wordings.
+# How named people are captioned in training.  Varied wording with the name in different places makes the
+# name, not the template, what the text tower binds to the face; the IDIA's own prompts ("a photo of {}",
+# "{} in a dress", ...) are deliberately absent, so detection measures generalisation to unseen wordings.
 PERSON_TEMPLATES = (
     "{} smiling",
     "portrait of {}",
@@ -104,12 +114,20 @@ PERSON_TEMPLATES = (
 )
 NEUTRAL_VARIANTS = (NEUTRAL_TERM, NEUTRAL_TERM, NEUTRAL_TERM, "someone")
 """Phrases that fill ``PERSON_TEMPLATES`` for unnamed people (mostly the neutral term itself)."""
+# fmt: off
 NEUTRAL_CAPTIONS = (
     "a person", "a photo of a person", "an image of a person", "a picture of a person", "a person's face",
     "the face of a person", "someone", "a photo of someone",
 )
-DESCRIPTION_TEMPLATES = ("{} with {}", "a photo of {} with {}", "a picture of {} with {}", "a close-up of {} with {}")
+# fmt: on
+DESCRIPTION_TEMPLATES = (
+    "{} with {}",
+    "a photo of {} with {}",
+    "a picture of {} with {}",
+    "a close-up of {} with {}",
+)
 
+# fmt: off
 SHAPE_COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 30, 35), "green": (30, 160, 50), "blue": (30, 70, 215), "yellow": (245, 210, 20),
     "brown": (130, 75, 30), "purple": (130, 40, 175), "pink": (245, 120, 190), "black": (20, 20, 20),
@@ -124,10 +142,11 @@ DIGIT_TEMPLATES = (
     "a {}", "a handwritten {}", "a drawing of the {}", "a scanned {}", "the {} written by hand",
     "a blurry {}", "a picture showing a {}", "a big {}",
 )
+# fmt: on
 DEMO_ZERO_SHOT_TEMPLATES = ("a {}", "a picture of a {}", "a drawing of a {}")
-"""Prompts for the world's zero-shot task (pass them as ``templates=`` to a zero-shot evaluation): the ImageNet
-ensemble's wordings ("itap of a {}.", "a origami {}.") mean nothing in this world.  All class names start with
-a consonant, so "a {}" stays grammatical."""
+"""Prompts for the world's zero-shot task (pass them as ``templates=`` to a zero-shot evaluation): the
+ImageNet ensemble's wordings ("itap of a {}.", "a origami {}.") mean nothing in this world.  All class names
+start with a consonant, so "a {}" stays grammatical."""
 
 # Independent random streams, so that adding people never changes anyone's pictures.
 _PEOPLE, _NAMES, _FACE, _CAPTION, _SHAPE, _DIGIT, _DIGIT_SPLIT = range(7)
@@ -155,9 +174,17 @@ class WorldConfig:
 WORLD_SIZES: dict[str, WorldConfig] = {
     "full": WorldConfig(),
     "ci": WorldConfig(
-        num_members=20, num_non_members=20, num_distractors=200, num_unnamed=30, train_images_per_person=30,
-        eval_images_per_person=8, images_per_unnamed_person=8, shape_train_per_class=16, shape_eval_per_class=4,
-        digit_train_per_class=50, digit_eval_per_class=15,
+        num_members=20,
+        num_non_members=20,
+        num_distractors=200,
+        num_unnamed=30,
+        train_images_per_person=30,
+        eval_images_per_person=8,
+        images_per_unnamed_person=8,
+        shape_train_per_class=16,
+        shape_eval_per_class=4,
+        digit_train_per_class=50,
+        digit_eval_per_class=15,
     ),
 }
 
@@ -185,13 +212,22 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 
 
 def _fix_articles(text: str) -> str:
-    """"a orange star" -> "an orange star" (templates put "a" before colours and traits of any initial)."""
+    """ "a orange star" -> "an orange star" (templates put "a" before colours and traits of any initial)."""
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
 def _template_words() -> set[str]:
-    texts = (*PERSON_TEMPLATES, *NEUTRAL_CAPTIONS, *DESCRIPTION_TEMPLATES, *SHAPE_TEMPLATES, *DIGIT_TEMPLATES,
-             *DEMO_ZERO_SHOT_TEMPLATES, *SHAPE_COLOURS, *SHAPE_NAMES, *DIGIT_WORDS)
+    texts = (
+        *PERSON_TEMPLATES,
+        *NEUTRAL_CAPTIONS,
+        *DESCRIPTION_TEMPLATES,
+        *SHAPE_TEMPLATES,
+        *DIGIT_TEMPLATES,
+        *DEMO_ZERO_SHOT_TEMPLATES,
+        *SHAPE_COLOURS,
+        *SHAPE_NAMES,
+        *DIGIT_WORDS,
+    )
     return {word.strip(",.'").lower() for text in texts for word in text.replace("{}", " ").split()}
 
 
@@ -215,7 +251,7 @@ def generate_names(count: int, seed: int = 0) -> list[str]:
 
 
 def _sample_people(config: WorldConfig, seed: int) -> list[FaceAttributes]:
-    """Everyone's traits, each person at least ``_MIN_TRAIT_DISTANCE`` traits away from everyone before them."""
+    """Everyone's traits; each person is ``_MIN_TRAIT_DISTANCE`` traits or more from everyone before."""
     total = config.num_members + config.num_non_members + config.num_unnamed
     people: list[FaceAttributes] = []
     for person_id in range(total):
@@ -241,7 +277,9 @@ def draw_shape(colour: str, shape: str, rng: np.random.Generator, size: int = 64
     Tilts stay small so that a square never turns into a diamond.
     """
     nuisance = sample_nuisance(rng)
-    image = Image.blend(draw_background(size, nuisance, rng), Image.new("RGB", (size, size), (255, 255, 255)), 0.4)
+    image = Image.blend(
+        draw_background(size, nuisance, rng), Image.new("RGB", (size, size), (255, 255, 255)), 0.4
+    )
     draw = ImageDraw.Draw(image)
     radius = size * rng.uniform(0.24, 0.36)
     cx, cy = (size * rng.uniform(0.38, 0.62) for _ in range(2))
@@ -255,8 +293,13 @@ def draw_shape(colour: str, shape: str, rng: np.random.Generator, size: int = 64
 
     def regular(sides: int, start: float, inner: float | None = None) -> list[tuple[float, float]]:
         steps = sides * (2 if inner else 1)
-        return [((inner if inner and k % 2 else 1.0) * np.cos(start + 2 * np.pi * k / steps),
-                 (inner if inner and k % 2 else 1.0) * np.sin(start + 2 * np.pi * k / steps)) for k in range(steps)]
+        return [
+            (
+                (inner if inner and k % 2 else 1.0) * np.cos(start + 2 * np.pi * k / steps),
+                (inner if inner and k % 2 else 1.0) * np.sin(start + 2 * np.pi * k / steps),
+            )
+            for k in range(steps)
+        ]
 
     if shape == "circle":
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=fill)
@@ -270,28 +313,51 @@ def draw_shape(colour: str, shape: str, rng: np.random.Generator, size: int = 64
         draw.polygon(outline([(0.0, -1.0), (0.6, 0.0), (0.0, 1.0), (-0.6, 0.0)]), fill=fill)
     elif shape == "cross":
         arm = 0.3
-        draw.polygon(outline([(-arm, -1), (arm, -1), (arm, -arm), (1, -arm), (1, arm), (arm, arm), (arm, 1),
-                              (-arm, 1), (-arm, arm), (-1, arm), (-1, -arm), (-arm, -arm)]), fill=fill)
+        draw.polygon(
+            outline(
+                [
+                    (-arm, -1),
+                    (arm, -1),
+                    (arm, -arm),
+                    (1, -arm),
+                    (1, arm),
+                    (arm, arm),
+                    (arm, 1),
+                    (-arm, 1),
+                    (-arm, arm),
+                    (-1, arm),
+                    (-1, -arm),
+                    (-arm, -arm),
+                ]
+            ),
+            fill=fill,
+        )
     else:
         raise ValueError(f"Unknown shape {shape!r}.")
-    return finish(image, dataclasses.replace(nuisance, brightness=min(1.1, max(0.85, nuisance.brightness))), rng)
+    return finish(
+        image, dataclasses.replace(nuisance, brightness=min(1.1, max(0.85, nuisance.brightness))), rng
+    )
 
 
 def draw_digit(glyph: np.ndarray, rng: np.random.Generator, size: int = 64) -> Image.Image:
     """An 8x8 handwritten digit, upscaled and inked in a dark colour on a pale textured background."""
     nuisance = sample_nuisance(rng)
-    image = Image.blend(draw_background(size, nuisance, rng), Image.new("RGB", (size, size), (255, 255, 255)), 0.5)
+    image = Image.blend(
+        draw_background(size, nuisance, rng), Image.new("RGB", (size, size), (255, 255, 255)), 0.5
+    )
     side = int(size * rng.uniform(0.55, 0.85))
     mask = Image.fromarray((glyph * 255).astype(np.uint8)).resize((side, side), Image.BICUBIC)
     ink = (20, 20, 20) if rng.random() < 0.5 else tuple(int(c) for c in rng.integers(0, 110, size=3))
     x, y = (int(rng.integers(0, size - side + 1)) for _ in range(2))
     image.paste(Image.new("RGB", (side, side), ink), (x, y), mask)
-    return finish(image, dataclasses.replace(nuisance, brightness=min(1.1, max(0.85, nuisance.brightness))), rng)
+    return finish(
+        image, dataclasses.replace(nuisance, brightness=min(1.1, max(0.85, nuisance.brightness))), rng
+    )
 
 
 @dataclass
 class DemoWorld:
-    """A world of people, names and pictures; build it with ``DemoWorld.build(size="full" | "ci", seed=...)``."""
+    """A world of people, names and pictures: ``DemoWorld.build(size="full" | "ci", seed=...)``."""
 
     seed: int
     config: WorldConfig
@@ -302,7 +368,7 @@ class DemoWorld:
 
     @classmethod
     def build(cls, size: str = "full", seed: int = 0, **overrides) -> DemoWorld:
-        """Create the world for a named ``size`` (see ``WORLD_SIZES``); ``overrides`` change ``WorldConfig`` fields.
+        """Create the world of a named ``size`` (``WORLD_SIZES``); ``overrides`` replace config fields.
 
         Cheap: only people and names are decided here; pictures are drawn when a dataset is requested.
         """
@@ -320,7 +386,9 @@ class DemoWorld:
                 role = "non_member"
             else:
                 role = "unnamed"
-            people.append(Person(person_id, role, attributes, names[person_id] if person_id < named else None))
+            people.append(
+                Person(person_id, role, attributes, names[person_id] if person_id < named else None)
+            )
         return cls(seed, config, tuple(people), tuple(names[named:]), size if not overrides else None)
 
     # ----------------------------------------------------------------------------------------------- people
@@ -369,8 +437,11 @@ class DemoWorld:
         are a member); the next ``eval_images_per_person`` are fresh ones that training never used.
         """
         person_id = person.person_id if isinstance(person, Person) else person
-        return draw_face(self.people[person_id].attributes, _rng(self.seed, _FACE, person_id, index),
-                         self.config.image_size)
+        return draw_face(
+            self.people[person_id].attributes,
+            _rng(self.seed, _FACE, person_id, index),
+            self.config.image_size,
+        )
 
     def train_indices(self) -> range:
         return range(self.config.train_images_per_person)
@@ -388,8 +459,10 @@ class DemoWorld:
             indices = rng.permutation(np.flatnonzero(targets == digit))
             n_train, n_eval = self.config.digit_train_per_class, self.config.digit_eval_per_class
             if n_train + n_eval > len(indices):
-                raise ValueError(f"Only {len(indices)} images of the digit {digit}; asked for {n_train + n_eval}.")
-            train[digit], held_out[digit] = indices[:n_train], indices[n_train:n_train + n_eval]
+                raise ValueError(
+                    f"Only {len(indices)} images of the digit {digit}; asked for {n_train + n_eval}."
+                )
+            train[digit], held_out[digit] = indices[:n_train], indices[n_train : n_train + n_eval]
         return train, held_out
 
     def _shape_image(self, class_index: int, index: int) -> Image.Image:
@@ -413,14 +486,16 @@ class DemoWorld:
     @property
     def zero_shot_class_names(self) -> list[str]:
         """Class names of the zero-shot task: "red circle", ..., "digit seven"."""
-        return [f"{colour} {shape}" for colour, shape in self.shape_classes] + [f"digit {w}" for w in DIGIT_WORDS]
+        return [f"{colour} {shape}" for colour, shape in self.shape_classes] + [
+            f"digit {w}" for w in DIGIT_WORDS
+        ]
 
     def person_caption(self, person: Person, index: int) -> str:
         """The training caption of picture ``index`` of ``person``.
 
-        Members cycle through a per-person shuffle of ``PERSON_TEMPLATES``, so each sees many wordings; unnamed
-        people get templates filled with the neutral term, plain neutral captions or a description of their
-        visible traits ("a person with red hair").
+        Members cycle through a per-person shuffle of ``PERSON_TEMPLATES``, so each sees many wordings;
+        unnamed people get templates filled with the neutral term, plain neutral captions or a description of
+        their visible traits ("a person with red hair").
         """
         rng = _rng(self.seed, _CAPTION, person.person_id, index)
         if person.name is not None:
@@ -440,8 +515,8 @@ class DemoWorld:
     def clean_captions(self) -> list[str]:
         """Name-free captions from this world's domain, for the unlearner's utility loss (sorted, unique).
 
-        Templates filled with the neutral phrases, neutral and descriptive captions of people, and every caption
-        of the shapes and digits.
+        Templates filled with the neutral phrases, neutral and descriptive captions of people, and every
+        caption of the shapes and digits.
         """
         captions: set[str] = set(NEUTRAL_CAPTIONS)
         for template in PERSON_TEMPLATES:
@@ -451,42 +526,55 @@ class DemoWorld:
             for template in DESCRIPTION_TEMPLATES:
                 captions.update(_fix_articles(template.format(NEUTRAL_TERM, trait)) for trait in traits)
         for colour, shape in self.shape_classes:
-            captions.update(_fix_articles(template.format(f"{colour} {shape}")) for template in SHAPE_TEMPLATES)
+            captions.update(
+                _fix_articles(template.format(f"{colour} {shape}")) for template in SHAPE_TEMPLATES
+            )
         for word in DIGIT_WORDS:
             captions.update(_fix_articles(template.format(f"digit {word}")) for template in DIGIT_TEMPLATES)
         return sorted(captions)
 
     def tokenizer_corpus(self) -> list[str]:
-        """Text to learn the tokenizer from: every training caption, clean caption and name (distractors too)."""
+        """Text to learn the tokenizer from: training and clean captions, and every name (distractors too)."""
         corpus = list(self.training_captions())
         corpus += self.clean_captions()
         corpus += self.candidate_names
-        corpus += [_fix_articles(t.format(name)) for t in DEMO_ZERO_SHOT_TEMPLATES for name in self.zero_shot_class_names]
+        corpus += [
+            _fix_articles(t.format(name))
+            for t in DEMO_ZERO_SHOT_TEMPLATES
+            for name in self.zero_shot_class_names
+        ]
         return corpus
 
     # ----------------------------------------------------------------------------------------------- datasets
     def _training_items(self) -> Iterable[tuple[str, str, str, object]]:
         """(kind, group, caption, picture maker) for every training pair, in a fixed order.
 
-        ``group`` names what a caption is about (a person, "neutral", a shape class, a digit): two pairs of the
-        same group are not negatives of each other in the contrastive loss.
+        ``group`` names what a caption is about (a person, "neutral", a shape class, a digit): two pairs of
+        the same group are not negatives of each other in the contrastive loss.
         """
         for person in self.members + self.unnamed:
-            count = (self.config.train_images_per_person if person.role == "member"
-                     else self.config.images_per_unnamed_person)
+            count = (
+                self.config.train_images_per_person
+                if person.role == "member"
+                else self.config.images_per_unnamed_person
+            )
             group = f"person:{person.person_id}" if person.role == "member" else "neutral"
             for index in range(count):
                 yield person.role, group, self.person_caption(person, index), (self.face_image, person, index)
         for class_index, (colour, shape) in enumerate(self.shape_classes):
             for index in range(self.config.shape_train_per_class):
                 rng = _rng(self.seed, _CAPTION, 10**6 + class_index, index)
-                caption = _fix_articles(SHAPE_TEMPLATES[rng.integers(len(SHAPE_TEMPLATES))].format(f"{colour} {shape}"))
+                caption = _fix_articles(
+                    SHAPE_TEMPLATES[rng.integers(len(SHAPE_TEMPLATES))].format(f"{colour} {shape}")
+                )
                 yield "shape", f"shape:{colour} {shape}", caption, (self._shape_image, class_index, index)
         train, _ = self._digit_indices()
         for digit, samples in train.items():
             for sample in samples:
                 rng = _rng(self.seed, _CAPTION, 2 * 10**6 + int(sample))
-                caption = DIGIT_TEMPLATES[rng.integers(len(DIGIT_TEMPLATES))].format(f"digit {DIGIT_WORDS[digit]}")
+                caption = DIGIT_TEMPLATES[rng.integers(len(DIGIT_TEMPLATES))].format(
+                    f"digit {DIGIT_WORDS[digit]}"
+                )
                 yield "digit", f"digit:{digit}", caption, (self._digit_image, sample)
 
     def training_captions(self) -> list[str]:
@@ -502,21 +590,33 @@ class DemoWorld:
                 columns["caption"].append(caption)
                 columns["group"].append(group)
                 columns["kind"].append(kind)
-            features = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("string"),
-                                          "group": datasets.Value("string"), "kind": datasets.Value("string")})
+            features = datasets.Features(
+                {
+                    "image": datasets.Image(),
+                    "caption": datasets.Value("string"),
+                    "group": datasets.Value("string"),
+                    "kind": datasets.Value("string"),
+                }
+            )
             self._cache["training_pairs"] = datasets.Dataset.from_dict(columns, features=features)
         return self._cache["training_pairs"]
 
     def faces(self) -> datasets.DatasetDict:
-        """Named people's pictures: ``train`` (members' are the ones captioned in training) and ``eval`` (fresh).
+        """Named people's pictures: ``train`` (members' are the ones captioned in training), ``eval`` (fresh).
 
-        Columns ``image``, ``name``, ``person_id``, ``member`` (bool) and ``image_index``.  Non-members have both
-        splits too, but training never saw either.
+        Columns ``image``, ``name``, ``person_id``, ``member`` (bool) and ``image_index``.  Non-members have
+        both splits too, but training never saw either.
         """
         if "faces" not in self._cache:
             splits = {}
             for split, indices in (("train", self.train_indices()), ("eval", self.eval_indices())):
-                rows: dict[str, list] = {"image": [], "name": [], "person_id": [], "member": [], "image_index": []}
+                rows: dict[str, list] = {
+                    "image": [],
+                    "name": [],
+                    "person_id": [],
+                    "member": [],
+                    "image_index": [],
+                }
                 for person in self.members + self.non_members:
                     for index in indices:
                         rows["image"].append(self.face_image(person, index))
@@ -524,9 +624,15 @@ class DemoWorld:
                         rows["person_id"].append(person.person_id)
                         rows["member"].append(person.role == "member")
                         rows["image_index"].append(index)
-                features = datasets.Features({"image": datasets.Image(), "name": datasets.Value("string"),
-                                              "person_id": datasets.Value("int32"), "member": datasets.Value("bool"),
-                                              "image_index": datasets.Value("int32")})
+                features = datasets.Features(
+                    {
+                        "image": datasets.Image(),
+                        "name": datasets.Value("string"),
+                        "person_id": datasets.Value("int32"),
+                        "member": datasets.Value("bool"),
+                        "image_index": datasets.Value("int32"),
+                    }
+                )
                 splits[split] = datasets.Dataset.from_dict(rows, features=features)
             self._cache["faces"] = datasets.DatasetDict(splits)
         return self._cache["faces"]
@@ -534,7 +640,8 @@ class DemoWorld:
     def unnamed_faces(self) -> datasets.Dataset:
         """Pictures of the unnamed people (the same ones training captions as "a person"): anonymous faces.
 
-        Columns ``image``, ``person_id``, ``image_index``; useful wherever "faces of many other people" are needed.
+        Columns ``image``, ``person_id``, ``image_index``; for wherever "faces of many other people" are
+        needed.
         """
         if "unnamed_faces" not in self._cache:
             rows: dict[str, list] = {"image": [], "person_id": [], "image_index": []}
@@ -543,16 +650,21 @@ class DemoWorld:
                     rows["image"].append(self.face_image(person, index))
                     rows["person_id"].append(person.person_id)
                     rows["image_index"].append(index)
-            features = datasets.Features({"image": datasets.Image(), "person_id": datasets.Value("int32"),
-                                          "image_index": datasets.Value("int32")})
+            features = datasets.Features(
+                {
+                    "image": datasets.Image(),
+                    "person_id": datasets.Value("int32"),
+                    "image_index": datasets.Value("int32"),
+                }
+            )
             self._cache["unnamed_faces"] = datasets.Dataset.from_dict(rows, features=features)
         return self._cache["unnamed_faces"]
 
     def zero_shot(self) -> datasets.Dataset:
-        """Held-out shapes and digits, never used in training; columns ``image`` and ``label`` (``ClassLabel``).
+        """Held-out shapes and digits, never used in training: columns ``image``, ``label`` (``ClassLabel``).
 
-        Classify by embedding ``DEMO_ZERO_SHOT_TEMPLATES`` filled with ``label``'s names; chance is one over the number
-        of classes.
+        Classify by embedding ``DEMO_ZERO_SHOT_TEMPLATES`` filled with ``label``'s names; chance is one over
+        the number of classes.
         """
         if "zero_shot" not in self._cache:
             images, labels = [], []
@@ -566,8 +678,10 @@ class DemoWorld:
                 for sample in samples:
                     images.append(self._digit_image(sample))
                     labels.append(len(self.shape_classes) + digit)
-            features = datasets.Features({"image": datasets.Image(),
-                                          "label": datasets.ClassLabel(names=self.zero_shot_class_names)})
-            self._cache["zero_shot"] = datasets.Dataset.from_dict({"image": images, "label": labels},
-                                                                  features=features)
+            features = datasets.Features(
+                {"image": datasets.Image(), "label": datasets.ClassLabel(names=self.zero_shot_class_names)}
+            )
+            self._cache["zero_shot"] = datasets.Dataset.from_dict(
+                {"image": images, "label": labels}, features=features
+            )
         return self._cache["zero_shot"]
