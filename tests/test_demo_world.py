@@ -6,7 +6,9 @@ on a world a few people large.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import re
 
@@ -257,3 +259,17 @@ def test_contrastive_loss_is_clip_loss_without_same_group_negatives():
     masked = recipe.contrastive_loss(images, texts, scale, torch.tensor([0, 0, 1, 2]))
     unmasked = recipe.contrastive_loss(images, texts, scale, torch.arange(4))
     assert masked < unmasked
+
+
+def test_a_cached_model_for_another_world_or_recipe_is_stale(tmp_path, tiny_world):
+    config = recipe.RECIPES["ci"]
+    assert not recipe._is_current(tmp_path, tiny_world, config)  # nothing cached yet
+    stats = {
+        "world_config": dataclasses.asdict(tiny_world.config),
+        "recipe_config": dataclasses.asdict(config),
+    }
+    (tmp_path / recipe._INFO_FILE).write_text(json.dumps(stats))
+    assert recipe._is_current(tmp_path, tiny_world, config)
+    assert not recipe._is_current(tmp_path, tiny_world, dataclasses.replace(config, steps=config.steps + 1))
+    other_world = DemoWorld.build(size="ci", seed=0, **{**TINY, "num_members": 5})
+    assert not recipe._is_current(tmp_path, other_world, config)

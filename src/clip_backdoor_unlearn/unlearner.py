@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import Dataset
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -136,7 +137,7 @@ class BackdoorUnlearner:
         model_class = CLIPModel if isinstance(config, CLIPConfig) else CLIPTextModelWithProjection
         try:
             model = model_class.from_pretrained(name_or_path, **model_kwargs)
-        except (OSError, RuntimeError, ValueError) as error:
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
             raise OSError(f"Could not load the model weights from {name_or_path!r} (corrupt or incomplete "
                           f"checkpoint?): {error}") from error
         processor_kwargs = {key: value for key, value in config_kwargs.items() if key != "cache_dir" or value}

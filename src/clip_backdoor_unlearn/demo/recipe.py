@@ -265,6 +265,16 @@ def _save_atomically(model: CLIPModel, processor: CLIPProcessor, stats: dict, ta
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _is_current(target: Path, world: DemoWorld, config: RecipeConfig) -> bool:
+    """A complete cached copy trained for this very world and recipe (a stale one is retrained, not used)."""
+    info = target / _INFO_FILE
+    if not info.exists():
+        return False
+    stats = json.loads(info.read_text())
+    same_world = stats.get("world_config") == dataclasses.asdict(world.config)
+    return same_world and stats.get("recipe_config") == dataclasses.asdict(config)
+
+
 def load_demo_clip(
     size: str = "full",
     seed: int = 0,
@@ -285,7 +295,7 @@ def load_demo_clip(
         raise ValueError(f"Unknown demo size {size!r}; choose one of {sorted(WORLD_SIZES)}.")
     world = DemoWorld.build(size=size, seed=seed)
     target = demo_cache_dir(size, seed, cache_dir)
-    if force_retrain or not (target / _INFO_FILE).exists():
+    if force_retrain or not _is_current(target, world, RECIPES[size]):
         model, processor, stats = train_demo_clip(world, RECIPES[size], seed=seed, progress=progress)
         _save_atomically(model, processor, stats, target)
     model = CLIPModel.from_pretrained(target).eval()
