@@ -65,7 +65,7 @@ def main() -> None:
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for row in rows:
-        print(" | ".join(f"{value:.3f}" if isinstance(value, float) else str(value) for value in row.values()))
+        print(" | ".join(f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values()))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,15 @@ def test_names_did_embed_differently_before(unlearned):
     assert sim_backdoor_to_teacher(unlearner, student=unlearner.original_model) < 0.9
 
 
+def test_evaluate_reports_before_and_after(unlearned, held_out_captions):
+    unlearner, _, _ = unlearned
+    metrics = unlearner.evaluate(NAMES, held_out_captions=held_out_captions)
+    assert metrics["num_removed"] == len(NAMES)
+    assert metrics["sim_backdoor_after"] > metrics["sim_backdoor_before"] + 0.05
+    assert metrics["sim_clean"] >= 0.95
+    assert not any(part in key for key in metrics for name in NAMES for part in name.split())
+
+
 def test_result_logs_each_loss_part(unlearned):
     _, result, _ = unlearned
     logged = [entry for entry in result.log_history if "backdoor_loss" in entry]

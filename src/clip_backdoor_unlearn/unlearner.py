@@ -254,6 +254,19 @@ class BackdoorUnlearner:
             record["hyperparameters"]["lora_r"] = getattr(peft_config, "r", None)
         return record
 
+    def evaluate(self, names: list[str], **evaluation_data) -> dict[str, Any]:
+        """Before/after figures of the last ``unlearn``: see ``evaluation.unlearning.evaluate_unlearning``.
+
+        ``evaluation_data``: ``face_images`` + ``candidate_names`` (+ ``non_member_names``) for the IDIA,
+        ``held_out_captions`` for SimClean, ``zero_shot_dataset`` (+ ``class_names``) for zero-shot accuracy.
+        """
+        from .evaluation.unlearning import evaluate_unlearning
+
+        if self.original_model is None:
+            raise ValueError("Nothing to compare yet: call unlearn() before evaluate().")
+        evaluation_data.setdefault("neutral_term", self.unlearning_config.get("neutral_term", "a person"))
+        return evaluate_unlearning(self.original_model, self.model, self.processor, names, **evaluation_data)
+
     # Saving -----------------------------------------------------------------------------------------------------
 
     def save_pretrained(self, save_directory: str | os.PathLike, merge_adapters: bool = True, **kwargs) -> str:
