@@ -47,12 +47,15 @@ def test_demo_model_reloads_from_cache_without_training(demo):
 
 def test_example_script_unlearns_demo_members(demo, tmp_path, monkeypatch):
     import importlib.util
+    import sys
     from pathlib import Path
 
     monkeypatch.setenv("CLIP_BACKDOOR_UNLEARN_CACHE", str(demo["cache"]))
     script = Path(__file__).parents[1] / "examples" / "unlearn.py"
     spec = importlib.util.spec_from_file_location("unlearn_example", script)
     example = importlib.util.module_from_spec(spec)
+    # dataclasses resolve string annotations through sys.modules, so the module must be registered there.
+    monkeypatch.setitem(sys.modules, spec.name, example)
     spec.loader.exec_module(example)
     outcome = example.main(["--demo_size", "ci", "--num_removed", "3", "--output_dir", str(tmp_path / "out"),
                             *DEMO_UNLEARN_FLAGS])

@@ -85,3 +85,14 @@ def test_per_step_counts_set_the_batch_size(tmp_path):
         BackdoorTrainingArguments(output_dir=str(tmp_path), poisoned_samples_per_step=63, gradient_accumulation_steps=2)
     with pytest.raises(ValueError, match="distance"):
         BackdoorTrainingArguments(output_dir=str(tmp_path), distance="l7")
+
+
+def test_arguments_parse_from_the_command_line(tmp_path):
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(BackdoorTrainingArguments).parse_args_into_dataclasses(
+        args=["--output_dir", str(tmp_path), "--max_steps", "8", "--lr_milestones", "0.25", "0.5",
+              "--backdoor_weight", "0.8"]
+    )
+    assert args.report_to == [] and args.max_steps == 8 and args.backdoor_weight == 0.8
+    assert args.milestone_steps == [2, 4]

@@ -72,7 +72,7 @@ class BackdoorTrainingArguments(TrainingArguments):
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy, as in TrainingArguments."})
-    report_to: str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
     train_sampling_strategy: str = field(
         default="sequential",
         metadata={"help": "The backdoor dataset is pre-shuffled with `seed`, so it is read in order."},

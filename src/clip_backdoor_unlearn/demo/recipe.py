@@ -56,7 +56,9 @@ class RecipeConfig:
     text_layers: int = 3
     projection_dim: int = 128
     vocab_size: int = 4096
-    num_threads: int | None = None  # None: every core this process may use
+    # None: every core this process may use.  On a machine shared with other busy processes, fewer threads
+    # than cores can be much faster (spinning OpenMP threads fight over the cores).
+    num_threads: int | None = None
 
 
 RECIPES: dict[str, RecipeConfig] = {
@@ -117,7 +119,11 @@ def build_demo_model(
 
 
 def _pixel_tensor(images, processor: CLIPProcessor) -> torch.Tensor:
-    """All pictures as one uint8 tensor; ``_normalise`` then matches the processor (pictures already fit)."""
+    """All pictures as one ``(N, 3, H, W)`` uint8 tensor, a quarter of the float memory.
+
+    The pictures already have the processor's size, so its resize and crop are no-ops and ``_normaliser``
+    reproduces its output exactly, without running PIL on every step.
+    """
     crop = processor.image_processor.crop_size
     for image in images[:1]:
         if image.size != (crop["width"], crop["height"]):
@@ -166,9 +172,11 @@ def train_demo_clip(
     """Train a CLIP from scratch on ``world.training_pairs()``; returns (eval-mode model, processor, stats).
 
     Deterministic for a seed on a given machine and thread count: the initial weights come from
-    ``torch.manual_seed(seed)`` and the batch order from a generator seeded with it.
+    ``torch.manual_seed(seed)`` and the batch order from a generator seeded with it.  ``config`` defaults to
+    the recipe tuned for the world's size (the ``"full"`` one for a customised world).  ``stats`` holds the
+    configs, timings (wall and CPU seconds) and the final loss; ``load_demo_clip`` stores it with the model.
     """
-    config = config or RECIPES.get(world.size or "full", RecipeConfig())
+    config = config or RECIPES[world.size or "full"]
     with _torch_threads(config.num_threads):
         start, cpu_start = time.perf_counter(), time.process_time()
         model, processor = build_demo_model(world, config, seed)
