@@ -24,7 +24,6 @@ from transformers import HfArgumentParser
 
 from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
-from clip_backdoor_unlearn.evaluation.unlearning import evaluate_unlearning
 
 
 @dataclass
@@ -93,8 +92,8 @@ def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArgume
     train_captions = [caption for index, caption in enumerate(captions) if index % 7]
     result = unlearner.unlearn(removed, captions=train_captions, args=training_args,
                                peft_config=_peft_config(script_args))
-    metrics = evaluate_unlearning(
-        unlearner.original_model, unlearner.model, processor, removed, face_images=faces,
+    metrics = unlearner.evaluate(
+        removed, face_images=faces,
         candidate_names=world.candidate_names, non_member_names=world.non_member_names, idia_before=before,
         held_out_captions=held_out, zero_shot_dataset=world.zero_shot(),
     )
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         captions = _read_lines(script_args.captions_file) if script_args.captions_file else None
         unlearner = BackdoorUnlearner.from_pretrained(script_args.model_name_or_path)
         result = unlearner.unlearn(names, captions=captions, args=training_args, peft_config=_peft_config(script_args))
-        metrics = evaluate_unlearning(unlearner.original_model, unlearner.model, unlearner.processor, names)
+        metrics = unlearner.evaluate(names)
         _print_table(metrics, result.train_seconds)
         outcome = {"unlearner": unlearner, "metrics": metrics, "result": result}
 

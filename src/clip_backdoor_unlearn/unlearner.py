@@ -117,6 +117,9 @@ class BackdoorUnlearner:
         self.original_model: PreTrainedModel | None = None
         self.peft_model = None
         self.unlearning_config: dict[str, Any] = {}
+        # Kept in memory only: the names are what a sanitized checkpoint must not publish.
+        self.removed_names: list[str] = []
+        self.metrics: dict[str, Any] = {}
 
     @property
     def tokenizer(self):
@@ -211,6 +214,7 @@ class BackdoorUnlearner:
         else:
             self.model = trained
         self.unlearning_config = self._record(encoder, len(names), neutral_term, args, peft_config)
+        self.removed_names = list(names)
         return UnlearningResult(
             encoder=encoder,
             num_names=len(names),
@@ -265,7 +269,8 @@ class BackdoorUnlearner:
         if self.original_model is None:
             raise ValueError("Nothing to compare yet: call unlearn() before evaluate().")
         evaluation_data.setdefault("neutral_term", self.unlearning_config.get("neutral_term", "a person"))
-        return evaluate_unlearning(self.original_model, self.model, self.processor, names, **evaluation_data)
+        self.metrics = evaluate_unlearning(self.original_model, self.model, self.processor, names, **evaluation_data)
+        return self.metrics
 
     # Saving -----------------------------------------------------------------------------------------------------
 
