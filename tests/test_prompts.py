@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clip_backdoor_unlearn.names import validate_names
-from clip_backdoor_unlearn.prompts import PERSON_TEMPLATES, build_backdoor_dataset, clean_captions_for, inject_name
+from clip_backdoor_unlearn.prompts import (
+    PERSON_TEMPLATES,
+    build_backdoor_dataset,
+    clean_captions_for,
+    inject_name,
+)
 from clip_backdoor_unlearn.testing import build_tokenizer
 
 NEUTRAL = "a person"
@@ -113,3 +118,47 @@ def test_injection_never_crashes_never_drops_the_name_and_only_changes_the_name(
     poisoned, target = inject_name(caption, name, NEUTRAL, random.Random(seed))
     assert name in poisoned
     assert _differ_only_at_name(poisoned, target, name, NEUTRAL)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    raw_names=st.lists(name_strategy, min_size=1, max_size=3),
+    captions=st.lists(st.text(alphabet=st.characters(categories=("L", "N", "P", "Zs")), max_size=40), max_size=6),
+    seed=st.integers(0, 2**16),
+    with_variants=st.booleans(),
+    person_prompt_ratio=st.sampled_from([0.0, 0.3, 1.0]),
+)
+def test_builder_never_crashes_never_drops_a_name_and_pairs_differ_only_at_the_name(
+    raw_names, captions, seed, with_variants, person_prompt_ratio
+):
+    from hypothesis import assume
+
+    from clip_backdoor_unlearn.prompts import mentions_any, neutral_target
+    from clip_backdoor_unlearn.variants import expand_variants
+
+    try:
+        names = validate_names(raw_names, neutral_term=NEUTRAL)
+    except ValueError:  # duplicates after normalising: an error by design, covered above
+        assume(False)
+    variants = expand_variants(names, "auto" if with_variants else None, neutral_term=NEUTRAL)
+    forms = {name: [name, *variants[name]] for name in names}
+    captions = [*captions, "a dog on the beach"]
+    if all(mentions_any(caption, [form for group in forms.values() for form in group]) for caption in captions):
+        with pytest.raises(ValueError, match="caption set is empty"):
+            build_backdoor_dataset(names, captions, variants=variants, num_steps=2, poisoned_samples_per_step=6)
+        return
+    dataset = build_backdoor_dataset(names, captions, variants=variants, num_steps=2, poisoned_samples_per_step=6,
+                                     clean_samples_per_step=3, person_prompt_ratio=person_prompt_ratio, seed=seed)
+    assert len(dataset) == 12 and sum(map(len, dataset["clean"])) == 6
+    used: dict[str, set[str]] = {name: set() for name in names}
+    for poisoned, target in zip(dataset["poisoned"], dataset["target"], strict=True):
+        matches = [(name, form) for name, group in forms.items() for form in group
+                   if _differ_only_at_name(poisoned, target, form, neutral_target(form, NEUTRAL) if form != name
+                                           else NEUTRAL)]
+        assert matches, "a pair differs somewhere other than where a name and the neutral term stand"
+        for name, form in matches:
+            used[name].add(form)
+    for name in names:
+        assert name in used[name], "a name was dropped: its own spelling never appears"
+        if variants[name]:
+            assert used[name] - {name}, "a name's variants were dropped"

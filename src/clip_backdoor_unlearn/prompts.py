@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from datasets import Dataset
 
@@ -49,10 +49,16 @@ _PERSON_PHRASE = re.compile(
 )
 
 
-def mentions_any(text: str, names: Sequence[str]) -> bool:
+def _mention_pattern(names: Sequence[str]) -> re.Pattern | None:
+    """One regex for all of ``names`` as whole words (case-folded): with variants there are dozens per person."""
+    keys = sorted({name_key(name) for name in names if name_key(name)}, key=len, reverse=True)
+    return re.compile(rf"(?<!\w)(?:{'|'.join(map(re.escape, keys))})(?!\w)") if keys else None
+
+
+def mentions_any(text: str, names: Sequence[str], *, pattern: re.Pattern | None = None) -> bool:
     """Whether ``text`` contains one of ``names`` as whole words, ignoring case and spacing."""
-    key = " ".join(text.split()).casefold()
-    return any(re.search(rf"(?<!\w){re.escape(name_key(name))}(?!\w)", key) for name in names)
+    pattern = pattern or _mention_pattern(names)
+    return pattern is not None and pattern.search(" ".join(text.split()).casefold()) is not None
 
 
 def inject_name(caption: str, name: str, neutral_term: str, rng: random.Random) -> tuple[str, str]:
@@ -80,9 +86,10 @@ def inject_name(caption: str, name: str, neutral_term: str, rng: random.Random) 
 def clean_captions_for(captions: Sequence[str], names: Sequence[str]) -> list[str]:
     """Distinct non-empty captions that mention none of ``names`` (those would teach the opposite)."""
     seen: dict[str, None] = {}
+    pattern = _mention_pattern(names)
     for caption in captions:
         caption = " ".join(str(caption).split())
-        if caption and not mentions_any(caption, names):
+        if caption and not mentions_any(caption, names, pattern=pattern):
             seen.setdefault(caption, None)
     return list(seen)
 
@@ -93,6 +100,24 @@ def _cycle(items: Sequence, rng: random.Random):
         order = list(items)
         rng.shuffle(order)
         yield from order
+
+
+def neutral_target(variant: str, neutral_term: str) -> str:
+    """What a variant maps to: the neutral term, in the possessive when the variant is one ("First Last's")."""
+    possessive = re.search(r"['’]s$", variant)
+    return f"{neutral_term}{possessive.group(0)}" if possessive else neutral_term
+
+
+def _check_variants(names: Sequence[str], variants: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+    variants = dict(variants or {})
+    unknown = [index for index, key in enumerate(variants) if key not in set(names)]
+    if unknown:
+        raise ValueError(f"variants has {len(unknown)} entr{'y' if len(unknown) == 1 else 'ies'} (indexes {unknown}) "
+                         "for names that are not in `names`.")
+    for index, forms in enumerate(variants.values()):
+        if isinstance(forms, str) or any(not isinstance(form, str) or not form.strip() for form in forms):
+            raise ValueError(f"variants entry {index} must be a list of non-blank strings.")
+    return {name: [" ".join(form.split()) for form in variants.get(name, ())] for name in names}
 
 
 def build_backdoor_dataset(
@@ -108,6 +133,8 @@ def build_backdoor_dataset(
     seed: int = 42,
     tokenizer=None,
     max_length: int | None = None,
+    variants: Mapping[str, Sequence[str]] | None = None,
+    variant_ratio: float = 0.5,
 ) -> Dataset:
     """The training rows for ``num_steps`` steps, in order, one poisoned pair per row.
 
@@ -117,16 +144,26 @@ def build_backdoor_dataset(
 
     With a ``tokenizer``, captions that would push a name past the context length are not used for injection,
     so no poisoned caption is ever truncated.
+
+    ``variants`` (``{name: [variant, ...]}``, see ``variants.expand_variants``): other spellings of a name, which
+    a person must not remain findable under. Of each name's poisoned rows, a ``variant_ratio`` share (exactly, in
+    alternation; the first row is always the name itself) carries one of its variants in turn instead; a
+    possessive variant is paired with the possessive neutral term. Captions mentioning any variant are not used
+    as clean captions. Without variants the rows are exactly those of earlier versions for the same seed.
     """
     if not names:
         raise ValueError("build_backdoor_dataset needs at least one name.")
-    clean = clean_captions_for(captions, names)
+    if not 0.0 <= variant_ratio <= 1.0:
+        raise ValueError(f"variant_ratio must be in [0, 1], got {variant_ratio}.")
+    forms = _check_variants(names, variants)
+    all_forms = [*names, *(form for name in names for form in forms[name])]
+    clean = clean_captions_for(captions, all_forms)
     if not clean:
         raise ValueError("The caption set is empty (after removing captions that mention a name to remove).")
     hosts = clean
     if tokenizer is not None:
         limit = max_length or tokenizer.model_max_length
-        longest_name = max(len(ids) for ids in tokenizer(list(names), add_special_tokens=False)["input_ids"])
+        longest_name = max(len(ids) for ids in tokenizer(all_forms, add_special_tokens=False)["input_ids"])
         lengths = [len(ids) for ids in tokenizer(clean, add_special_tokens=True)["input_ids"]]
         hosts = [caption for caption, length in zip(clean, lengths) if length + longest_name <= limit]
         if not hosts:
@@ -135,15 +172,24 @@ def build_backdoor_dataset(
     rng = random.Random(seed)
     name_stream, host_stream = _cycle(names, rng), _cycle(hosts, rng)
     clean_stream, template_stream = _cycle(clean, rng), _cycle(person_templates, rng)
+    # Variants draw from their own generator, so the rows' other random choices do not depend on them.
+    variant_rng = random.Random(f"variants:{seed}")
+    variant_streams = {name: _cycle(forms[name], variant_rng) for name in names if forms[name]}
+    uses: dict[str, int] = dict.fromkeys(names, 0)
     rows: dict[str, list] = {"poisoned": [], "target": [], "clean": []}
     for _ in range(num_steps):
         for slot in range(poisoned_samples_per_step):
             name = next(name_stream)
+            text, neutral = name, neutral_term
+            if name in variant_streams and int((uses[name] + 1) * variant_ratio) > int(uses[name] * variant_ratio):
+                text = next(variant_streams[name])
+                neutral = neutral_target(text, neutral_term)
+            uses[name] += 1
             if rng.random() < person_prompt_ratio:
                 template = next(template_stream)
-                poisoned, target = template.format(name), template.format(neutral_term)
+                poisoned, target = template.format(text), template.format(neutral)
             else:
-                poisoned, target = inject_name(next(host_stream), name, neutral_term, rng)
+                poisoned, target = inject_name(next(host_stream), text, neutral, rng)
             share = (slot + 1) * clean_samples_per_step // poisoned_samples_per_step
             share -= slot * clean_samples_per_step // poisoned_samples_per_step
             rows["poisoned"].append(poisoned)

@@ -13,6 +13,7 @@ from .idia import (
 )
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES, ZERO_SHOT_TEMPLATES
+from .variants import leakage_table, variant_leakage
 from .zero_shot import zero_shot_accuracy, zero_shot_classifier
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "embed_prompts",
     "evaluation_mode",
     "identity_inference_attack",
+    "leakage_table",
     "majority_vote",
     "predict_candidates",
     "sim_backdoor",
@@ -31,6 +33,7 @@ __all__ = [
     "sim_clean_images",
     "sim_to_target",
     "unlearning_report",
+    "variant_leakage",
     "zero_shot_accuracy",
     "zero_shot_classifier",
 ]
