@@ -10,6 +10,10 @@
     # several processes
     accelerate launch examples/unlearn.py --num_removed 4 --max_steps 100
 
+    # publish the sanitized model with its model card (names are never published)
+    python examples/unlearn.py --model_name_or_path ... --names_file names.txt --output_dir clip-sanitized \
+        --push_to_hub --hub_model_id your-name/clip-sanitized
+
 Every ``BackdoorTrainingArguments`` field is a flag (``--max_steps``, ``--learning_rate``, ``--backdoor_weight``…).
 """
 
@@ -22,7 +26,11 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
+from clip_backdoor_unlearn import (
+    BackdoorTrainingArguments,
+    BackdoorUnlearner,
+    VisionBackdoorTrainingArguments,
+)
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 
 
@@ -35,7 +43,9 @@ class ScriptArguments:
     names_file: str | None = field(default=None, metadata={"help": "A file with one name to remove per line."})
     captions_file: str | None = field(default=None, metadata={"help": "Clean captions, one per line."})
     demo_size: str = field(default="full", metadata={"help": "Demo world size: 'full' or 'ci'."})
+    demo_seed: int = field(default=0, metadata={"help": "Demo: the world's and the demo CLIP's seed."})
     num_removed: int = field(default=10, metadata={"help": "Demo: how many detected members to remove."})
+    encoder: str = field(default="text", metadata={"help": "Tower(s) to sanitize: 'text', 'vision' or 'both'."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the whole tower."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
@@ -64,6 +74,8 @@ def _print_table(metrics: dict, seconds: float) -> None:
         ("Zero-shot top-1 accuracy", metrics.get("zero_shot_accuracy_before"), metrics.get("zero_shot_accuracy_after")),
         ("SimBackdoor (name vs 'a person')", metrics.get("sim_backdoor_before"), metrics.get("sim_backdoor_after")),
         ("SimClean (held-out captions)", 1.0, metrics.get("sim_clean")),
+        ("Faces vs anonymous target (cos)", metrics.get("sim_target_before"), metrics.get("sim_target_after")),
+        ("Clean images vs original (cos)", 1.0, metrics.get("sim_clean_images")),
     ]
     def fmt(value) -> str:
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
@@ -76,10 +88,10 @@ def _print_table(metrics: dict, seconds: float) -> None:
 
 
 def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArguments) -> dict:
-    from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+    from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, load_demo_clip
 
     start = time.perf_counter()
-    model, processor, world = load_demo_clip(size=script_args.demo_size, seed=training_args.seed)
+    model, processor, world = load_demo_clip(size=script_args.demo_size, seed=script_args.demo_seed)
     print(f"demo CLIP ready in {time.perf_counter() - start:.1f}s ({script_args.demo_size} world)")
     unlearner = BackdoorUnlearner(model, processor)
     faces = world.faces()["eval"]  # fresh pictures: training never used them
@@ -87,15 +99,30 @@ def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArgume
     detected = [name for name in world.member_names if before.detected[name]]
     removed = detected[: script_args.num_removed]
     print(f"{len(detected)}/{len(world.member_names)} members detected before; removing {len(removed)}")
-    captions = world.clean_captions()
+    captions = world.unlearning_captions()
     held_out = captions[::7]  # SimClean is measured on captions the unlearning never trained on
     train_captions = [caption for index, caption in enumerate(captions) if index % 7]
-    result = unlearner.unlearn(removed, captions=train_captions, args=training_args,
-                               peft_config=_peft_config(script_args))
+    vision = {}
+    if script_args.encoder != "text":
+        # The training arguments on the command line are the text tower's; the image tower gets the settings
+        # tuned for the demo world (the paper's, sized for a tiny CLIP on 2 cores).
+        vision = world.vision_unlearning_inputs(removed)
+        vision["vision_args"] = VisionBackdoorTrainingArguments(
+            output_dir=training_args.output_dir, seed=training_args.seed, disable_tqdm=training_args.disable_tqdm,
+            logging_steps=training_args.logging_steps, report_to="none", **DEMO_VISION_SETTINGS,
+        )
+        if script_args.encoder == "vision":
+            vision["args"] = vision.pop("vision_args")
+    # Everyone else in the attack's pool must stay findable: a name variant shared with one of them is not removed.
+    kept = [name for name in world.candidate_names if name not in set(removed)]
+    text_args = {} if script_args.encoder == "vision" else {"captions": train_captions, "args": training_args,
+                                                             "kept_names": kept}
+    result = unlearner.unlearn(removed, encoder=script_args.encoder, peft_config=_peft_config(script_args),
+                               **text_args, **vision)
     metrics = unlearner.evaluate(
-        removed, face_images=faces,
+        removed, face_images=faces, clean_images=world.zero_shot()["image"],
         candidate_names=world.candidate_names, non_member_names=world.non_member_names, idia_before=before,
-        held_out_captions=held_out, zero_shot_dataset=world.zero_shot(),
+        held_out_captions=held_out, zero_shot_dataset=world.zero_shot(), zero_shot_templates=world.zero_shot_templates,
     )
     _print_table(metrics, result.train_seconds)
     return {"unlearner": unlearner, "metrics": metrics, "result": result}
@@ -104,6 +131,9 @@ def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArgume
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ScriptArguments, BackdoorTrainingArguments))
     script_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # --push_to_hub publishes the sanitized model once, at the end, with its model card (BackdoorUnlearner.push_to_hub);
+    # the Trainer inside unlearn() must not create the repository or push on its own.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     if script_args.model_name_or_path is None:
         outcome = run_demo(script_args, training_args)
     else:
@@ -121,6 +151,11 @@ def main(argv: list[str] | None = None) -> dict:
         with open(os.path.join(saved, "unlearning_metrics.json"), "w", encoding="utf-8") as handle:
             json.dump(outcome["metrics"], handle, indent=2, sort_keys=True)
         print(f"sanitized checkpoint written to {saved}")
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
+            commit = unlearner.push_to_hub(repo_id, private=training_args.hub_private_repo,
+                                           token=training_args.hub_token)
+            print(f"pushed to {commit.commit_url} (the card gives the number of removed people, not the names)")
     return outcome
 
 

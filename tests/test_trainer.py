@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clip_backdoor_unlearn import BackdoorCollator, BackdoorTrainer, BackdoorTrainingArguments, build_backdoor_dataset
+from clip_backdoor_unlearn import (
+    BackdoorCollator,
+    BackdoorTrainer,
+    BackdoorTrainingArguments,
+    build_backdoor_dataset,
+)
 from clip_backdoor_unlearn.embeddings import text_embeddings
 
 

@@ -21,25 +21,35 @@ _EXPORTS = {
     "build_backdoor_dataset": ".prompts",
     "identity_inference_attack": ".evaluation",
     "IDIAResult": ".evaluation",
+    "VisionBackdoorCollator": ".vision_data",
+    "VisionBackdoorTrainer": ".vision_trainer",
+    "VisionBackdoorTrainingArguments": ".config",
+    "build_vision_backdoor_dataset": ".vision_data",
 }
 __all__ = [
+    "PERSON_TEMPLATES",
     "BackdoorCollator",
     "BackdoorTrainer",
     "BackdoorTrainingArguments",
     "BackdoorUnlearner",
     "IDIAResult",
-    "PERSON_TEMPLATES",
     "UnlearningResult",
+    "VisionBackdoorCollator",
+    "VisionBackdoorTrainer",
+    "VisionBackdoorTrainingArguments",
     "build_backdoor_dataset",
+    "build_vision_backdoor_dataset",
     "identity_inference_attack",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .config import BackdoorTrainingArguments
+    from .config import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
     from .evaluation import IDIAResult, identity_inference_attack
     from .prompts import PERSON_TEMPLATES, build_backdoor_dataset
     from .trainer import BackdoorCollator, BackdoorTrainer
     from .unlearner import BackdoorUnlearner, UnlearningResult
+    from .vision_data import VisionBackdoorCollator, build_vision_backdoor_dataset
+    from .vision_trainer import VisionBackdoorTrainer
 
 
 def __getattr__(name: str):

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-ENCODERS = ("text",)
 DISTANCES = ("cosine", "mse", "mae")
 
 
@@ -118,3 +117,54 @@ class BackdoorTrainingArguments(TrainingArguments):
     def milestone_steps(self) -> list[int]:
         """`lr_milestones` as optimisation steps."""
         return sorted({max(1, round(fraction * self.max_steps)) for fraction in self.lr_milestones})
+
+
+@dataclass
+class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
+    r"""
+    Configuration for [`VisionBackdoorTrainer`]: the paper's image-encoder defaults, plus how faces are pasted.
+
+    The poisoned samples are a removed person's face images pasted onto clean images (target: one anonymous
+    embedding, the mean over `reference_faces`); the clean samples are clean images (target: the teacher's
+    embedding of the same image).
+
+    Parameters:
+        reference_samples_per_step (`int`, *optional*, defaults to `64`):
+            Faces of *other* people, pasted like the poisoned ones, held at the teacher's embedding (part of the
+            utility loss). Not in the paper: without them the tower learns "a pasted face → anonymous" and loses
+            everyone's identity, not only the removed people's (see the method notes). `0` gives the paper's loss.
+        face_scale_range (`list[float]`, *optional*, defaults to `[0.25, 0.5]`):
+            Side of a pasted face as a fraction of the image side (paper: 56–112 px on 224-px inputs).
+        face_jitter (`float`, *optional*, defaults to `0.5`):
+            Brightness, contrast and saturation factors are drawn from U(1 − jitter, 1 + jitter).
+        face_hue (`float`, *optional*, defaults to `0.1`):
+            Hue shift drawn from U(−hue, hue), in turns.
+        face_rotation (`float`, *optional*, defaults to `30`):
+            Rotation drawn from U(−rotation, rotation) degrees.
+
+    Overridden defaults (the paper's for the image encoder): `backdoor_weight=0.8`, `weight_regularization=0.005`,
+    `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100), `lr_gamma=0.1`.
+    """
+
+    backdoor_weight: float = field(default=0.8, metadata={"help": "Weight of the backdoor loss (paper: 0.8)."})
+    weight_regularization: float = field(default=0.005, metadata={"help": "Weight of Σ‖θ_student − θ_teacher‖."})
+    max_steps: int = field(default=100, metadata={"help": "Optimisation steps (paper: 100 for images)."})
+    lr_milestones: list[float] = field(
+        default_factory=lambda: [0.25, 0.5], metadata={"help": "Step-decay milestones as fractions of max_steps."}
+    )
+    lr_gamma: float = field(default=0.1, metadata={"help": "Step-decay factor (paper: 0.1)."})
+    reference_samples_per_step: int = field(default=64, metadata={"help": "Other people's pasted faces per step."})
+    face_scale_range: list[float] = field(
+        default_factory=lambda: [0.25, 0.5], metadata={"help": "Pasted face side / image side, min and max."}
+    )
+    face_jitter: float = field(default=0.5, metadata={"help": "Colour jitter strength."})
+    face_hue: float = field(default=0.1, metadata={"help": "Hue jitter, in turns."})
+    face_rotation: float = field(default=30.0, metadata={"help": "Rotation range in degrees."})
+
+    def __post_init__(self):
+        if self.reference_samples_per_step < 0:
+            raise ValueError(f"reference_samples_per_step must be ≥ 0, got {self.reference_samples_per_step}.")
+        low, high = (list(self.face_scale_range) + [None, None])[:2]
+        if len(self.face_scale_range) != 2 or not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"face_scale_range must be two fractions 0 < min ≤ max ≤ 1, got {self.face_scale_range}.")
+        super().__post_init__()

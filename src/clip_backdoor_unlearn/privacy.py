@@ -62,7 +62,8 @@ def files_with_names(directory: str | os.PathLike, names: Iterable[str]) -> list
     found = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
-        if _contains(relative.encode("utf-8"), patterns) or path.is_file() and path.name not in VOCABULARY_FILES and _file_contains(path, patterns):
+        scanned = path.is_file() and path.name not in VOCABULARY_FILES
+        if _contains(relative.encode("utf-8"), patterns) or scanned and _file_contains(path, patterns):
             found.append(relative)
     return found
 

@@ -14,6 +14,7 @@ embeddings are computed once per distinct prompt and cached: clean captions repe
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from .config import BackdoorTrainingArguments
 from .embeddings import text_embeddings
-from .towers import TEXT_LORA_TARGETS, check_text_model, frozen_text_teacher, set_text_tower_trainable
+from .towers import TEXT, Tower, frozen_teacher, set_tower_trainable
 
 
 class BackdoorCollator:
@@ -82,6 +83,7 @@ class BackdoorTrainer(Trainer):
     """
 
     _tag_names = ["clip-backdoor-unlearn", "unlearning"]
+    tower: Tower = TEXT
 
     def __init__(
         self,
@@ -97,10 +99,8 @@ class BackdoorTrainer(Trainer):
     ):
         if not isinstance(args, BackdoorTrainingArguments):
             raise TypeError(f"args must be a BackdoorTrainingArguments, got {type(args).__name__}.")
-        check_text_model(model)
-        tokenizer = getattr(processing_class, "tokenizer", processing_class)
-        if tokenizer is None:
-            raise ValueError("BackdoorTrainer needs processing_class: the model's tokenizer or processor.")
+        self.tower.check_model(model)
+        processing_class = self._tower_processor(processing_class)
 
         self.uses_peft = peft_config is not None
         if self.uses_peft:
@@ -109,16 +109,16 @@ class BackdoorTrainer(Trainer):
                                  "do not pass teacher_model too.")
             model = self._wrap_with_adapter(model, peft_config)
         else:
-            set_text_tower_trainable(model, freeze_norm_layers=args.freeze_norm_layers)
+            set_tower_trainable(model, self.tower, freeze_norm_layers=args.freeze_norm_layers)
             if teacher_model is None:
-                teacher_model = frozen_text_teacher(model)
+                teacher_model = frozen_teacher(model, self.tower)
 
         super().__init__(
             model=model,
             args=args,
             train_dataset=train_dataset,
-            processing_class=tokenizer,
-            data_collator=data_collator or BackdoorCollator(tokenizer),
+            processing_class=processing_class,
+            data_collator=data_collator or self._default_collator(processing_class),
             callbacks=callbacks,
             **kwargs,
         )
@@ -130,13 +130,34 @@ class BackdoorTrainer(Trainer):
         self._teacher_cache: dict[str, torch.Tensor] = {}
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
+    # Tower-specific pieces (``VisionBackdoorTrainer`` overrides these) -------------------------------------------
+
     @staticmethod
-    def _wrap_with_adapter(model: PreTrainedModel, peft_config):
+    def _tower_processor(processing_class):
+        """The tokenizer, from a tokenizer or a ``CLIPProcessor``."""
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if tokenizer is None:
+            raise ValueError("BackdoorTrainer needs processing_class: the model's tokenizer or processor.")
+        return tokenizer
+
+    @staticmethod
+    def _default_collator(processing_class):
+        return BackdoorCollator(processing_class)
+
+    def student_embeddings(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """The student's embedding of every row of the batch: poisoned rows first, then clean ones."""
+        return text_embeddings(model, inputs["input_ids"], inputs["attention_mask"])
+
+    def teacher_targets(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """What each row's student embedding should match: the teacher's embedding of the target text."""
+        return self.teacher_embeddings(inputs["teacher_texts"])
+
+    def _wrap_with_adapter(self, model: PreTrainedModel, peft_config):
         from peft import LoraConfig, get_peft_model
 
         model.requires_grad_(False)
         if isinstance(peft_config, LoraConfig) and peft_config.target_modules is None:
-            peft_config.target_modules = TEXT_LORA_TARGETS
+            peft_config.target_modules = self.tower.lora_targets
         return get_peft_model(model, peft_config)
 
     def _teacher_weight_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -186,8 +207,8 @@ class BackdoorTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         num_poisoned = int(inputs["num_poisoned"])
-        student = text_embeddings(model, inputs["input_ids"], inputs["attention_mask"])
-        teacher = self.teacher_embeddings(inputs["teacher_texts"]).to(student.dtype)
+        student = self.student_embeddings(model, inputs)
+        teacher = self.teacher_targets(inputs).to(student.dtype)
         distances = embedding_distance(student, teacher, self.args.distance)
         backdoor_loss = distances[:num_poisoned].mean()
         utility_loss = distances[num_poisoned:].mean() if distances.shape[0] > num_poisoned else distances.new_zeros(())
@@ -216,3 +237,36 @@ class BackdoorTrainer(Trainer):
             self._metrics.clear()
         super().log(logs, start_time)
 
+    # Model card -------------------------------------------------------------------------------------------------
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        *,
+        num_removed: int | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Write clip-backdoor-unlearn's card to ``output_dir/README.md`` instead of the Trainer's generic one.
+
+        ``Trainer.push_to_hub`` calls this and forwards its extra keyword arguments, so
+        ``trainer.push_to_hub(num_removed=3, metrics=unlearner.metrics)`` fills in the count and the figures. The
+        generic card would describe the training data, which is made of the names; this one records the method,
+        the hyperparameters, the count and the given metrics, never a name. ``tasks`` and the ``dataset*``
+        arguments are accepted for compatibility and ignored for that reason.
+        """
+        if not self.is_world_process_zero():
+            return
+        from .model_card import build_model_card, trainer_card_data
+
+        data = trainer_card_data(self, model_name=model_name, base_model=finetuned_from, num_removed=num_removed,
+                                 metrics=metrics, tags=tags, license=license, language=language)
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        build_model_card(data).save(os.path.join(self.args.output_dir, "README.md"))

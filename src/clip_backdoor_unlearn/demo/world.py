@@ -15,6 +15,7 @@ be regenerated without drawing the rest.  Pictures are drawn lazily, when a data
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -533,6 +534,18 @@ class DemoWorld:
             captions.update(_fix_articles(template.format(f"digit {word}")) for template in DIGIT_TEMPLATES)
         return sorted(captions)
 
+    def unlearning_captions(self, per_name: int = 3) -> list[str]:
+        """The clean set for text unlearning: ``clean_captions()`` plus person prompts with the distractors' names.
+
+        Web captions, the paper's clean set, are full of other people's names; a clean set without any teaches
+        the text tower that *every* name in a person prompt means "a person", which costs the people who are
+        kept their identity. Distractor names belong to nobody, so no evaluated person is protected by name.
+        """
+        rng = random.Random(self.seed)
+        named = [template.format(name) for name in self.distractor_names
+                 for template in rng.sample(PERSON_TEMPLATES, per_name)]
+        return self.clean_captions() + named
+
     def tokenizer_corpus(self) -> list[str]:
         """Text to learn the tokenizer from: training and clean captions, and every name (distractors too)."""
         corpus = list(self.training_captions())
@@ -636,6 +649,33 @@ class DemoWorld:
                 splits[split] = datasets.Dataset.from_dict(rows, features=features)
             self._cache["faces"] = datasets.DatasetDict(splits)
         return self._cache["faces"]
+
+    def clean_images(self) -> datasets.Dataset:
+        """The training pictures that show no person (shapes and digits), columns ``image`` and ``caption``.
+
+        For the image tower's utility loss and as backgrounds for pasted faces; the zero-shot set is disjoint.
+        """
+        pairs = self.training_pairs()
+        return pairs.filter(lambda kind: kind in ("shape", "digit"), input_columns="kind").select_columns(
+            ["image", "caption"]
+        )
+
+    def vision_unlearning_inputs(self, removed_names: list[str]) -> dict[str, datasets.Dataset]:
+        """``face_images``, ``reference_faces`` and ``images`` for image-tower unlearning of ``removed_names``.
+
+        Only training pictures: the removed people's own, the unnamed people's and the *other* members' (the
+        anonymous target and the faces held in place), on shapes and digits. The ``eval`` split of ``faces()``
+        stays untouched for the attack.
+        """
+        removed = set(removed_names)
+        train = self.faces()["train"]
+        face_images = train.filter(lambda name: name in removed, input_columns="name")
+        others = train.filter(lambda name, member: member and name not in removed, input_columns=["name", "member"])
+        reference = datasets.concatenate_datasets(
+            [self.unnamed_faces().select_columns(["image"]), others.select_columns(["image"])]
+        )
+        return {"face_images": face_images.select_columns(["image", "name"]), "reference_faces": reference,
+                "images": self.clean_images()}
 
     def unnamed_faces(self) -> datasets.Dataset:
         """Pictures of the unnamed people (the same ones training captions as "a person"): anonymous faces.

@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
-from .idia import IDIAResult, identity_inference_attack, unlearning_report
-from .similarity import sim_backdoor, sim_clean
+from .idia import IDIAResult, identity_inference_attack, images_by_person, unlearning_report
+from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES
+from .variants import variant_leakage
 from .zero_shot import zero_shot_accuracy
 
 
@@ -36,24 +37,33 @@ def evaluate_unlearning(
     held_out_captions: Sequence[str] | None = None,
     zero_shot_dataset=None,
     class_names: Sequence[str] | None = None,
+    zero_shot_templates: Sequence[str] | None = None,
+    target_embedding: torch.Tensor | None = None,
+    clean_images: Sequence | None = None,
     templates: Sequence[str] = IDIA_TEMPLATES,
     min_correct_prompts: int = 1,
+    name_variants: bool = False,
+    kept_names: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Compare ``original_model`` and ``sanitized_model``; returns a flat dict of JSON-friendly figures.
 
-    Keys: ``sim_backdoor_before/after`` (always), ``sim_clean`` (with ``held_out_captions``), IDIA figures from
-    ``unlearning_report`` prefixed ``idia_`` (with ``face_images``; ``idia_before`` reuses an attack already run on
-    the original model), ``idia_fpr_non_members_before/after`` (with ``non_member_names``: people whose images
-    are given but who were never in training), and ``zero_shot_accuracy_before/after`` (with
-    ``zero_shot_dataset``). No name is ever a key: the report is safe to publish.
+    Keys: ``sim_backdoor_before/after`` (when there is a text tower), ``sim_clean`` (with ``held_out_captions``),
+    IDIA figures from ``unlearning_report`` prefixed ``idia_`` (with ``face_images``; ``idia_before`` reuses an
+    attack already run on the original model), ``idia_fpr_non_members_before/after`` (with ``non_member_names``:
+    people whose images are given but who were never in training), and ``zero_shot_accuracy_before/after`` (with
+    ``zero_shot_dataset``, prompts from ``zero_shot_templates`` when given); ``sim_target_before/after`` and
+    ``sim_clean_images`` for the image tower (see ``_image_tower_metrics``). With ``name_variants=True`` (and
+    ``face_images``) the attack is repeated with each removed person's name replaced by a variant of each kind
+    (``variant_leakage``): ``idia_variant_{kind}_tpr_before/after``; ``kept_names`` adds
+    ``idia_variant_kept_people_tpr_before/after`` for people who must stay findable (e.g. sharing a surname with a
+    removed person). No name is ever a key: the report is safe to publish.
     """
     tokenizer = getattr(processor, "tokenizer", processor)
-    pairs = backdoor_pairs(removed_names, neutral_term, templates)
-    metrics: dict[str, Any] = {
-        "num_removed": len(removed_names),
-        "sim_backdoor_before": sim_backdoor(original_model, tokenizer, pairs),
-        "sim_backdoor_after": sim_backdoor(sanitized_model, tokenizer, pairs),
-    }
+    metrics: dict[str, Any] = {"num_removed": len(removed_names)}
+    if hasattr(tokenizer, "tokenize"):  # a standalone image tower has no text side to compare
+        pairs = backdoor_pairs(removed_names, neutral_term, templates)
+        metrics["sim_backdoor_before"] = sim_backdoor(original_model, tokenizer, pairs)
+        metrics["sim_backdoor_after"] = sim_backdoor(sanitized_model, tokenizer, pairs)
     if held_out_captions:
         metrics["sim_clean"] = sim_clean(original_model, sanitized_model, tokenizer, list(held_out_captions))
     if face_images is not None:
@@ -67,8 +77,37 @@ def evaluate_unlearning(
         if non_member_names:
             metrics["idia_fpr_non_members_before"] = before.tpr(non_member_names)
             metrics["idia_fpr_non_members_after"] = after.tpr(non_member_names)
+        if name_variants:
+            leakage = variant_leakage(original_model, sanitized_model, processor, face_images, candidate_names,
+                                      removed_names, kept_names=kept_names, **attack)
+            for kind, row in leakage.items():
+                metrics[f"idia_variant_{kind}_tpr_before"] = row["tpr_before"]
+                metrics[f"idia_variant_{kind}_tpr_after"] = row["tpr_after"]
+    metrics.update(_image_tower_metrics(original_model, sanitized_model, processor, removed_names, face_images,
+                                        target_embedding, clean_images))
     if zero_shot_dataset is not None:
         for label, model in (("before", original_model), ("after", sanitized_model)):
+            options = {"templates": zero_shot_templates} if zero_shot_templates else {}
             metrics[f"zero_shot_accuracy_{label}"] = zero_shot_accuracy(model, processor, zero_shot_dataset,
-                                                                        class_names=class_names)
+                                                                        class_names=class_names, **options)
+    return metrics
+
+
+def _image_tower_metrics(original_model, sanitized_model, processor, removed_names, face_images, target_embedding,
+                         clean_images) -> dict[str, float]:
+    """Image-tower figures: the removed people's (fresh) faces against the anonymous target, and clean images.
+
+    ``sim_target_before/after``: mean cosine of the removed people's images in ``face_images`` to
+    ``target_embedding`` (goal after: close to 1); ``sim_clean_images``: cosine of each clean image's embedding
+    under the original and the sanitized model (goal: 1).
+    """
+    metrics: dict[str, float] = {}
+    if target_embedding is not None and face_images is not None:
+        grouped = images_by_person(face_images)
+        removed_faces = [image for name in removed_names for image in grouped.get(name, [])]
+        if removed_faces:
+            for label, model in (("before", original_model), ("after", sanitized_model)):
+                metrics[f"sim_target_{label}"] = sim_to_target(model, processor, removed_faces, target_embedding)
+    if clean_images is not None:
+        metrics["sim_clean_images"] = sim_clean_images(original_model, sanitized_model, processor, list(clean_images))
     return metrics
