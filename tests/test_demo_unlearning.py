@@ -84,8 +84,10 @@ def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, **text_setting
     vision_args = VisionBackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True, report_to="none",
                                                   **DEMO_VISION_SETTINGS)
     towers = {"vision_args": vision_args} if encoder == "both" else {"args": vision_args}
-    text = {"captions": world.unlearning_captions(), "output_dir": str(output_dir), "disable_tqdm": True,
-            **text_settings} if encoder == "both" else {}
+    # As in the example: everyone else in the attack's pool stays findable (no shared-name variant is removed).
+    kept = [name for name in world.candidate_names if name not in set(removed)]
+    text = {"captions": world.unlearning_captions(), "kept_names": kept, "output_dir": str(output_dir),
+            "disable_tqdm": True, **text_settings} if encoder == "both" else {}
     unlearner.unlearn(removed, encoder=encoder, **world.vision_unlearning_inputs(removed), **towers, **text)
     metrics = unlearner.evaluate(removed, face_images=demo["faces"], candidate_names=world.candidate_names,
                                  idia_before=before, zero_shot_dataset=world.zero_shot(),
