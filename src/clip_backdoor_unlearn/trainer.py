@@ -186,15 +186,17 @@ class BackdoorTrainer(Trainer):
         return torch.stack(norms).sum()
 
     @torch.no_grad()
-    def _embed_with_teacher(self, texts: list[str]) -> torch.Tensor:
-        batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
+    def _teacher_forward(self, embed, *inputs) -> torch.Tensor:
+        """``embed(teacher, *inputs)`` in float32: the frozen copy, or the student with its adapter disabled."""
         if self.uses_peft:
             student = self.accelerator.unwrap_model(self.model)
             with student.disable_adapter():
-                embeddings = text_embeddings(student, batch["input_ids"], batch["attention_mask"])
-        else:
-            embeddings = text_embeddings(self.teacher_model, batch["input_ids"], batch["attention_mask"])
-        return embeddings.float()
+                return embed(student, *inputs).float()
+        return embed(self.teacher_model, *inputs).float()
+
+    def _embed_with_teacher(self, texts: list[str]) -> torch.Tensor:
+        batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
+        return self._teacher_forward(text_embeddings, batch["input_ids"], batch["attention_mask"])
 
     def teacher_embeddings(self, texts: list[str]) -> torch.Tensor:
         """The teacher's embedding of each text, computed once per distinct text when caching is on."""

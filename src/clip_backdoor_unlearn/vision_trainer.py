@@ -66,11 +66,7 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         if pixel_values.shape[0] == 0:
             return pixel_values.new_zeros((0, self.target_embedding.shape[0]), dtype=torch.float32)
         pixel_values = pixel_values.to(next(self.accelerator.unwrap_model(self.model).parameters()).dtype)
-        if self.uses_peft:
-            student = self.accelerator.unwrap_model(self.model)
-            with student.disable_adapter():
-                return image_embeddings(student, pixel_values).float()
-        return image_embeddings(self.teacher_model, pixel_values).float()
+        return self._teacher_forward(image_embeddings, pixel_values)
 
     def teacher_targets(self, inputs: dict[str, Any]) -> torch.Tensor:
         """The target for poisoned rows, the teacher's embedding for clean images (cached) and reference faces."""
