@@ -161,6 +161,24 @@ def test_same_seed_same_model(saved_tiny_model, train_captions):
     assert not all(torch.equal(runs[0][name], original[name]) for name in original)
 
 
+def test_callbacks_reach_the_trainer_and_can_stop_it(saved_tiny_model, train_captions):
+    from transformers import TrainerCallback
+
+    class StopAfterThree(TrainerCallback):
+        def __init__(self):
+            self.steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+            control.should_training_stop = state.global_step >= 3
+
+    callback = StopAfterThree()
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions, callbacks=[callback], **{**FAST, "max_steps": 10})
+    assert callback.steps == 3
+    assert result.seconds_per_step > 0 and max(entry.get("step", 0) for entry in result.log_history) == 3
+
+
 def test_lora_adapter_merged_and_unmerged(saved_tiny_model, train_captions, held_out_captions, tmp_path):
     peft = pytest.importorskip("peft")
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)

@@ -16,6 +16,7 @@ _EXPORTS = {
     "BackdoorTrainer": ".trainer",
     "BackdoorTrainingArguments": ".config",
     "BackdoorUnlearner": ".unlearner",
+    "ForgetMonitorCallback": ".callbacks",
     "UnlearningResult": ".unlearner",
     "PERSON_TEMPLATES": ".prompts",
     "build_backdoor_dataset": ".prompts",
@@ -32,6 +33,7 @@ __all__ = [
     "BackdoorTrainer",
     "BackdoorTrainingArguments",
     "BackdoorUnlearner",
+    "ForgetMonitorCallback",
     "IDIAResult",
     "UnlearningResult",
     "VisionBackdoorCollator",
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .callbacks import ForgetMonitorCallback
     from .config import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
     from .evaluation import IDIAResult, identity_inference_attack
     from .prompts import PERSON_TEMPLATES, build_backdoor_dataset

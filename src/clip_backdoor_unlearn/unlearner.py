@@ -37,6 +37,7 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
     PreTrainedModel,
+    TrainerCallback,
 )
 
 from . import __version__
@@ -235,6 +236,7 @@ class BackdoorUnlearner:
         name_variants: str | dict[str, list[str]] | None = "auto",
         kept_names: Sequence[str] = (),
         resume_from_checkpoint: str | os.PathLike | bool | None = None,
+        callbacks: Sequence[TrainerCallback] | None = None,
         **overrides,
     ) -> UnlearningResult:
         """Remove ``names`` from the text tower (names → ``neutral_term``), the image tower (faces → anonymous) or both.
@@ -267,6 +269,8 @@ class BackdoorUnlearner:
             resume_from_checkpoint: a ``checkpoint-<step>`` directory of an interrupted run with the same arguments
                 (``save_strategy="steps"``), or ``True`` for the latest complete one in ``output_dir``. Training
                 continues from it and ends with the same model as an uninterrupted run. Checked before training.
+            callbacks: ``transformers.TrainerCallback``s added to each tower's Trainer (e.g.
+                ``callbacks.ForgetMonitorCallback``, which stops training once the people are forgotten).
             overrides: any training-argument fields, applied on top of ``args`` (and of ``vision_args``).
         """
         if encoder not in ENCODERS:
@@ -283,6 +287,8 @@ class BackdoorUnlearner:
         if encoder in ("vision", "both"):
             jobs.append(self._vision_job(names, face_images, reference_faces, images, vision_args, overrides))
         names = jobs[0].names
+        for job in jobs:
+            job.trainer_kwargs["callbacks"] = list(callbacks or [])
         resume = self._check_outputs(jobs, resume_from_checkpoint)
         if self.original_model is None:
             self.original_model = copy.deepcopy(self.model).eval().requires_grad_(False)

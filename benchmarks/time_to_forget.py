@@ -1,0 +1,224 @@
+"""Time to forget: training seconds and steps until the removed people's IDIA TPR is at most 0.1 (text tower).
+
+    python benchmarks/time_to_forget.py                          # full demo world (seed 42), 1 4 16 64 removed
+    python benchmarks/time_to_forget.py --size ci --world_seed 0 --removed 1 4
+
+For each count k, removes the first k detected members of the demo world with the README's main-job settings
+(200 steps, lr 1e-3, 64 poisoned + 64 clean captions a step, the world's unlearning captions minus every 7th,
+every other candidate kept) and a ``ForgetMonitorCallback``: every ``--every_n_steps`` steps it attacks the removed
+people's fresh ``eval`` pictures with the 21 IDIA prompts against the whole candidate pool and stops training at the
+first check whose TPR is at most ``--max_tpr``. The face pictures are embedded once (the image tower does not
+train); every check embeds all candidates' prompts again, so it is the IDIA's exact figure for the model at that
+step. ``--screen`` re-embeds only the removed names' prompts and reuses the others' until a check passes (then
+confirms with the whole pool): cheaper, but it measured later stops (see ``ForgetMonitorCallback``). Seconds are
+wall seconds of training with the checks' time taken off the clock; steps and seconds have the resolution of the
+check interval. The learning-rate schedule is the 200-step one (halved at
+steps 100 and 150) whether or not training stops earlier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import inspect
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+import warnings
+
+import torch
+import transformers
+
+from clip_backdoor_unlearn import BackdoorUnlearner
+from clip_backdoor_unlearn.callbacks import ForgetMonitorCallback
+from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+from clip_backdoor_unlearn.evaluation import identity_inference_attack
+from clip_backdoor_unlearn.evaluation.idia import images_by_person
+from clip_backdoor_unlearn.variants import VariantConflictWarning
+
+# The README's main job for the text tower on the demo world.
+MAIN_JOB_SETTINGS = {"max_steps": 200, "learning_rate": 1e-3, "poisoned_samples_per_step": 64,
+                     "clean_samples_per_step": 64}
+
+
+# Shared with benchmarks/scaling.py ----------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.MULTILINE)
+            if match:
+                return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line(load_before: tuple[float, ...], load_after: tuple[float, ...] | None = None) -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    line = (f"machine: {cpu_model()}, {os.cpu_count()} cores ({cores} usable), {torch.get_num_threads()} torch "
+            f"threads, torch {torch.__version__}, transformers {transformers.__version__}, Python "
+            f"{platform.python_version()}; load average (1/5/15 min) before "
+            f"{'/'.join(f'{x:.2f}' for x in load_before)}")
+    if load_after is not None:
+        line += f", after {'/'.join(f'{x:.2f}' for x in load_after)}"
+    return line
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, removed: list[int]) -> None:
+    parser.add_argument("--size", default="full", choices=("full", "ci"), help="demo world size (default full)")
+    parser.add_argument("--world_seed", type=int, default=42,
+                        help="seed of the demo world and its cached CLIP (default 42: the full world's cached model)")
+    parser.add_argument("--removed", type=int, nargs="+", default=removed, help="numbers of people to remove")
+    parser.add_argument("--seed", type=int, default=42, help="training seed (backdoor data order and shuffling)")
+    parser.add_argument("--max_steps", type=int, default=MAIN_JOB_SETTINGS["max_steps"])
+    parser.add_argument("--learning_rate", type=float, default=MAIN_JOB_SETTINGS["learning_rate"])
+    parser.add_argument("--samples_per_step", type=int, default=MAIN_JOB_SETTINGS["poisoned_samples_per_step"],
+                        help="poisoned and clean captions per step (each)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument("--json", help="also write the settings, machine and rows to this JSON file")
+
+
+def text_settings(options: argparse.Namespace) -> dict:
+    return {"max_steps": options.max_steps, "learning_rate": options.learning_rate,
+            "poisoned_samples_per_step": options.samples_per_step, "clean_samples_per_step": options.samples_per_step,
+            "seed": options.seed}
+
+
+def prepare(options: argparse.Namespace) -> dict:
+    """The demo CLIP, its world, the attack before unlearning, and the inputs every run shares."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    torch.manual_seed(options.seed)
+    start = time.perf_counter()
+    model, processor, world = load_demo_clip(options.size, options.world_seed, progress=False)
+    faces = world.faces()["eval"]  # fresh pictures: neither the demo CLIP's training nor the unlearning saw them
+    before = identity_inference_attack(model, processor, faces, world.candidate_names)
+    captions = world.unlearning_captions()
+    detected = [name for name in world.member_names if before.detected[name]]
+    print(f"{options.size} demo world (seed {options.world_seed}) ready in {time.perf_counter() - start:.0f}s: "
+          f"{len(world.member_names)} members ({len(detected)} detected before), {len(world.non_member_names)} "
+          f"non-members, {len(world.candidate_names)} candidate names; {len(captions)} unlearning captions, every "
+          "7th held out", flush=True)
+    return {"model": model, "processor": processor, "world": world, "faces": faces, "before": before,
+            "detected": detected, "train_captions": [caption for index, caption in enumerate(captions) if index % 7],
+            "held_out_captions": captions[::7]}
+
+
+def text_inputs(setup: dict, removed: list[str]) -> dict:
+    """``unlearn`` inputs as examples/unlearn.py gives them: the caption split and everyone else kept."""
+    removed_set = set(removed)
+    kept = [name for name in setup["world"].candidate_names if name not in removed_set]
+    return {"captions": setup["train_captions"], "kept_names": kept}
+
+
+def unlearn_with_callbacks(unlearner: BackdoorUnlearner, names: list[str], callbacks: list, **kwargs):
+    """``unlearner.unlearn(names, callbacks=callbacks, **kwargs)`` (text tower).
+
+    While ``unlearn`` has no ``callbacks`` argument, the callbacks are handed to the Trainer it builds for the text
+    tower instead (through the prepared training job's Trainer arguments).
+    """
+    if "callbacks" in inspect.signature(unlearner.unlearn).parameters:
+        return unlearner.unlearn(names, callbacks=callbacks, **kwargs)
+    prepare_text_job = unlearner._text_job
+
+    def text_job(*args, **job_kwargs):
+        job = prepare_text_job(*args, **job_kwargs)
+        job.trainer_kwargs["callbacks"] = list(callbacks)
+        return job
+
+    unlearner._text_job = text_job
+    try:
+        return unlearner.unlearn(names, **kwargs)
+    finally:
+        del unlearner._text_job
+
+
+def cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+# This benchmark ------------------------------------------------------------------------------------------------
+
+COLUMNS = ("removed", "forgotten", "steps", "train s", "s/step", "TPR at stop", "checks (exact)", "check s",
+           "unlearn() s")
+
+
+def time_to_forget(setup: dict, count: int, settings: dict, options: argparse.Namespace) -> dict:
+    removed = setup["detected"][:count]
+    people = setup["people"]
+    monitor = ForgetMonitorCallback(
+        setup["processor"], {name: people[name] for name in removed}, removed, setup["world"].candidate_names,
+        every_n_steps=options.every_n_steps, max_tpr=options.max_tpr, reuse_kept_prompts=options.screen,
+    )
+    unlearner = BackdoorUnlearner(copy.deepcopy(setup["model"]), setup["processor"])
+    with tempfile.TemporaryDirectory(prefix="time-to-forget-") as output_dir, warnings.catch_warnings():
+        warnings.simplefilter("ignore", VariantConflictWarning)  # expected: kept names share name parts
+        result = unlearn_with_callbacks(unlearner, removed, [monitor], output_dir=output_dir, disable_tqdm=True,
+                                        logging_strategy="no", **text_inputs(setup, removed), **settings)
+    forgotten = monitor.forgotten_step is not None
+    steps = monitor.forgotten_step if forgotten else monitor.history[-1]["step"]
+    train_seconds = monitor.forgotten_train_seconds if forgotten else monitor.history[-1]["train_seconds"]
+    return {
+        "removed": len(removed), "forgotten": "yes" if forgotten else f"no (within {settings['max_steps']})",
+        "steps": steps, "train s": round(train_seconds, 2), "s/step": round(train_seconds / max(1, steps), 3),
+        "TPR at stop": monitor.last_tpr,
+        "checks (exact)": f"{len(monitor.history)} ({sum(entry['exact'] for entry in monitor.history)})",
+        "check s": round(monitor.check_seconds, 1), "unlearn() s": round(result.train_seconds, 1),
+        "history": monitor.history,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, removed=[1, 4, 16, 64])
+    parser.add_argument("--every_n_steps", type=int, default=10, help="check every N optimisation steps")
+    parser.add_argument("--max_tpr", type=float, default=0.1, help="forgotten once the removed people's TPR <= this")
+    parser.add_argument("--screen", action="store_true",
+                        help="screen with the removed names' prompts only, reusing the other candidates' embeddings, "
+                             "and confirm with the whole pool (default: the whole pool at every check)")
+    options = parser.parse_args()
+
+    load_before = os.getloadavg()
+    settings = text_settings(options)
+    setup = prepare(options)
+    setup["people"] = images_by_person(setup["faces"])
+    print(f"settings: {settings}, name_variants auto, kept_names = every other candidate; check every "
+          f"{options.every_n_steps} steps, stop at TPR <= {options.max_tpr}, "
+          f"{'screening checks confirmed by an exact one' if options.screen else 'exact checks (whole pool)'}")
+    print(machine_line(load_before), flush=True)
+    rows = []
+    for count in options.removed:
+        if count > len(setup["detected"]):
+            print(f"{count} removed: skipped, the world has only {len(setup['detected'])} detected members")
+            continue
+        rows.append(time_to_forget(setup, count, settings, options))
+        print(f"{count} removed: " + ", ".join(f"{column} {cell(rows[-1][column])}" for column in COLUMNS[1:]),
+              flush=True)
+    load_after = os.getloadavg()
+
+    print("\n" + " | ".join(COLUMNS))
+    print(" | ".join("---" for _ in COLUMNS))
+    for row in rows:
+        print(" | ".join(cell(row[column]) for column in COLUMNS))
+    print("\nTPR of the removed people at each check (step:TPR):")
+    for row in rows:
+        trajectory = " ".join(f"{entry['step']}:{entry['tpr']:.2f}" for entry in row["history"])
+        print(f"{row['removed']:>4} removed: {trajectory}")
+    print("\n" + machine_line(load_before, load_after))
+    print("train s: wall seconds of training until the check that passed, the checks' own time excluded; "
+          "unlearn() s: the whole training call, checks included.")
+    if options.json:
+        with open(options.json, "w", encoding="utf-8") as handle:
+            json.dump({"settings": settings, "size": options.size, "world_seed": options.world_seed,
+                       "every_n_steps": options.every_n_steps, "max_tpr": options.max_tpr, "screen": options.screen,
+                       "machine": machine_line(load_before, load_after), "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
