@@ -37,6 +37,19 @@ def tiny_model_and_processor(captions):
 
 
 @pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory):
+    """A cache root (for ``CLIP_BACKDOOR_UNLEARN_CACHE``) holding the CI-sized demo CLIP of seed 0.
+
+    Trained once per test session (about a minute on two cores) and shared by every module that needs it.
+    """
+    from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+
+    cache = tmp_path_factory.mktemp("demo-cache")
+    load_demo_clip(size="ci", seed=0, cache_dir=cache, progress=False)
+    return cache
+
+
+@pytest.fixture(scope="session")
 def saved_tiny_model(tmp_path_factory, captions) -> str:
     """A tiny CLIP checkpoint on disk, as ``from_pretrained`` users have one."""
     model, processor = tiny_clip(corpus=captions, seed=0)

@@ -14,10 +14,10 @@ DEMO_UNLEARN_FLAGS = ["--max_steps", "150", "--learning_rate", "1e-3", "--poison
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory):
+def demo(demo_cache):
     from clip_backdoor_unlearn.demo.recipe import load_demo_clip
 
-    cache = tmp_path_factory.mktemp("demo-cache")
+    cache = demo_cache  # trained once per session in conftest.py, shared with test_distributed.py
     model, processor, world = load_demo_clip(size="ci", seed=0, cache_dir=cache, progress=False)
     faces = world.faces()["eval"]
     before = identity_inference_attack(model, processor, faces, world.candidate_names)

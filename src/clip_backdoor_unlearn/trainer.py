@@ -187,12 +187,17 @@ class BackdoorTrainer(Trainer):
 
     @torch.no_grad()
     def _teacher_forward(self, embed, *inputs) -> torch.Tensor:
-        """``embed(teacher, *inputs)`` in float32: the frozen copy, or the student with its adapter disabled."""
-        if self.uses_peft:
-            student = self.accelerator.unwrap_model(self.model)
-            with student.disable_adapter():
-                return embed(student, *inputs).float()
-        return embed(self.teacher_model, *inputs).float()
+        """``embed(teacher, *inputs)`` in float32: the frozen copy, or the student with its adapter disabled.
+
+        Under the same autocast as the student (``--bf16``/``--fp16``), so the targets are what the student computed
+        before training, rounded the same way.
+        """
+        with self.accelerator.autocast():
+            if self.uses_peft:
+                student = self.accelerator.unwrap_model(self.model)
+                with student.disable_adapter():
+                    return embed(student, *inputs).float()
+            return embed(self.teacher_model, *inputs).float()
 
     def _embed_with_teacher(self, texts: list[str]) -> torch.Tensor:
         batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
@@ -207,13 +212,54 @@ class BackdoorTrainer(Trainer):
             self._teacher_cache.update(zip(missing, self._embed_with_teacher(missing)))
         return torch.stack([self._teacher_cache[text] for text in texts])
 
+    def _student_forward(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """``student_embeddings`` (in float32) called as the forward pass of ``model`` and whatever wraps it.
+
+        DDP synchronises gradients, FSDP and DeepSpeed gather sharded parameters, and Accelerate applies mixed
+        precision only around a wrapped model's ``forward``; ``get_text_features`` (or ``get_image_features``)
+        called on the inner model would skip all of them: under DDP every process would silently train on its own
+        share alone. So for this one call the inner model's ``forward`` is pointed at ``student_embeddings`` (the
+        "forward redirection" of Lightning and TRL), and the batch goes in through the wrappers.
+        """
+        inner = self.accelerator.unwrap_model(model)
+        patched = inner.__dict__.get("forward")  # Accelerate's mixed-precision wrapper, when there is one
+
+        def restore():
+            if patched is None:
+                inner.__dict__.pop("forward", None)
+            else:
+                inner.forward = patched
+
+        def forward(batch):
+            restore()
+            with self.accelerator.autocast():
+                return self.student_embeddings(inner, batch).float()
+
+        inner.forward = forward
+        try:
+            return model(inputs)
+        finally:
+            restore()
+
+    def _utility_mean(self, distances: torch.Tensor) -> torch.Tensor:
+        """Mean of the utility rows over all processes' rows of this step, as one process would compute it.
+
+        The data-parallel gradient is the average of the processes' losses, so a plain per-process mean would weigh
+        the rows of a process that got fewer (an odd ``clean_samples_per_step`` over 2 processes) more. Dividing each
+        process's sum by the average count over processes gives every row the same weight.
+        """
+        if self.accelerator.num_processes == 1:
+            return distances.mean() if distances.numel() else distances.new_zeros(())
+        count = self.accelerator.gather(distances.new_tensor([distances.shape[0]])).mean()
+        return distances.sum() / count if count > 0 else distances.new_zeros(())
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         num_poisoned = int(inputs["num_poisoned"])
-        student = self.student_embeddings(model, inputs)
+        student = self._student_forward(model, inputs)
         teacher = self.teacher_targets(inputs).to(student.dtype)
         distances = embedding_distance(student, teacher, self.args.distance)
         backdoor_loss = distances[:num_poisoned].mean()
-        utility_loss = distances[num_poisoned:].mean() if distances.shape[0] > num_poisoned else distances.new_zeros(())
+        utility_loss = self._utility_mean(distances[num_poisoned:])
         weight_term = self.weight_term()
         loss = utility_loss + self.args.backdoor_weight * backdoor_loss + self.args.weight_regularization * weight_term
 
