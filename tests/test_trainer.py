@@ -101,3 +101,35 @@ def test_arguments_parse_from_the_command_line(tmp_path):
     )
     assert args.report_to == [] and args.max_steps == 8 and args.backdoor_weight == 0.8
     assert args.milestone_steps == [2, 4]
+
+
+@pytest.mark.parametrize(("setting", "environment", "expected"), [
+    ({"fsdp": ["full_shard"]}, {}, "FSDP"),
+    ({}, {"ACCELERATE_USE_FSDP": "true"}, "FSDP"),
+    ({"deepspeed": {"zero_optimization": {"stage": 3}}}, {}, "DeepSpeed ZeRO-3"),
+    ({}, {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "DeepSpeed ZeRO-3"),
+])
+def test_sharded_parameters_are_refused_before_training(tiny_model_and_processor, tmp_path, monkeypatch,
+                                                        setting, environment, expected):
+    model, processor = tiny_model_and_processor
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, report_to="none")
+    for key, value in setting.items():  # set after construction: FSDP/DeepSpeed cannot be built on this machine
+        setattr(args, key, value)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match=f"{expected} shards the trained parameters"):
+        BackdoorTrainer(model=model, args=args, train_dataset=None, processing_class=processor)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_zero_stage_two_is_not_refused(tmp_path, monkeypatch):
+    from clip_backdoor_unlearn.trainer import parameter_sharding
+
+    config = tmp_path / "ds.json"
+    config.write_text('{"zero_optimization": {"stage": 2}}')
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    args.deepspeed = str(config)
+    assert parameter_sharding(args) is None
+    config.write_text('{"zero_optimization": {"stage": 3}}')
+    assert parameter_sharding(args) == "DeepSpeed ZeRO-3"

@@ -14,6 +14,7 @@ embeddings are computed once per distinct prompt and cached: clean captions repe
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -61,6 +62,25 @@ def embedding_distance(student: torch.Tensor, teacher: torch.Tensor, distance: s
     return (student - teacher).abs().mean(dim=-1)
 
 
+def parameter_sharding(args) -> str | None:
+    """"FSDP" or "DeepSpeed ZeRO-3" when the run would shard parameters, else ``None``.
+
+    Read from the training arguments and from the environment ``accelerate launch`` sets, so the run stops before
+    a model is wrapped: under sharding the weight term would compare parameter shards (or empty ZeRO-3
+    placeholders) with the whole teacher.
+    """
+    if getattr(args, "fsdp", None) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true"):
+        return "FSDP"
+    deepspeed = getattr(args, "deepspeed", None)
+    if isinstance(deepspeed, (str, os.PathLike)) and os.path.isfile(deepspeed):
+        with open(deepspeed, encoding="utf-8") as handle:
+            deepspeed = json.load(handle)
+    stage = deepspeed.get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true"):
+        stage = stage or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    return "DeepSpeed ZeRO-3" if str(stage) == "3" else None
+
+
 def _lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     from peft.tuners.lora import LoraLayer
 
@@ -99,6 +119,11 @@ class BackdoorTrainer(Trainer):
     ):
         if not isinstance(args, BackdoorTrainingArguments):
             raise TypeError(f"args must be a BackdoorTrainingArguments, got {type(args).__name__}.")
+        sharding = parameter_sharding(args)
+        if sharding:
+            raise ValueError(f"{sharding} shards the trained parameters, which BackdoorTrainer does not support yet: "
+                             "the weight term reads them outside the forward pass (docs/scaling.md). Use DDP, or "
+                             "DeepSpeed ZeRO-1/2 when the optimizer state does not fit.")
         self.tower.check_model(model)
         processing_class = self._tower_processor(processing_class)
 
