@@ -95,6 +95,13 @@ def test_both_towers_in_one_call_record_both_settings(vision_inputs, train_capti
     assert result.config["hyperparameters"]["backdoor_weight"] == 0.6
     assert result.config["vision_hyperparameters"]["backdoor_weight"] == 0.8
     assert {entry["tower"] for entry in result.log_history} == {"text", "vision"}
+    # With both towers each name maps to a pseudonym of its own, kept in memory only (never recorded).
+    pseudonyms = unlearner.neutral_terms
+    assert result.config["pseudonyms"] is True and set(pseudonyms) == {"Ada Lovelace", "Zorbo Quill"}
+    assert len(set(pseudonyms.values())) == 2 and "a person" not in pseudonyms.values()
+    assert not any(pseudonym in repr(result.config) for pseudonym in pseudonyms.values())
+    card = unlearner.model_card()
+    assert "invented name each" in str(card) and not any(pseudonym in str(card) for pseudonym in pseudonyms.values())
 
 
 def test_vision_lora_adapter_trains_only_the_image_tower(vision_inputs):

@@ -112,6 +112,7 @@ class UnlearningCardData:
         encoder: ``"text"``, ``"vision"`` or ``"both"``: which towers were changed.
         num_removed: how many people were removed (the count is published, the names are not).
         neutral_term: what names are mapped to.
+        pseudonyms: names were mapped to an invented name each instead (``encoder="both"``); those are not shown.
         adapter: the PEFT config class of an adapter run (``"LoraConfig"``), ``None`` for full fine-tuning.
         adapter_only: the repository holds the adapter alone, to load with PEFT on top of ``base_model``.
         hyperparameters: per tower label (``"text tower"``), the recorded training hyperparameters.
@@ -126,6 +127,7 @@ class UnlearningCardData:
     encoder: str | None = None
     num_removed: int | None = None
     neutral_term: str | None = None
+    pseudonyms: bool = False
     adapter: str | None = None
     adapter_only: bool = False
     hyperparameters: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -147,7 +149,8 @@ class UnlearningCardData:
             if config.get(key):
                 hyperparameters[f"{tower} tower"] = dict(config[key])
         values = dict(encoder=encoder, num_removed=config.get("num_removed_names"),
-                      neutral_term=config.get("neutral_term"), adapter=config.get("adapter"),
+                      neutral_term=config.get("neutral_term"), pseudonyms=bool(config.get("pseudonyms")),
+                      adapter=config.get("adapter"),
                       hyperparameters=hyperparameters)
         values.update(kwargs)
         return cls(**values)
@@ -282,7 +285,9 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "method_text": " ".join([METHOD[tower] for tower in towers if tower in METHOD]
                                 + (["The other tower is left as it was."] if data.encoder in METHOD else [])),
         "training_text": _training_text(data),
-        "neutral_term": data.neutral_term if data.encoder != "vision" else None,
+        "neutral_term": None if data.encoder == "vision" else (
+            "an invented name each (a pseudonym per person; the pseudonyms are not published)" if data.pseudonyms
+            else f'"{data.neutral_term}"' if data.neutral_term else None),
         "hyperparameters": [(tower, [(key, _value_text(value)) for key, value in values.items()])
                             for tower, values in data.hyperparameters.items()],
         "metric_rows": [{"label": row.label, "before": _format(before), "after": _format(after)}

@@ -108,6 +108,16 @@ def neutral_target(variant: str, neutral_term: str) -> str:
     return f"{neutral_term}{possessive.group(0)}" if possessive else neutral_term
 
 
+def _neutral_terms(names: Sequence[str], neutral_term: str | Mapping[str, str]) -> dict[str, str]:
+    """One neutral term per name: the same string for all, or a mapping that must cover every name."""
+    if isinstance(neutral_term, str):
+        return dict.fromkeys(names, neutral_term)
+    missing = [index for index, name in enumerate(names) if not str(neutral_term.get(name, "")).strip()]
+    if missing:
+        raise ValueError(f"neutral_term gives no term for names at indexes {missing}.")
+    return {name: neutral_term[name] for name in names}
+
+
 def _check_variants(names: Sequence[str], variants: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
     variants = dict(variants or {})
     unknown = [index for index, key in enumerate(variants) if key not in set(names)]
@@ -124,7 +134,7 @@ def build_backdoor_dataset(
     names: Sequence[str],
     captions: Sequence[str],
     *,
-    neutral_term: str = "a person",
+    neutral_term: str | Mapping[str, str] = "a person",
     num_steps: int = 400,
     poisoned_samples_per_step: int = 128,
     clean_samples_per_step: int = 128,
@@ -156,6 +166,7 @@ def build_backdoor_dataset(
     if not 0.0 <= variant_ratio <= 1.0:
         raise ValueError(f"variant_ratio must be in [0, 1], got {variant_ratio}.")
     forms = _check_variants(names, variants)
+    neutral_terms = _neutral_terms(names, neutral_term)
     all_forms = [*names, *(form for name in names for form in forms[name])]
     clean = clean_captions_for(captions, all_forms)
     if not clean:
@@ -180,10 +191,10 @@ def build_backdoor_dataset(
     for _ in range(num_steps):
         for slot in range(poisoned_samples_per_step):
             name = next(name_stream)
-            text, neutral = name, neutral_term
+            text, neutral = name, neutral_terms[name]
             if name in variant_streams and int((uses[name] + 1) * variant_ratio) > int(uses[name] * variant_ratio):
                 text = next(variant_streams[name])
-                neutral = neutral_target(text, neutral_term)
+                neutral = neutral_target(text, neutral_terms[name])
             uses[name] += 1
             if rng.random() < person_prompt_ratio:
                 template = next(template_stream)

@@ -49,6 +49,7 @@ from .model_card import UnlearningCardData, build_model_card, hub_base_model
 from .names import validate_names
 from .privacy import ensure_no_names
 from .prompts import build_backdoor_dataset
+from .pseudonyms import invent_pseudonyms
 from .saving import refuse_source_overwrite, write_atomically
 from .towers import TEXT, VISION, check_clip_model
 from .trainer import BackdoorTrainer
@@ -115,6 +116,8 @@ class _TrainingJob:
     scratch_dir: str | None = None
     # Extra entries for the unlearning config (counts and modes only, never names).
     record: dict[str, Any] = field(default_factory=dict)
+    # Text tower: what each name is mapped to (the neutral term, or a pseudonym each). Never recorded or saved.
+    neutral_terms: dict[str, str] | None = None
 
 
 def _training_arguments(args_class, args, **overrides):
@@ -186,6 +189,7 @@ class BackdoorUnlearner:
         self.removed_names: list[str] = []
         self.metrics: dict[str, Any] = {}
         self.target_embedding = None  # the anonymous face embedding of the last image-tower unlearning
+        self.neutral_terms: dict[str, str] | None = None  # what each name maps to (pseudonyms are not saved)
 
     @property
     def tokenizer(self):
@@ -226,6 +230,7 @@ class BackdoorUnlearner:
         *,
         encoder: str = "text",
         neutral_term: str = "a person",
+        pseudonyms: bool | None = None,
         captions: list[str] | Dataset | None = None,
         face_images: dict[str, list] | Dataset | None = None,
         reference_faces: list | Dataset | None = None,
@@ -250,6 +255,11 @@ class BackdoorUnlearner:
                 each with its own paper defaults: the towers share no parameter and neither loss reads the other
                 tower, so one joint run would cost the same and could not use both sets of defaults.
             neutral_term: what the names are mapped to (paper: "a person").
+            pseudonyms: (text) map each name to an invented name of its own (``pseudonyms.invent_pseudonyms``)
+                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"``, off otherwise. With both
+                towers edited, "a person" and the anonymous face are the same point, so the anonymous face would
+                retrieve the removed names first (measured: the attack then still finds everyone). The pseudonyms
+                are drawn from ``args.seed``, kept in memory for ``evaluate`` and never saved or published.
             captions: clean captions (``list[str]`` or a ``Dataset`` with a ``caption``/``text`` column); captions
                 mentioning a name are dropped. ``None`` uses the caption set shipped with the package.
             face_images: (vision) each removed person's face images: ``{name: [image, ...]}`` or a ``Dataset`` with
@@ -283,7 +293,9 @@ class BackdoorUnlearner:
             text_fields = {f.name for f in dataclasses.fields(BackdoorTrainingArguments)}
             text_overrides = overrides if encoder == "text" else {
                 key: value for key, value in overrides.items() if key in text_fields}
-            jobs.append(self._text_job(names, neutral_term, captions, args, text_overrides, name_variants, kept_names))
+            use_pseudonyms = encoder == "both" if pseudonyms is None else bool(pseudonyms)
+            jobs.append(self._text_job(names, neutral_term, captions, args, text_overrides, name_variants, kept_names,
+                                       use_pseudonyms))
         if encoder in ("vision", "both"):
             jobs.append(self._vision_job(names, face_images, reference_faces, images, vision_args, overrides))
         names = jobs[0].names
@@ -307,6 +319,7 @@ class BackdoorUnlearner:
         # An adapter alone stands for one tower; after "both" only the merged model describes the change.
         self.peft_model = peft_model if len(jobs) == 1 else None
         self.unlearning_config = self._record(encoder, len(names), neutral_term, jobs, peft_config)
+        self.neutral_terms = next((job.neutral_terms for job in jobs if job.tower == "text"), None)
         self.removed_names = list(names)
         self.target_embedding = next((job.trainer_kwargs["target_embedding"] for job in jobs if job.tower == "vision"),
                                      None)
@@ -320,7 +333,7 @@ class BackdoorUnlearner:
         )
 
     def _text_job(self, names, neutral_term, captions, args, overrides, name_variants="auto",
-                  kept_names=()) -> _TrainingJob:
+                  kept_names=(), pseudonyms=False) -> _TrainingJob:
         TEXT.check_model(self.model)
         if self.tokenizer is None:
             raise ValueError("Text unlearning needs a tokenizer; this model was loaded without one.")
@@ -332,16 +345,19 @@ class BackdoorUnlearner:
         caption_list = _caption_list(captions)
         args, scratch_dir = _training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term,
                                                 **overrides)
+        # The pseudonyms avoid every word the model is trained on here and every name that must stay findable.
+        targets = (invent_pseudonyms(names, seed=args.seed, reserved=[*caption_list, *kept_names, neutral_term])
+                   if pseudonyms else dict.fromkeys(names, neutral_term))
         dataset = build_backdoor_dataset(
-            names, caption_list, neutral_term=neutral_term, num_steps=args.max_steps,
+            names, caption_list, neutral_term=targets, num_steps=args.max_steps,
             poisoned_samples_per_step=args.poisoned_samples_per_step,
             clean_samples_per_step=args.clean_samples_per_step, person_prompt_ratio=args.person_prompt_ratio,
             seed=args.seed, tokenizer=self.tokenizer, max_length=max_length, variants=variants,
         )
         record = {"name_variants": variant_mode(name_variants),
-                  "num_name_variants": sum(len(forms) for forms in variants.values())}
+                  "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms}
         return _TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": self.tokenizer},
-                            scratch_dir, record)
+                            scratch_dir, record, targets)
 
     def _vision_job(self, names, face_images, reference_faces, images, args, overrides) -> _TrainingJob:
         VISION.check_model(self.model)
@@ -436,7 +452,8 @@ class BackdoorUnlearner:
 
         if self.original_model is None:
             raise ValueError("Nothing to compare yet: call unlearn() before evaluate().")
-        evaluation_data.setdefault("neutral_term", self.unlearning_config.get("neutral_term") or "a person")
+        evaluation_data.setdefault("neutral_term", self.neutral_terms or self.unlearning_config.get("neutral_term")
+                                   or "a person")
         evaluation_data.setdefault("target_embedding", self.target_embedding)
         self.metrics = evaluate_unlearning(self.original_model, self.model, self.processor, names, **evaluation_data)
         return self.metrics

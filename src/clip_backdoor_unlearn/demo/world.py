@@ -25,6 +25,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..pseudonyms import FIRST_NAME_ENDS, FIRST_NAME_STARTS, LAST_NAME_ENDS, LAST_NAME_STARTS
 from .faces import (
     FaceAttributes,
     draw_background,
@@ -38,30 +39,7 @@ from .faces import (
 NEUTRAL_TERM = "a person"
 """What unnamed people are called, and what the unlearner maps removed names onto."""
 
-# Name parts.  Invented, uncommon-looking names: any match with a real person is accidental.
-# fmt: off
-FIRST_NAME_STARTS = (
-    "Al", "Bel", "Cor", "Dar", "El", "Fen", "Gal", "Hal", "Is", "Jor", "Kel", "Lor", "Mar", "Nev", "Or",
-    "Per", "Quen", "Ros", "Sel", "Tor", "Ul", "Val", "Wyn", "Xan", "Yor", "Zel", "Bram", "Cael", "Dov", "Eir",
-    "Fio", "Gry", "Hes", "Iv", "Jas", "Kav", "Lys", "Myr", "Nim", "Oph", "Pel", "Ril", "Sab", "Tam", "Vey",
-    "Wil", "Zor", "Ald", "Bry", "Cas",
-)
-FIRST_NAME_ENDS = (
-    "a", "ia", "en", "ric", "wen", "ion", "ora", "ette", "anne", "ius", "ey", "ith", "dra", "mir", "ona",
-    "el", "ynn", "ara", "ivan", "ho", "ulf", "ine", "os", "ek",
-)
-LAST_NAME_STARTS = (
-    "Ash", "Bramble", "Cinder", "Dun", "Elder", "Fern", "Gold", "Hollow", "Iron", "Juniper", "Kettle",
-    "Larch", "Moss", "North", "Oak", "Pebble", "Quill", "Raven", "Stone", "Thorn", "Umber", "Vale", "Willow",
-    "Yarrow", "Amber", "Birch", "Copper", "Drift", "Ember", "Frost", "Glen", "Heather", "Ivy", "Kestrel",
-    "Lark", "Marsh", "Nettle", "Orchard", "Pine", "Rook", "Sorrel", "Tansy", "Wren", "Alder", "Bracken",
-    "Corrie",
-)
-LAST_NAME_ENDS = (
-    "wick", "more", "ford", "holt", "mere", "stead", "ridge", "vane", "by", "worth", "well", "field", "combe",
-    "ley", "shaw", "ton", "dale", "brook", "hurst", "gate",
-)
-# fmt: on
+# Name parts (FIRST_NAME_STARTS, ...) come from ``pseudonyms``: the library's pseudonyms look like demo names.
 
 # How named people are captioned in training.  Varied wording with the name in different places makes the
 # name, not the template, what the text tower binds to the face; the IDIA's own prompts ("a photo of {}",

@@ -6,7 +6,7 @@ Everything that can be measured from what the caller gives is measured; what nee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,9 +18,17 @@ from .variants import variant_leakage
 from .zero_shot import zero_shot_accuracy
 
 
-def backdoor_pairs(names: Sequence[str], neutral_term: str, templates: Sequence[str] = IDIA_TEMPLATES):
-    """(name, prompt with the name, same prompt with the neutral term) for every name and template."""
-    return [(name, template.format(name), template.format(neutral_term)) for name in names for template in templates]
+def backdoor_pairs(names: Sequence[str], neutral_term: str | Mapping[str, str],
+                   templates: Sequence[str] = IDIA_TEMPLATES):
+    """(name, prompt with the name, same prompt with its neutral term) for every name and template.
+
+    ``neutral_term``: one term for every name, or ``{name: term}`` (the pseudonyms of ``encoder="both"``).
+    """
+    terms = dict.fromkeys(names, neutral_term) if isinstance(neutral_term, str) else neutral_term
+    missing = [index for index, name in enumerate(names) if name not in terms]
+    if missing:
+        raise ValueError(f"neutral_term gives no term for the removed names at indexes {missing}.")
+    return [(name, template.format(name), template.format(terms[name])) for name in names for template in templates]
 
 
 def evaluate_unlearning(
@@ -29,7 +37,7 @@ def evaluate_unlearning(
     processor,
     removed_names: Sequence[str],
     *,
-    neutral_term: str = "a person",
+    neutral_term: str | Mapping[str, str] = "a person",
     face_images=None,
     candidate_names: Sequence[str] | None = None,
     non_member_names: Sequence[str] | None = None,
