@@ -54,6 +54,8 @@ class ScriptArguments:
     demo_seed: int = field(default=0, metadata={"help": "Demo: the world's and the demo CLIP's seed."})
     num_removed: int = field(default=10, metadata={"help": "Demo: how many detected members to remove."})
     encoder: str = field(default="text", metadata={"help": "Tower(s) to sanitize: 'text', 'vision' or 'both'."})
+    pseudonyms: bool | None = field(default=None, metadata={
+        "help": "Map each name to an invented name of its own instead of 'a person' (default: only with 'both')."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the whole tower."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
@@ -152,7 +154,7 @@ def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArgume
     text_args = {} if script_args.encoder == "vision" else {"captions": train_captions, "args": training_args,
                                                              "kept_names": kept}
     result = unlearner.unlearn(removed, encoder=script_args.encoder, peft_config=_peft_config(script_args),
-                               **text_args, **vision)
+                               pseudonyms=script_args.pseudonyms, **text_args, **vision)
     metrics = {}
     if state.is_main_process:  # every process holds the same trained model: evaluate it once
         metrics = unlearner.evaluate(
@@ -171,7 +173,8 @@ def run_checkpoint(script_args: ScriptArguments, training_args: BackdoorTraining
     captions = _read_lines(script_args.captions_file) if script_args.captions_file else None
     with training_args.main_process_first(desc="loading the model"):  # one download; the others read the cache
         unlearner = BackdoorUnlearner.from_pretrained(script_args.model_name_or_path)
-    result = unlearner.unlearn(names, captions=captions, args=training_args, peft_config=_peft_config(script_args))
+    result = unlearner.unlearn(names, captions=captions, args=training_args, peft_config=_peft_config(script_args),
+                               pseudonyms=script_args.pseudonyms)
     metrics = {}
     if state.is_main_process:
         metrics = unlearner.evaluate(names)

@@ -26,6 +26,7 @@ _EXPORTS = {
     "VisionBackdoorTrainer": ".vision_trainer",
     "VisionBackdoorTrainingArguments": ".config",
     "build_vision_backdoor_dataset": ".vision_data",
+    "invent_pseudonyms": ".pseudonyms",
 }
 __all__ = [
     "PERSON_TEMPLATES",
@@ -42,6 +43,7 @@ __all__ = [
     "build_backdoor_dataset",
     "build_vision_backdoor_dataset",
     "identity_inference_attack",
+    "invent_pseudonyms",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
@@ -49,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .config import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
     from .evaluation import IDIAResult, identity_inference_attack
     from .prompts import PERSON_TEMPLATES, build_backdoor_dataset
+    from .pseudonyms import invent_pseudonyms
     from .trainer import BackdoorCollator, BackdoorTrainer
     from .unlearner import BackdoorUnlearner, UnlearningResult
     from .vision_data import VisionBackdoorCollator, build_vision_backdoor_dataset
