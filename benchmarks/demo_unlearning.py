@@ -15,7 +15,7 @@ import copy
 import json
 import time
 
-from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments
+from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner, VisionBackdoorTrainingArguments
 from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, load_demo_clip
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 
@@ -24,13 +24,19 @@ COLUMNS = ("encoder", "removed", "tpr_before", "tpr_after", "others_before", "ot
            "sim_target_after", "train_s")
 
 
-def run(world, model, processor, before, encoder: str, count: int, text_settings: dict, output_dir: str) -> dict:
+def run(world, model, processor, before, encoder: str, count: int, text_settings: dict, output_dir: str,
+        keep_candidates: bool = False) -> dict:
     removed = [name for name in world.member_names if before.detected[name]][:count]
     unlearner = BackdoorUnlearner(copy.deepcopy(model), processor)
     captions = world.unlearning_captions()
     inputs: dict = {}
     if encoder != "vision":
-        inputs.update(captions=[caption for index, caption in enumerate(captions) if index % 7], **text_settings)
+        # The text tower's settings go in its own arguments: plain keyword overrides would reach the image tower too.
+        inputs["args"] = BackdoorTrainingArguments(output_dir=output_dir, disable_tqdm=True, report_to="none",
+                                                   **text_settings)
+        inputs["captions"] = [caption for index, caption in enumerate(captions) if index % 7]
+        if keep_candidates:  # as examples/unlearn.py: everyone else in the attack's pool must stay findable
+            inputs["kept_names"] = [name for name in world.candidate_names if name not in set(removed)]
     if encoder != "text":
         vision_args = VisionBackdoorTrainingArguments(output_dir=output_dir, disable_tqdm=True, report_to="none",
                                                       **DEMO_VISION_SETTINGS)
@@ -73,6 +79,8 @@ def main() -> None:
     parser.add_argument("--samples_per_step", type=int, default=128, help="poisoned and clean captions per step")
     parser.add_argument("--output_dir", default="outputs/bench-demo-unlearning")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--keep_candidates", action="store_true",
+                        help="pass everyone else in the attack's pool as kept_names (text tower), as the example does")
     options = parser.parse_args()
 
     model, processor, world = load_demo_clip(options.size, options.seed)
@@ -85,7 +93,8 @@ def main() -> None:
     print(" | ".join("---" for _ in COLUMNS))
     for encoder in options.encoders:
         for count in options.removed:
-            row = run(world, model, processor, before, encoder, count, text_settings, options.output_dir)
+            row = run(world, model, processor, before, encoder, count, text_settings, options.output_dir,
+                      options.keep_candidates)
             rows.append(row)
             print(" | ".join(_cell(row[column]) for column in COLUMNS), flush=True)
     if options.json:
