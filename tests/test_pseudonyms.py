@@ -6,7 +6,7 @@ import pytest
 
 from clip_backdoor_unlearn import build_backdoor_dataset
 from clip_backdoor_unlearn.evaluation.unlearning import backdoor_pairs
-from clip_backdoor_unlearn.pseudonyms import invent_pseudonyms
+from clip_backdoor_unlearn.pseudonyms import anchor_captions, invent_pseudonyms
 
 NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
 
@@ -53,3 +53,14 @@ def test_evaluation_pairs_use_each_names_term():
                      ("Alan Turing", "a photo of Alan Turing", "a photo of Z W")]
     with pytest.raises(ValueError, match="indexes \\[1\\]"):
         backdoor_pairs(["Ada Lovelace", "Alan Turing"], {"Ada Lovelace": "X Y"})
+
+
+def test_anchor_captions_name_other_invented_people():
+    pseudonyms = invent_pseudonyms(NAMES, seed=1)
+    captions = anchor_captions(pseudonyms, count=20, seed=1, reserved=["Halen smiling"], templates=["photo of {}"])
+    assert captions == anchor_captions(pseudonyms, count=20, seed=1, reserved=["Halen smiling"],
+                                       templates=["photo of {}"])
+    people = {caption.removeprefix("photo of ") for caption in captions}
+    assert len(captions) == 40 and len(people) == 20  # two captions each
+    used = {part.lower() for text in [*NAMES, *pseudonyms.values(), "Halen"] for part in text.split()}
+    assert not used & {part.lower() for person in people for part in person.split()}

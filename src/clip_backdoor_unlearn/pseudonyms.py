@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from .prompts import PERSON_TEMPLATES
 
 # Name parts.  Invented, uncommon-looking names: any match with a real person is accidental.  The demo world draws
 # its people's names from the same parts (``demo.world.generate_names``), so its pseudonyms look like its names.
@@ -46,6 +48,27 @@ def _words(texts: Iterable[str]) -> set[str]:
     return {word.lower() for text in texts for word in re.findall(r"\w+", text)}
 
 
+def _free_parts(blocked: set[str]) -> tuple[list[str], list[str]]:
+    """First and last name parts none of which is a ``blocked`` word; no part is both a first and a last name."""
+    firsts = sorted({start + end for start in FIRST_NAME_STARTS for end in FIRST_NAME_ENDS})
+    firsts = [part for part in firsts if part.lower() not in blocked]
+    lasts = sorted({start + end for start in LAST_NAME_STARTS for end in LAST_NAME_ENDS})
+    lasts = [part for part in lasts if part.lower() not in blocked and part not in firsts]
+    return firsts, lasts
+
+
+def _draw(count: int, blocked: set[str], stream: str) -> list[str]:
+    firsts, lasts = _free_parts(blocked)
+    if count > min(len(firsts), len(lasts)):
+        raise ValueError(f"Can invent at most {min(len(firsts), len(lasts))} pseudonyms with distinct parts here, "
+                         f"for {count} names; remove the people in several runs or pass pseudonyms=False (every "
+                         "name maps to neutral_term).")
+    rng = random.Random(stream)
+    rng.shuffle(firsts)
+    rng.shuffle(lasts)
+    return [f"{first} {last}" for first, last in zip(firsts[:count], lasts[:count])]
+
+
 def invent_pseudonyms(names: Sequence[str], *, seed: int = 42, reserved: Iterable[str] = ()) -> dict[str, str]:
     """``{name: "First Last"}``: a distinct invented name for each of ``names``, the same for the same inputs.
 
@@ -56,17 +79,21 @@ def invent_pseudonyms(names: Sequence[str], *, seed: int = 42, reserved: Iterabl
     Raises:
         ValueError: more names than distinct parts are left to invent from.
     """
-    blocked = _words([*names, *reserved])
-    firsts = sorted({start + end for start in FIRST_NAME_STARTS for end in FIRST_NAME_ENDS})
-    firsts = [part for part in firsts if part.lower() not in blocked]
-    lasts = sorted({start + end for start in LAST_NAME_STARTS for end in LAST_NAME_ENDS})
-    lasts = [part for part in lasts if part.lower() not in blocked and part not in firsts]
-    capacity = min(len(firsts), len(lasts))
-    if len(names) > capacity:
-        raise ValueError(f"Can invent at most {capacity} pseudonyms with distinct parts here, for {len(names)} names; "
-                         "remove the people in several runs or pass pseudonyms=False (every name maps to "
-                         "neutral_term).")
-    rng = random.Random(f"pseudonyms:{seed}")
-    rng.shuffle(firsts)
-    rng.shuffle(lasts)
-    return {name: f"{first} {last}" for name, first, last in zip(names, firsts, lasts)}
+    drawn = _draw(len(names), _words([*names, *reserved]), f"pseudonyms:{seed}")
+    return dict(zip(names, drawn))
+
+
+def anchor_captions(pseudonyms: Mapping[str, str], *, count: int = 128, seed: int = 42, reserved: Iterable[str] = (),
+                    templates: Sequence[str] = PERSON_TEMPLATES) -> list[str]:
+    """Clean captions naming ``count`` *other* invented people (fewer if parts run out), two templates each.
+
+    Why: the backdoor moves each removed name onto its pseudonym, and nothing else holds the names the model never
+    learned in place; they drift with it, and faces the image tower has blurred then match them (full demo world,
+    both towers, 16 removed: 14 other members lost, 8 with these captions in the utility loss, which keeps them at
+    the teacher). Their parts avoid the pseudonyms, the names and ``reserved``.
+    """
+    blocked = _words([*pseudonyms, *pseudonyms.values(), *reserved])
+    count = min(count, *map(len, _free_parts(blocked)))
+    people = _draw(count, blocked, f"anchors:{seed}")
+    return [templates[(index + offset) % len(templates)].format(person)
+            for index, person in enumerate(people) for offset in (0, 1)]

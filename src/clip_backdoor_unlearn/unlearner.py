@@ -49,7 +49,7 @@ from .model_card import UnlearningCardData, build_model_card, hub_base_model
 from .names import validate_names
 from .privacy import ensure_no_names
 from .prompts import build_backdoor_dataset
-from .pseudonyms import invent_pseudonyms
+from .pseudonyms import anchor_captions, invent_pseudonyms
 from .saving import refuse_source_overwrite, write_atomically
 from .towers import TEXT, VISION, check_clip_model
 from .trainer import BackdoorTrainer
@@ -345,9 +345,13 @@ class BackdoorUnlearner:
         caption_list = _caption_list(captions)
         args, scratch_dir = _training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term,
                                                 **overrides)
-        # The pseudonyms avoid every word the model is trained on here and every name that must stay findable.
-        targets = (invent_pseudonyms(names, seed=args.seed, reserved=[*caption_list, *kept_names, neutral_term])
-                   if pseudonyms else dict.fromkeys(names, neutral_term))
+        targets = dict.fromkeys(names, neutral_term)
+        if pseudonyms:
+            # The pseudonyms avoid every word the model is trained on here and every name that must stay findable;
+            # other invented people, held at the teacher, keep unknown names where they were (anchor_captions).
+            reserved = [*caption_list, *kept_names, neutral_term]
+            targets = invent_pseudonyms(names, seed=args.seed, reserved=reserved)
+            caption_list = caption_list + anchor_captions(targets, seed=args.seed, reserved=reserved)
         dataset = build_backdoor_dataset(
             names, caption_list, neutral_term=targets, num_steps=args.max_steps,
             poisoned_samples_per_step=args.poisoned_samples_per_step,
