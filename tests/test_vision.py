@@ -102,6 +102,8 @@ def test_both_towers_in_one_call_record_both_settings(vision_inputs, train_capti
     assert not any(pseudonym in repr(result.config) for pseudonym in pseudonyms.values())
     card = unlearner.model_card()
     assert "invented name each" in str(card) and not any(pseudonym in str(card) for pseudonym in pseudonyms.values())
+    with pytest.raises(ValueError, match="pseudonyms=True maps names in the text tower"):
+        unlearner.unlearn(["Ada Lovelace"], encoder="vision", pseudonyms=True, **vision_inputs, **FAST)
 
 
 def test_vision_lora_adapter_trains_only_the_image_tower(vision_inputs):

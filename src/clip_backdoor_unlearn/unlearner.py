@@ -285,6 +285,8 @@ class BackdoorUnlearner:
         """
         if encoder not in ENCODERS:
             raise ValueError(f"Unknown encoder {encoder!r}; choose one of {ENCODERS}.")
+        if encoder == "vision" and pseudonyms:
+            raise ValueError("pseudonyms=True maps names in the text tower; encoder='vision' trains no text tower.")
         if encoder == "vision" and isinstance(args, VisionBackdoorTrainingArguments):
             args, vision_args = None, args
         jobs = []
@@ -361,7 +363,7 @@ class BackdoorUnlearner:
         record = {"name_variants": variant_mode(name_variants),
                   "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms}
         return _TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": self.tokenizer},
-                            scratch_dir, record, targets)
+                            scratch_dir, record, targets if pseudonyms else None)
 
     def _vision_job(self, names, face_images, reference_faces, images, args, overrides) -> _TrainingJob:
         VISION.check_model(self.model)
