@@ -16,6 +16,16 @@ HELD_OUT_TEMPLATES = ("a photo of {}", "an image of {}", "{} in a dress", "a pic
                       "{} playing tennis", "a portrait of {}")
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module: tiny models gain nothing from threads, and on a busy 2-core machine they slow
+    training tenfold. Modules opt in with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def captions() -> list[str]:
     return list(default_captions())

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from clip_backdoor_unlearn.audit import folder_to_name, load_faces, load_model, read_lines
@@ -22,12 +21,7 @@ POOL = ["Alma Brisk", "Caden Dorr", "Ivo Jansen", "Kara Lund", "Milo Nash"]
 FOLDERS = {"Alma_Brisk": (220, 40, 40), "Caden Dorr": (40, 200, 60)}  # underscore or space, both work
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

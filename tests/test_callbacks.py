@@ -21,13 +21,7 @@ POOL = NAMES + ["Olek Brandt", "Tove Lind", "Ivo Jansen"]
 TEMPLATES = ("a photo of {}", "{} smiling", "a portrait of {}", "an image of {}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models gain nothing from threads; on a busy 2-core machine they slow training tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
