@@ -38,13 +38,14 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from machine import cpu_model
 
 NAMES = ["Ada Lovelace", "Zorbo Quill", "Mira Fenwick", "Olek Brandt"]
 NUM_TRAIN_CAPTIONS = 1500  # as bench_text_step.py: the rest of default_captions() is held out there
@@ -338,17 +339,6 @@ def teacher_cache_profile(spec: dict, num_steps: int = 400) -> list[int]:
 
 # Driver -------------------------------------------------------------------------------------------------------------
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.MULTILINE)
-            if match:
-                return match.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _run_child(spec: dict) -> dict:
     completed = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
                                capture_output=True, text=True)
@@ -451,7 +441,7 @@ def main() -> None:
                   f"{row['s/step median']:.3g} s/step]", file=sys.stderr, flush=True)
     load_after = os.getloadavg()
 
-    print(f"\nmachine: {_cpu_model()}, {os.cpu_count()} cores, {args.threads} torch threads, "
+    print(f"\nmachine: {cpu_model()}, {os.cpu_count()} cores, {args.threads} torch threads, "
           f"torch {torch.__version__}, transformers {transformers.__version__}"
           + (f", GPU {torch.cuda.get_device_name()}" if cuda else ", no GPU")
           + f"; load average (1/5/15 min) before {'/'.join(f'{x:.2f}' for x in load_before)}, "

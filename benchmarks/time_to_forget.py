@@ -24,13 +24,13 @@ import inspect
 import json
 import os
 import platform
-import re
 import tempfile
 import time
 import warnings
 
 import torch
 import transformers
+from machine import cpu_model
 
 from clip_backdoor_unlearn import BackdoorUnlearner
 from clip_backdoor_unlearn.callbacks import ForgetMonitorCallback
@@ -45,17 +45,6 @@ MAIN_JOB_SETTINGS = {"max_steps": 200, "learning_rate": 1e-3, "poisoned_samples_
 
 
 # Shared with benchmarks/scaling.py ----------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.MULTILINE)
-            if match:
-                return match.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def machine_line(load_before: tuple[float, ...], load_after: tuple[float, ...] | None = None) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
