@@ -108,7 +108,7 @@ def neutral_target(variant: str, neutral_term: str) -> str:
     return f"{neutral_term}{possessive.group(0)}" if possessive else neutral_term
 
 
-def _neutral_terms(names: Sequence[str], neutral_term: str | Mapping[str, str]) -> dict[str, str]:
+def neutral_terms(names: Sequence[str], neutral_term: str | Mapping[str, str]) -> dict[str, str]:
     """One neutral term per name: the same string for all, or a mapping that must cover every name."""
     if isinstance(neutral_term, str):
         return dict.fromkeys(names, neutral_term)
@@ -166,7 +166,7 @@ def build_backdoor_dataset(
     if not 0.0 <= variant_ratio <= 1.0:
         raise ValueError(f"variant_ratio must be in [0, 1], got {variant_ratio}.")
     forms = _check_variants(names, variants)
-    neutral_terms = _neutral_terms(names, neutral_term)
+    neutral_terms_by_name = neutral_terms(names, neutral_term)
     all_forms = [*names, *(form for name in names for form in forms[name])]
     clean = clean_captions_for(captions, all_forms)
     if not clean:
@@ -191,10 +191,10 @@ def build_backdoor_dataset(
     for _ in range(num_steps):
         for slot in range(poisoned_samples_per_step):
             name = next(name_stream)
-            text, neutral = name, neutral_terms[name]
+            text, neutral = name, neutral_terms_by_name[name]
             if name in variant_streams and int((uses[name] + 1) * variant_ratio) > int(uses[name] * variant_ratio):
                 text = next(variant_streams[name])
-                neutral = neutral_target(text, neutral_terms[name])
+                neutral = neutral_target(text, neutral_terms_by_name[name])
             uses[name] += 1
             if rng.random() < person_prompt_ratio:
                 template = next(template_stream)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..prompts import neutral_terms
 from .idia import IDIAResult, identity_inference_attack, images_by_person, unlearning_report
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES
@@ -24,10 +25,7 @@ def backdoor_pairs(names: Sequence[str], neutral_term: str | Mapping[str, str],
 
     ``neutral_term``: one term for every name, or ``{name: term}`` (the pseudonyms of ``encoder="both"``).
     """
-    terms = dict.fromkeys(names, neutral_term) if isinstance(neutral_term, str) else neutral_term
-    missing = [index for index, name in enumerate(names) if name not in terms]
-    if missing:
-        raise ValueError(f"neutral_term gives no term for the removed names at indexes {missing}.")
+    terms = neutral_terms(names, neutral_term)
     return [(name, template.format(name), template.format(terms[name])) for name in names for template in templates]
 
 
