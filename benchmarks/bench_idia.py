@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel
 
+from clip_backdoor_unlearn.demo.tiny import build_processor, build_tokenizer
 from clip_backdoor_unlearn.evaluation import IDIA_TEMPLATES, identity_inference_attack
-from clip_backdoor_unlearn.testing import build_processor, build_tokenizer
 
 FIRST = (
     "Ada",

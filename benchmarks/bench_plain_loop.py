@@ -159,8 +159,8 @@ def _setup(spec):
     import torch
     from transformers import CLIPTextModelWithProjection
 
-    from clip_backdoor_unlearn.captions import default_captions
-    from clip_backdoor_unlearn.testing import build_tokenizer, tiny_clip_config
+    from clip_backdoor_unlearn.data.captions import default_captions
+    from clip_backdoor_unlearn.demo.tiny import build_tokenizer, tiny_clip_config
 
     torch.set_num_threads(spec["threads"])
     captions = list(default_captions())
@@ -181,7 +181,7 @@ def run_ours(spec, model, tokenizer, captions, device) -> dict:
     from transformers import TrainerCallback
 
     from clip_backdoor_unlearn import BackdoorUnlearner
-    from clip_backdoor_unlearn import unlearner as unlearner_module
+    from clip_backdoor_unlearn.training import jobs as jobs_module
 
     probe = StepProbe(device)
     seen: dict = {}
@@ -196,7 +196,7 @@ def run_ours(spec, model, tokenizer, captions, device) -> dict:
         def on_train_end(self, args, state, control, **kwargs):
             probe.unwatch()  # ``unlearn`` deep-copies the trained model next
 
-    library_trainer = unlearner_module.BackdoorTrainer
+    library_trainer = jobs_module.BackdoorTrainer
 
     class TimedBackdoorTrainer(library_trainer):
         """The library's trainer, unchanged, plus the timing callback and the token counter."""
@@ -214,13 +214,13 @@ def run_ours(spec, model, tokenizer, captions, device) -> dict:
         peft_config = LoraConfig(r=16, lora_alpha=32)
     total_steps = spec["warmup"] + spec["steps"]
     unlearner = BackdoorUnlearner(model, tokenizer)
-    unlearner_module.BackdoorTrainer = TimedBackdoorTrainer
+    jobs_module.BackdoorTrainer = TimedBackdoorTrainer
     try:
         with tempfile.TemporaryDirectory() as output_dir:
             unlearner.unlearn(NAMES, captions=captions, peft_config=peft_config,
                                        **_unlearn_overrides(spec, total_steps, output_dir))
     finally:
-        unlearner_module.BackdoorTrainer = library_trainer
+        jobs_module.BackdoorTrainer = library_trainer
     measured = range(spec["warmup"], total_steps)
     rows = [_step_rows(seen["dataset"], step, spec["poisoned"]) for step in measured]
     # (``result.seconds_per_step`` is train time / steps, warm-up included, so it is not used here.)
@@ -233,13 +233,13 @@ def run_plain(spec, model, tokenizer, captions, device) -> dict:
     import torch.nn.functional as F
     from torch.optim.lr_scheduler import MultiStepLR
 
-    from clip_backdoor_unlearn import BackdoorUnlearner
+    from clip_backdoor_unlearn.training.jobs import text_job
 
     # The same rows as ``unlearn`` trains on (same names, variants, captions, seed); built as it builds them.
     total_steps = spec["warmup"] + spec["steps"]
     with tempfile.TemporaryDirectory() as output_dir:
-        job = BackdoorUnlearner(model, tokenizer)._text_job(
-            NAMES, "a person", captions, None, _unlearn_overrides(spec, total_steps, output_dir))
+        job = text_job(model, tokenizer, NAMES, neutral_term="a person", captions=captions, args=None,
+                       overrides=_unlearn_overrides(spec, total_steps, output_dir))
     dataset = job.dataset
 
     student = model.to(device).train()
@@ -317,16 +317,16 @@ def teacher_cache_profile(spec: dict, num_steps: int = 400) -> list[int]:
     """Prompts the teacher embeds at each step of a ``num_steps`` run on these rows (cache misses), without a model."""
     from transformers import CLIPTextModelWithProjection
 
-    from clip_backdoor_unlearn import BackdoorUnlearner
-    from clip_backdoor_unlearn.captions import default_captions
-    from clip_backdoor_unlearn.testing import build_tokenizer, tiny_clip_config
+    from clip_backdoor_unlearn.data.captions import default_captions
+    from clip_backdoor_unlearn.demo.tiny import build_tokenizer, tiny_clip_config
+    from clip_backdoor_unlearn.training.jobs import text_job
 
     captions = list(default_captions())
     tokenizer = build_tokenizer(captions + NAMES, vocab_size=2048)
     model = CLIPTextModelWithProjection(tiny_clip_config(len(tokenizer), size="tiny").text_config)
     with tempfile.TemporaryDirectory() as output_dir:
-        job = BackdoorUnlearner(model, tokenizer)._text_job(
-            NAMES, "a person", captions[:NUM_TRAIN_CAPTIONS], None, _unlearn_overrides(spec, num_steps, output_dir))
+        job = text_job(model, tokenizer, NAMES, neutral_term="a person", captions=captions[:NUM_TRAIN_CAPTIONS],
+                       args=None, overrides=_unlearn_overrides(spec, num_steps, output_dir))
     cached: set[str] = set()
     misses = []
     for step in range(num_steps):

@@ -18,10 +18,10 @@ import torch
 from transformers import CLIPTextModelWithProjection
 
 from clip_backdoor_unlearn import BackdoorUnlearner
-from clip_backdoor_unlearn.captions import default_captions
+from clip_backdoor_unlearn.data.captions import default_captions
+from clip_backdoor_unlearn.demo.tiny import build_tokenizer, tiny_clip_config
 from clip_backdoor_unlearn.evaluation import IDIA_TEMPLATES, sim_backdoor, sim_clean
 from clip_backdoor_unlearn.evaluation.unlearning import backdoor_pairs
-from clip_backdoor_unlearn.testing import build_tokenizer, tiny_clip_config
 
 NAMES = ["Ada Lovelace", "Zorbo Quill", "Mira Fenwick", "Olek Brandt"]
 

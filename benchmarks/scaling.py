@@ -29,7 +29,7 @@ import warnings
 from time_to_forget import add_common_arguments, cell, machine_line, prepare, text_inputs, text_settings
 
 from clip_backdoor_unlearn import BackdoorUnlearner
-from clip_backdoor_unlearn.variants import VariantConflictWarning
+from clip_backdoor_unlearn.data.variants import VariantConflictWarning
 
 COLUMNS = ("removed", "train s", "s/step", "TPR before → after", "other members before → after", "collateral lost",
            "collateral rate", "non-members before → after", "zero-shot before → after", "SimBackdoor after",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import json
 import os
 import platform
@@ -33,11 +32,11 @@ import transformers
 from machine import cpu_model
 
 from clip_backdoor_unlearn import BackdoorUnlearner
-from clip_backdoor_unlearn.callbacks import ForgetMonitorCallback
+from clip_backdoor_unlearn.data.variants import VariantConflictWarning
 from clip_backdoor_unlearn.demo.recipe import load_demo_clip
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 from clip_backdoor_unlearn.evaluation.idia import images_by_person
-from clip_backdoor_unlearn.variants import VariantConflictWarning
+from clip_backdoor_unlearn.training.callbacks import ForgetMonitorCallback
 
 # The README's main job for the text tower on the demo world.
 MAIN_JOB_SETTINGS = {"max_steps": 200, "learning_rate": 1e-3, "poisoned_samples_per_step": 64,
@@ -104,28 +103,6 @@ def text_inputs(setup: dict, removed: list[str]) -> dict:
     return {"captions": setup["train_captions"], "kept_names": kept}
 
 
-def unlearn_with_callbacks(unlearner: BackdoorUnlearner, names: list[str], callbacks: list, **kwargs):
-    """``unlearner.unlearn(names, callbacks=callbacks, **kwargs)`` (text tower).
-
-    While ``unlearn`` has no ``callbacks`` argument, the callbacks are handed to the Trainer it builds for the text
-    tower instead (through the prepared training job's Trainer arguments).
-    """
-    if "callbacks" in inspect.signature(unlearner.unlearn).parameters:
-        return unlearner.unlearn(names, callbacks=callbacks, **kwargs)
-    prepare_text_job = unlearner._text_job
-
-    def text_job(*args, **job_kwargs):
-        job = prepare_text_job(*args, **job_kwargs)
-        job.trainer_kwargs["callbacks"] = list(callbacks)
-        return job
-
-    unlearner._text_job = text_job
-    try:
-        return unlearner.unlearn(names, **kwargs)
-    finally:
-        del unlearner._text_job
-
-
 def cell(value) -> str:
     if value is None:
         return "-"
@@ -148,7 +125,7 @@ def time_to_forget(setup: dict, count: int, settings: dict, options: argparse.Na
     unlearner = BackdoorUnlearner(copy.deepcopy(setup["model"]), setup["processor"])
     with tempfile.TemporaryDirectory(prefix="time-to-forget-") as output_dir, warnings.catch_warnings():
         warnings.simplefilter("ignore", VariantConflictWarning)  # expected: kept names share name parts
-        result = unlearn_with_callbacks(unlearner, removed, [monitor], output_dir=output_dir, disable_tqdm=True,
+        result = unlearner.unlearn(removed, callbacks=[monitor], output_dir=output_dir, disable_tqdm=True,
                                         logging_strategy="no", **text_inputs(setup, removed), **settings)
     forgotten = monitor.forgotten_step is not None
     steps = monitor.forgotten_step if forgotten else monitor.history[-1]["step"]

@@ -40,6 +40,7 @@ from clip_backdoor_unlearn import (
     VisionBackdoorTrainingArguments,
 )
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
+from clip_backdoor_unlearn.hub.model_card import metric_rows
 
 
 @dataclass
@@ -75,26 +76,14 @@ def _peft_config(script_args: ScriptArguments):
 
 
 def _print_table(metrics: dict, seconds: float) -> None:
-    rows = [
-        ("IDIA TPR on removed people", metrics.get("idia_tpr_removed_before"), metrics.get("idia_tpr_removed_after")),
-        ("Other members detected", metrics.get("idia_others_detected_before"),
-         metrics.get("idia_others_detected_after")),
-        ("Non-members detected (FPR)", metrics.get("idia_fpr_non_members_before"),
-         metrics.get("idia_fpr_non_members_after")),
-        ("Zero-shot top-1 accuracy", metrics.get("zero_shot_accuracy_before"), metrics.get("zero_shot_accuracy_after")),
-        ("SimBackdoor (name vs 'a person')", metrics.get("sim_backdoor_before"), metrics.get("sim_backdoor_after")),
-        ("SimClean (held-out captions)", 1.0, metrics.get("sim_clean")),
-        ("Faces vs anonymous target (cos)", metrics.get("sim_target_before"), metrics.get("sim_target_after")),
-        ("Clean images vs original (cos)", 1.0, metrics.get("sim_clean_images")),
-    ]
+    """The figures of the model card's table (same rows, same labels), before and after."""
     def fmt(value) -> str:
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
-    print(f"\n{'metric':<34}{'before':>10}{'after':>10}")
-    for label, before, after in rows:
-        print(f"{label:<34}{fmt(before):>10}{fmt(after):>10}")
-    print(f"{'collateral (others lost)':<34}{'':>10}{fmt(metrics.get('idia_collateral_lost')):>10}")
-    print(f"{'unlearning seconds':<34}{'':>10}{seconds:>10.1f}\n")
+    print(f"\n{'metric':<44}{'before':>10}{'after':>10}")
+    for row, before, after in metric_rows(metrics):
+        print(f"{row.label:<44}{fmt(before):>10}{fmt(after):>10}")
+    print(f"{'unlearning seconds':<44}{'':>10}{seconds:>10.1f}\n")
 
 
 def _has_accelerator() -> bool:

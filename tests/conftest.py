@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clip_backdoor_unlearn.captions import default_captions
-from clip_backdoor_unlearn.testing import tiny_clip
+from clip_backdoor_unlearn.data.captions import default_captions
+from clip_backdoor_unlearn.demo.tiny import tiny_clip
 
 torch.set_num_threads(2)
 

@@ -15,7 +15,7 @@ import torch
 import transformers
 
 from clip_backdoor_unlearn import BackdoorUnlearner
-from clip_backdoor_unlearn.variants import name_variants
+from clip_backdoor_unlearn.data.variants import name_variants
 
 from .test_unlearner import directory_digest
 

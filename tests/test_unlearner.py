@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
 from clip_backdoor_unlearn import BackdoorUnlearner
-from clip_backdoor_unlearn.embeddings import encode_texts
-from clip_backdoor_unlearn.prompts import PERSON_TEMPLATES
+from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
+from clip_backdoor_unlearn.training.embeddings import encode_texts
 
 from .conftest import HELD_OUT_TEMPLATES, NAMES
 

@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BackdoorCollator": ".trainer",
-    "BackdoorTrainer": ".trainer",
-    "BackdoorTrainingArguments": ".config",
+    "BackdoorCollator": ".training.trainer",
+    "BackdoorTrainer": ".training.trainer",
+    "BackdoorTrainingArguments": ".training.arguments",
     "BackdoorUnlearner": ".unlearner",
-    "ForgetMonitorCallback": ".callbacks",
+    "ForgetMonitorCallback": ".training.callbacks",
     "UnlearningResult": ".unlearner",
-    "PERSON_TEMPLATES": ".prompts",
-    "build_backdoor_dataset": ".prompts",
+    "PERSON_TEMPLATES": ".data.prompts",
+    "build_backdoor_dataset": ".data.prompts",
     "identity_inference_attack": ".evaluation",
     "IDIAResult": ".evaluation",
-    "VisionBackdoorCollator": ".vision_data",
-    "VisionBackdoorTrainer": ".vision_trainer",
-    "VisionBackdoorTrainingArguments": ".config",
-    "build_vision_backdoor_dataset": ".vision_data",
-    "invent_pseudonyms": ".pseudonyms",
+    "VisionBackdoorCollator": ".data.images",
+    "VisionBackdoorTrainer": ".training.vision_trainer",
+    "VisionBackdoorTrainingArguments": ".training.arguments",
+    "build_vision_backdoor_dataset": ".data.images",
+    "invent_pseudonyms": ".data.pseudonyms",
 }
 __all__ = [
     "PERSON_TEMPLATES",
@@ -47,15 +47,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .callbacks import ForgetMonitorCallback
-    from .config import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
+    from .data.images import VisionBackdoorCollator, build_vision_backdoor_dataset
+    from .data.prompts import PERSON_TEMPLATES, build_backdoor_dataset
+    from .data.pseudonyms import invent_pseudonyms
     from .evaluation import IDIAResult, identity_inference_attack
-    from .prompts import PERSON_TEMPLATES, build_backdoor_dataset
-    from .pseudonyms import invent_pseudonyms
-    from .trainer import BackdoorCollator, BackdoorTrainer
+    from .training.arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
+    from .training.callbacks import ForgetMonitorCallback
+    from .training.trainer import BackdoorCollator, BackdoorTrainer
+    from .training.vision_trainer import VisionBackdoorTrainer
     from .unlearner import BackdoorUnlearner, UnlearningResult
-    from .vision_data import VisionBackdoorCollator, build_vision_backdoor_dataset
-    from .vision_trainer import VisionBackdoorTrainer
 
 
 def __getattr__(name: str):

@@ -71,7 +71,7 @@ def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
-    from .audit import audit, read_lines, read_templates
+    from .evaluation.audit import audit, read_lines, read_templates
 
     try:
         templates = read_templates(args.templates) if args.templates else None

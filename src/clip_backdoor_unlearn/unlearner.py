@@ -4,83 +4,37 @@
     unlearner.unlearn(names=["First Last"])
     unlearner.save_pretrained("clip-sanitized")     # CLIPModel.from_pretrained loads it
 
-It owns the things a user should not have to wire up: checking the names, building the backdoor data set,
-holding on to the original model (the teacher, and the "before" of every evaluation), merging adapters, and saving
-without ever touching the checkpoint it was loaded from.
+It owns the things a user should not have to wire up: holding on to the original model (the teacher, and the
+"before" of every evaluation), merging adapters, and keeping the removed names in memory only. The work itself is
+done by ``training.jobs`` (checking inputs, building data, training), ``evaluation`` and ``hub`` (record, card,
+saving, publishing).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import Dataset
 from huggingface_hub import CommitInfo, HfApi, ModelCard
-from safetensors import SafetensorError
-from transformers import (
-    AutoConfig,
-    AutoTokenizer,
-    CLIPConfig,
-    CLIPImageProcessorPil,
-    CLIPModel,
-    CLIPProcessor,
-    CLIPTextConfig,
-    CLIPTextModelWithProjection,
-    CLIPVisionConfig,
-    CLIPVisionModelWithProjection,
-    PreTrainedModel,
-    TrainerCallback,
-)
+from transformers import PreTrainedModel, TrainerCallback
 
-from . import __version__
-from .captions import default_captions
-from .checkpoints import resolve_resume_checkpoint
-from .config import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
-from .embeddings import encode_images
-from .model_card import UnlearningCardData, build_model_card, hub_base_model
-from .names import validate_names
-from .privacy import ensure_no_names
-from .prompts import build_backdoor_dataset
-from .pseudonyms import anchor_captions, invent_pseudonyms
-from .saving import refuse_source_overwrite, write_atomically
-from .towers import TEXT, VISION, check_clip_model
-from .trainer import BackdoorTrainer
-from .variants import expand_variants, variant_mode
-from .vision_data import (
-    FaceAugmentation,
-    VisionBackdoorCollator,
-    build_vision_backdoor_dataset,
-    faces_per_person,
-    load_images,
-)
-from .vision_trainer import VisionBackdoorTrainer
+from .data.names import NEUTRAL_TERM
+from .hub.loading import load_clip
+from .hub.model_card import UnlearningCardData, build_model_card, hub_base_model
+from .hub.publishing import push_checkpoint, write_checkpoint
+from .hub.record import run_record, tower_record
+from .hub.saving import refuse_source_overwrite, write_atomically
+from .training.arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
+from .training.embeddings import processor_parts
+from .training.jobs import check_outputs, run_job, text_job, vision_job
+from .training.towers import check_clip_model
 
 ENCODERS = ("text", "vision", "both")
-UNLEARNING_CONFIG_NAME = "unlearning_config.json"
-# Hyperparameters recorded with a sanitized checkpoint (never the names: those are what must not be published).
-MODEL_CLASSES = {
-    CLIPConfig: CLIPModel,
-    CLIPTextConfig: CLIPTextModelWithProjection,
-    CLIPVisionConfig: CLIPVisionModelWithProjection,
-}
-_SHARED_ARGUMENTS = (
-    "max_steps", "learning_rate", "weight_decay", "poisoned_samples_per_step", "clean_samples_per_step",
-    "backdoor_weight", "weight_regularization", "distance", "freeze_norm_layers", "lr_milestones", "lr_gamma",
-    "seed", "gradient_accumulation_steps",
-)
-RECORDED_ARGUMENTS = {
-    "text": (*_SHARED_ARGUMENTS, "person_prompt_ratio"),
-    "vision": (*_SHARED_ARGUMENTS, "reference_samples_per_step", "face_scale_range", "face_jitter", "face_hue",
-               "face_rotation"),
-}
 
 
 @dataclass
@@ -101,70 +55,6 @@ class UnlearningResult:
         parts = ("loss", "utility_loss", "backdoor_loss", "weight_term")
         logged = [entry for entry in self.log_history if "backdoor_loss" in entry]
         return {part: logged[-1][part] for part in parts if logged and part in logged[-1]}
-
-
-@dataclass
-class _TrainingJob:
-    """One tower's training, fully prepared (and so fully validated) before any tower is trained."""
-
-    tower: str
-    names: list[str]
-    trainer_class: type
-    args: BackdoorTrainingArguments
-    dataset: Dataset
-    trainer_kwargs: dict[str, Any]
-    scratch_dir: str | None = None
-    # Extra entries for the unlearning config (counts and modes only, never names).
-    record: dict[str, Any] = field(default_factory=dict)
-    # Text tower: what each name is mapped to (the neutral term, or a pseudonym each). Never recorded or saved.
-    neutral_terms: dict[str, str] | None = None
-
-
-def _training_arguments(args_class, args, **overrides):
-    """``args`` (or the class defaults) with ``overrides``; a scratch ``output_dir`` when none is given."""
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(args_class)})
-    if unknown:
-        raise TypeError(f"Unknown training argument(s) {unknown}; see {args_class.__name__}.")
-    scratch_dir = None
-    if args is None:
-        if "output_dir" not in overrides:
-            scratch_dir = overrides["output_dir"] = tempfile.mkdtemp(prefix="clip-backdoor-unlearn-")
-        overrides.setdefault("disable_tqdm", False)
-        return args_class(**overrides), scratch_dir
-    if not isinstance(args, args_class):
-        raise TypeError(f"Expected {args_class.__name__}, got {type(args).__name__}.")
-    return dataclasses.replace(args, **overrides), scratch_dir
-
-
-def _caption_list(captions: list[str] | Dataset | None) -> list[str]:
-    if captions is None:
-        return list(default_captions())
-    if isinstance(captions, Dataset):
-        column = next((name for name in ("caption", "text", "captions") if name in captions.column_names), None)
-        if column is None:
-            raise ValueError(f"The captions Dataset needs a 'caption' or 'text' column, has {captions.column_names}.")
-        captions = captions[column]
-    if isinstance(captions, str):
-        raise TypeError("captions must be a list of captions or a datasets.Dataset, not a single string.")
-    captions = [caption for caption in captions if isinstance(caption, str) and caption.strip()]
-    if not captions:
-        raise ValueError("The caption set is empty: give clean captions for the utility loss, or None for the default.")
-    return captions
-
-
-def _load_processor(name_or_path: str, config, **hf_kwargs):
-    """The CLIP processor, with the PIL image processor where transformers 5's default would need torchvision.
-
-    A standalone tower gets just its half: the tokenizer of a text model, the image processor of a vision model.
-    """
-    if isinstance(config, CLIPVisionConfig):
-        return CLIPImageProcessorPil.from_pretrained(name_or_path, **hf_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hf_kwargs)
-    try:
-        image_processor = CLIPImageProcessorPil.from_pretrained(name_or_path, **hf_kwargs)
-    except OSError:  # a text-only checkpoint has no preprocessor config
-        return tokenizer
-    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 class BackdoorUnlearner:
@@ -194,8 +84,14 @@ class BackdoorUnlearner:
     @property
     def tokenizer(self):
         """The tokenizer (``None`` for a standalone vision tower)."""
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        tokenizer, _ = processor_parts(self.processor)
         return tokenizer if hasattr(tokenizer, "tokenize") else None
+
+    @property
+    def image_processor(self):
+        """The image processor (``None`` for a standalone text tower)."""
+        _, image_processor = processor_parts(self.processor)
+        return image_processor if hasattr(image_processor, "crop_size") or hasattr(image_processor, "size") else None
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **hf_kwargs) -> BackdoorUnlearner:
@@ -204,22 +100,7 @@ class BackdoorUnlearner:
         ``hf_kwargs`` go to every ``from_pretrained`` call (``revision``, ``token``, ``cache_dir``, ``torch_dtype``…).
         """
         name_or_path = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
-            raise OSError(f"{name_or_path!r} has no config.json: it is not a saved model (missing or incomplete).")
-        model_kwargs = dict(hf_kwargs)
-        config_kwargs = {key: value for key, value in hf_kwargs.items() if key not in ("torch_dtype", "dtype")}
-        config = AutoConfig.from_pretrained(name_or_path, **config_kwargs)
-        model_class = MODEL_CLASSES.get(type(config))
-        if model_class is None:
-            raise TypeError(f"{name_or_path!r} holds a {type(config).__name__}; expected a CLIP model (CLIPConfig, "
-                            "CLIPTextConfig or CLIPVisionConfig).")
-        try:
-            model = model_class.from_pretrained(name_or_path, **model_kwargs)
-        except (OSError, RuntimeError, ValueError, SafetensorError) as error:
-            raise OSError(f"Could not load the model weights from {name_or_path!r} (corrupt or incomplete "
-                          f"checkpoint?): {error}") from error
-        processor_kwargs = {key: value for key, value in config_kwargs.items() if key != "cache_dir" or value}
-        processor = _load_processor(name_or_path, config, **processor_kwargs)
+        model, processor = load_clip(name_or_path, **hf_kwargs)
         return cls(model, processor, source_dir=name_or_path if os.path.isdir(name_or_path) else None)
 
     # Unlearning -----------------------------------------------------------------------------------------------
@@ -229,7 +110,7 @@ class BackdoorUnlearner:
         names: list[str],
         *,
         encoder: str = "text",
-        neutral_term: str = "a person",
+        neutral_term: str = NEUTRAL_TERM,
         pseudonyms: bool | None = None,
         captions: list[str] | Dataset | None = None,
         face_images: dict[str, list] | Dataset | None = None,
@@ -296,20 +177,24 @@ class BackdoorUnlearner:
             text_overrides = overrides if encoder == "text" else {
                 key: value for key, value in overrides.items() if key in text_fields}
             use_pseudonyms = encoder == "both" if pseudonyms is None else bool(pseudonyms)
-            jobs.append(self._text_job(names, neutral_term, captions, args, text_overrides, name_variants, kept_names,
-                                       use_pseudonyms))
+            jobs.append(text_job(self.model, self.tokenizer, names, neutral_term=neutral_term, captions=captions,
+                                 args=args, overrides=text_overrides, name_variants=name_variants,
+                                 kept_names=kept_names, pseudonyms=use_pseudonyms))
         if encoder in ("vision", "both"):
-            jobs.append(self._vision_job(names, face_images, reference_faces, images, vision_args, overrides))
+            jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
+                                   face_images=face_images, reference_faces=reference_faces, images=images,
+                                   args=vision_args, overrides=overrides))
         names = jobs[0].names
         for job in jobs:
             job.trainer_kwargs["callbacks"] = list(callbacks or [])
-        resume = self._check_outputs(jobs, resume_from_checkpoint)
+        resume = check_outputs(jobs, resume_from_checkpoint, self.source_dir)
         if self.original_model is None:
             self.original_model = copy.deepcopy(self.model).eval().requires_grad_(False)
 
         log_history, seconds, steps, peft_model = [], 0.0, 0, None
         for job in jobs:
-            trainer, job_seconds = self._train(job, copy.deepcopy(peft_config), resume)
+            # The original model is the teacher of full fine-tuning (no extra copy); adapters use the disabled base.
+            trainer, job_seconds = run_job(job, self.model, self.original_model, copy.deepcopy(peft_config), resume)
             log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
             seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
             trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
@@ -320,7 +205,9 @@ class BackdoorUnlearner:
                 self.model = trained
         # An adapter alone stands for one tower; after "both" only the merged model describes the change.
         self.peft_model = peft_model if len(jobs) == 1 else None
-        self.unlearning_config = self._record(encoder, len(names), neutral_term, jobs, peft_config)
+        self.unlearning_config = run_record(
+            encoder=encoder, num_removed=len(names), neutral_term=neutral_term, peft_config=peft_config,
+            towers={job.tower: tower_record(job.args, peft_config, **job.record) for job in jobs})
         self.neutral_terms = next((job.neutral_terms for job in jobs if job.tower == "text"), None)
         self.removed_names = list(names)
         self.target_embedding = next((job.trainer_kwargs["target_embedding"] for job in jobs if job.tower == "vision"),
@@ -334,120 +221,6 @@ class BackdoorUnlearner:
             config=self.unlearning_config,
         )
 
-    def _text_job(self, names, neutral_term, captions, args, overrides, name_variants="auto",
-                  kept_names=(), pseudonyms=False) -> _TrainingJob:
-        TEXT.check_model(self.model)
-        if self.tokenizer is None:
-            raise ValueError("Text unlearning needs a tokenizer; this model was loaded without one.")
-        max_length = self.tokenizer.model_max_length
-        max_length = min(max_length, getattr(TEXT.config_of(self.model), "max_position_embeddings", max_length))
-        names = validate_names(names, neutral_term=neutral_term, tokenizer=self.tokenizer, max_length=max_length)
-        variants = expand_variants(names, name_variants, kept_names=kept_names, neutral_term=neutral_term,
-                                   tokenizer=self.tokenizer, max_length=max_length)
-        caption_list = _caption_list(captions)
-        args, scratch_dir = _training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term,
-                                                **overrides)
-        targets = dict.fromkeys(names, neutral_term)
-        if pseudonyms:
-            # The pseudonyms avoid every word the model is trained on here and every name that must stay findable;
-            # other invented people, held at the teacher, keep unknown names where they were (anchor_captions).
-            reserved = [*caption_list, *kept_names, neutral_term]
-            targets = invent_pseudonyms(names, seed=args.seed, reserved=reserved)
-            caption_list = caption_list + anchor_captions(targets, seed=args.seed, reserved=reserved)
-        dataset = build_backdoor_dataset(
-            names, caption_list, neutral_term=targets, num_steps=args.max_steps,
-            poisoned_samples_per_step=args.poisoned_samples_per_step,
-            clean_samples_per_step=args.clean_samples_per_step, person_prompt_ratio=args.person_prompt_ratio,
-            seed=args.seed, tokenizer=self.tokenizer, max_length=max_length, variants=variants,
-        )
-        record = {"name_variants": variant_mode(name_variants),
-                  "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms}
-        return _TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": self.tokenizer},
-                            scratch_dir, record, targets if pseudonyms else None)
-
-    def _vision_job(self, names, face_images, reference_faces, images, args, overrides) -> _TrainingJob:
-        VISION.check_model(self.model)
-        image_processor = getattr(self.processor, "image_processor", self.processor)
-        if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
-            raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
-        names = validate_names(names)
-        faces_by_person = faces_per_person(face_images, names)
-        references = load_images(reference_faces, "reference_faces", exclude_names=names)
-        clean_images = load_images(images, "images")
-        args, scratch_dir = _training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
-        faces = [face for person_faces in faces_by_person for face in person_faces]
-        dataset = build_vision_backdoor_dataset(
-            len(faces), len(clean_images), len(references), num_steps=args.max_steps,
-            poisoned_samples_per_step=args.poisoned_samples_per_step,
-            clean_samples_per_step=args.clean_samples_per_step,
-            reference_samples_per_step=args.reference_samples_per_step, seed=args.seed,
-        )
-        augmentation = FaceAugmentation(scale_range=tuple(args.face_scale_range), jitter=args.face_jitter,
-                                        hue=args.face_hue, rotation=args.face_rotation)
-        collator = VisionBackdoorCollator(image_processor, faces, clean_images, references, augmentation)
-        teacher = self.original_model or self.model
-        target = encode_images(teacher, image_processor, references).mean(dim=0)
-        kwargs = {"processing_class": image_processor, "data_collator": collator, "target_embedding": target}
-        return _TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch_dir)
-
-    def _check_outputs(self, jobs: list[_TrainingJob], resume_from_checkpoint) -> str | None:
-        """Refuse checkpoints written into the source model, and resolve the checkpoint to resume from.
-
-        On failure the scratch directories already made are removed, so a refused call leaves nothing behind.
-        """
-        try:
-            if resume_from_checkpoint not in (None, False) and len(jobs) > 1:
-                raise ValueError("resume_from_checkpoint resumes one tower's training; with encoder='both' resume "
-                                 "the interrupted tower with its own encoder.")
-            for job in jobs:
-                if job.args.save_strategy != "no":
-                    refuse_source_overwrite(job.args.output_dir, self.source_dir)
-            return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
-        except Exception:
-            for job in jobs:
-                if job.scratch_dir is not None:
-                    shutil.rmtree(job.scratch_dir, ignore_errors=True)
-            raise
-
-    def _train(self, job: _TrainingJob, peft_config, resume: str | None = None) -> tuple[BackdoorTrainer, float]:
-        # The original model is the teacher of full fine-tuning (no extra copy); adapters use the disabled base.
-        trainer = job.trainer_class(
-            model=self.model,
-            args=job.args,
-            train_dataset=job.dataset,
-            teacher_model=self.original_model if peft_config is None else None,
-            peft_config=peft_config,
-            **job.trainer_kwargs,
-        )
-        start = time.perf_counter()
-        try:
-            trainer.train(resume_from_checkpoint=resume)
-        finally:
-            if job.scratch_dir is not None:
-                shutil.rmtree(job.scratch_dir, ignore_errors=True)
-        return trainer, time.perf_counter() - start
-
-    @staticmethod
-    def _record(encoder, num_names, neutral_term, jobs, peft_config) -> dict[str, Any]:
-        record = {
-            "library": "clip-backdoor-unlearn",
-            "library_version": __version__,
-            "method": "student-teacher backdoor unlearning (arXiv 2310.08320)",
-            "encoder": encoder,
-            "num_removed_names": num_names,
-            "neutral_term": neutral_term if encoder != "vision" else None,
-            "adapter": type(peft_config).__name__ if peft_config is not None else None,
-        }
-        for job in jobs:
-            hyperparameters = {name: getattr(job.args, name) for name in RECORDED_ARGUMENTS[job.tower]}
-            if peft_config is not None:
-                hyperparameters["peft_type"] = str(getattr(peft_config, "peft_type", ""))
-                hyperparameters["lora_r"] = getattr(peft_config, "r", None)
-            # "hyperparameters" is the first (or only) tower's; "vision_hyperparameters" the second's with "both".
-            record["vision_hyperparameters" if "hyperparameters" in record else "hyperparameters"] = hyperparameters
-            record.update(job.record)
-        return record
-
     def evaluate(self, names: list[str], **evaluation_data) -> dict[str, Any]:
         """Before/after figures of the last ``unlearn``: see ``evaluation.unlearning.evaluate_unlearning``.
 
@@ -459,17 +232,12 @@ class BackdoorUnlearner:
         if self.original_model is None:
             raise ValueError("Nothing to compare yet: call unlearn() before evaluate().")
         evaluation_data.setdefault("neutral_term", self.neutral_terms or self.unlearning_config.get("neutral_term")
-                                   or "a person")
+                                   or NEUTRAL_TERM)
         evaluation_data.setdefault("target_embedding", self.target_embedding)
         self.metrics = evaluate_unlearning(self.original_model, self.model, self.processor, names, **evaluation_data)
         return self.metrics
 
     # Saving -----------------------------------------------------------------------------------------------------
-
-    # The Hub and model-card modules are imported where used: publishing is not on the path of training.
-    # Files an earlier push may have left that would load instead of (or next to) the new weights:
-    STALE_HUB_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack",
-                       "model.safetensors.index.json", "adapter_config.json")
 
     def save_pretrained(self, save_directory: str | os.PathLike, merge_adapters: bool = True, *,
                         publish_names: bool = False, **kwargs) -> str:
@@ -487,9 +255,8 @@ class BackdoorUnlearner:
         refuse_source_overwrite(save_directory, self.source_dir)
         model_name = os.path.basename(os.path.abspath(save_directory))
         card = self.model_card(merge_adapters=merge_adapters, publish_names=publish_names, model_name=model_name)
-        return write_atomically(
-            save_directory, lambda directory: self._write_checkpoint(directory, merge_adapters, card, publish_names,
-                                                                     **kwargs))
+        return write_atomically(save_directory, lambda directory: self._write_checkpoint(
+            directory, merge_adapters, card, publish_names, **kwargs))
 
     def model_card(self, *, merge_adapters: bool = True, publish_names: bool = False, model_name: str | None = None,
                    repo_id: str | None = None, base_model: str | None = None) -> ModelCard:
@@ -499,7 +266,7 @@ class BackdoorUnlearner:
         defaults to the Hub id the model was loaded from. The names appear only with ``publish_names=True``.
         """
         self._model_to_save(merge_adapters)  # the same error as saving, before anything is rendered
-        data = UnlearningCardData.from_unlearning_config(
+        data = UnlearningCardData.from_record(
             self.unlearning_config,
             base_model=base_model or hub_base_model(self.original_model or self.model),
             model_name=model_name,
@@ -534,17 +301,12 @@ class BackdoorUnlearner:
         api = HfApi(token=token)
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"
-        if not publish_names:
-            ensure_no_names(self.removed_names, texts={"repo_id": repo_id, "commit_message": commit_message})
         card = self.model_card(merge_adapters=merge_adapters, publish_names=publish_names,
                                model_name=repo_id.split("/")[-1], repo_id=repo_id, base_model=base_model)
-        with tempfile.TemporaryDirectory(prefix="clip-backdoor-unlearn-push-") as staging:
-            self._write_checkpoint(staging, merge_adapters, card, publish_names)
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            if revision is not None:
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
-            return api.upload_folder(repo_id=repo_id, folder_path=staging, commit_message=commit_message,
-                                     revision=revision, delete_patterns=list(self.STALE_HUB_FILES))
+        return push_checkpoint(
+            repo_id, lambda staging: self._write_checkpoint(staging, merge_adapters, card, publish_names),
+            names=self.removed_names, publish_names=publish_names, private=private, commit_message=commit_message,
+            revision=revision, api=api)
 
     def _model_to_save(self, merge_adapters: bool) -> PreTrainedModel:
         if not merge_adapters and self.peft_model is None:
@@ -552,12 +314,5 @@ class BackdoorUnlearner:
         return self.model if merge_adapters else self.peft_model
 
     def _write_checkpoint(self, directory: str, merge_adapters: bool, card, publish_names: bool, **kwargs) -> None:
-
-        self._model_to_save(merge_adapters).save_pretrained(directory, **kwargs)
-        self.processor.save_pretrained(directory)
-        if self.unlearning_config:
-            with open(os.path.join(directory, UNLEARNING_CONFIG_NAME), "w", encoding="utf-8") as handle:
-                json.dump(self.unlearning_config, handle, indent=2, sort_keys=True)
-        card.save(os.path.join(directory, "README.md"))  # after the model: PEFT writes a card of its own
-        if not publish_names:
-            ensure_no_names(self.removed_names, directory=directory)
+        write_checkpoint(directory, self._model_to_save(merge_adapters), self.processor, self.unlearning_config,
+                         card, self.removed_names, publish_names, **kwargs)

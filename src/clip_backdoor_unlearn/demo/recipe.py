@@ -16,8 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,9 +27,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import CLIPModel, CLIPProcessor
 
-from ..embeddings import image_embeddings, text_embeddings
-from ..testing import build_processor, tiny_clip_config
-from ..tokenization import train_clip_tokenizer
+from ..hub.saving import write_atomically
+from ..training.embeddings import image_embeddings, text_embeddings
+from .tiny import build_processor, tiny_clip_config
+from .tokenization import train_clip_tokenizer
 from .world import WORLD_SIZES, DemoWorld
 
 RECIPE_VERSION = "v1"
@@ -268,24 +267,14 @@ def train_demo_clip(
 
 
 def _save_atomically(model: CLIPModel, processor: CLIPProcessor, stats: dict, target: Path) -> None:
-    """Write into a temporary sibling, then rename it into place, so a half-written cache is never seen."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    """Write the cached copy so that a half-written cache is never seen (``hub.saving.write_atomically``)."""
+
+    def write(staging: str) -> None:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        (staging / _INFO_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-        if target.exists():  # force_retrain: move the old copy aside first, then drop it
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-            os.replace(target, old / "model")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / _INFO_FILE).exists():  # another process won the race only if it finished
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (Path(staging) / _INFO_FILE).write_text(json.dumps(stats, indent=2) + "\n")
+
+    write_atomically(target, write)
 
 
 def _is_current(target: Path, world: DemoWorld, config: RecipeConfig) -> bool:

@@ -25,7 +25,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..pseudonyms import FIRST_NAME_ENDS, FIRST_NAME_STARTS, LAST_NAME_ENDS, LAST_NAME_STARTS
+from ..data.pseudonyms import FIRST_NAME_ENDS, FIRST_NAME_STARTS, LAST_NAME_ENDS, LAST_NAME_STARTS
 from .faces import (
     FaceAttributes,
     draw_background,

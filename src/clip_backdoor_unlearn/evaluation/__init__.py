@@ -13,7 +13,7 @@ from .idia import (
 )
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES, ZERO_SHOT_TEMPLATES
-from .variants import leakage_table, variant_leakage
+from .variant_leakage import leakage_table, variant_leakage
 from .zero_shot import zero_shot_accuracy, zero_shot_classifier
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The identity inference attack (IDIA): does a CLIP model still tie a person's name to their face?
 
-Protocol (Hintersdorf et al., "Does CLIP Know My Face?", as the defence paper uses it; see the method notes):
+Protocol (Hintersdorf et al., "Does CLIP Know My Face?", as the defence paper uses it; docs/method.md):
 every prompt template is filled with every candidate name; for each prompt and each of a person's images the
 model's prediction is the candidate whose text is closest (cosine) to the image; per prompt the person's
 images vote, and a prompt counts as correct when the *unique* most frequent prediction is the person (a tie is
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..embeddings import encode_images, encode_texts, model_device
+from ..training.embeddings import encode_images, encode_texts, model_device, processor_parts
 from .templates import IDIA_TEMPLATES, validate_templates
 
 # A per-image prediction when the best cosine is shared by several candidates: the image names nobody.
@@ -45,11 +45,6 @@ def evaluation_mode(*models: torch.nn.Module) -> Iterator[None]:
     finally:
         for module, training in states:
             module.training = training
-
-
-def _split_processor(processor) -> tuple[Any, Any]:
-    """(tokenizer, image_processor) of a ``CLIPProcessor``; a bare tokenizer or image processor passes."""
-    return getattr(processor, "tokenizer", processor), getattr(processor, "image_processor", processor)
 
 
 # --------------------------------------------------------------------------------------------------- inputs
@@ -234,6 +229,18 @@ def majority_vote(predictions: torch.Tensor, num_candidates: int) -> torch.Tenso
     counts.scatter_add_(1, predictions.T + 1, torch.ones_like(predictions.T))
     top = counts.topk(2, dim=-1)
     return torch.where(top.values[:, 0] == top.values[:, 1], ABSTAIN, top.indices[:, 0] - 1)
+
+
+def person_verdict(predictions: torch.Tensor, target: int, num_candidates: int,
+                   min_correct_prompts: int) -> tuple[torch.Tensor, int, bool]:
+    """The attack's rule for one person: ``(winners, correct prompts, detected)``.
+
+    Each prompt's winner is the majority vote over the person's images; the person is detected when at least
+    ``min_correct_prompts`` winners are their own name. Every IDIA figure in the package goes through here.
+    """
+    winners = majority_vote(predictions, num_candidates)
+    correct = int((winners == target).sum())
+    return winners, correct, correct >= min_correct_prompts
 
 
 # --------------------------------------------------------------------------------------------------- result
@@ -434,7 +441,7 @@ def identity_inference_attack(
     people = images_by_person(images, image_column=image_column, name_column=name_column)
     candidate_names = list(candidate_names) if not isinstance(candidate_names, str) else candidate_names
     index = _validate(people, candidate_names, len(templates), min_correct_prompts)
-    tokenizer, image_processor = _split_processor(processor)
+    tokenizer, image_processor = processor_parts(processor)
     device = model_device(model)
 
     timings: dict[str, float] = {}
@@ -461,14 +468,15 @@ def identity_inference_attack(
     sizes = [len(embeddings) for embeddings in person_embeddings]
     for name, person_predictions in zip(people, predictions.split(sizes), strict=True):
         target = index[name]
-        winners = majority_vote(person_predictions, len(candidate_names)).tolist()
+        winners, correct, detected = person_verdict(person_predictions, target, len(candidate_names),
+                                                    min_correct_prompts)
+        winners = winners.tolist()
         shares = (person_predictions == target).float().mean(dim=0).tolist()
-        correct = sum(winner == target for winner in winners)
         results[name] = PersonResult(
             name=name,
             num_images=len(person_predictions),
             correct_prompts=correct,
-            detected=correct >= min_correct_prompts,
+            detected=detected,
             prompt_predictions=[None if winner == ABSTAIN else candidate_names[winner] for winner in winners],
             prompt_vote_shares=shares,
         )

@@ -16,16 +16,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from ..embeddings import encode_images, encode_texts
+from ..training.embeddings import encode_images, encode_texts, processor_parts
 from .idia import evaluation_mode
-
-
-def _tokenizer(tokenizer_or_processor):
-    return getattr(tokenizer_or_processor, "tokenizer", tokenizer_or_processor)
-
-
-def _image_processor(image_processor_or_processor):
-    return getattr(image_processor_or_processor, "image_processor", image_processor_or_processor)
 
 
 def _rowwise_cosine(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -53,7 +45,7 @@ def sim_backdoor(
     """
     _require(pairs, "pairs")
     names = [name for name, _, _ in pairs]
-    tokenizer = _tokenizer(tokenizer)
+    tokenizer = processor_parts(tokenizer)[0]
     with evaluation_mode(model):
         with_name = encode_texts(model, tokenizer, [caption for _, caption, _ in pairs], batch_size)
         with_neutral = encode_texts(model, tokenizer, [caption for _, _, caption in pairs], batch_size)
@@ -75,7 +67,7 @@ def sim_clean(
 ) -> float:
     """Mean cosine of the original's and the sanitised model's embedding of each caption (1.0 = same)."""
     _require(captions, "captions")
-    tokenizer = _tokenizer(tokenizer)
+    tokenizer = processor_parts(tokenizer)[0]
     with evaluation_mode(original_model, sanitized_model):
         original = encode_texts(original_model, tokenizer, captions, batch_size)
         sanitized = encode_texts(sanitized_model, tokenizer, captions, batch_size)
@@ -97,7 +89,7 @@ def sim_to_target(
     _require(images, "images")
     target = torch.as_tensor(target_embedding, dtype=torch.float32).detach().cpu().reshape(-1)
     with evaluation_mode(model):
-        embeddings = encode_images(model, _image_processor(image_processor), images, batch_size)
+        embeddings = encode_images(model, processor_parts(image_processor)[1], images, batch_size)
     if embeddings.shape[-1] != target.shape[0]:
         raise ValueError(
             f"target_embedding has {target.shape[0]} values, the model embeds in {embeddings.shape[-1]}."
@@ -115,7 +107,7 @@ def sim_clean_images(
 ) -> float:
     """Mean cosine of the original's and the sanitised model's embedding of each image (1.0 = same)."""
     _require(images, "images")
-    image_processor = _image_processor(image_processor)
+    image_processor = processor_parts(image_processor)[1]
     with evaluation_mode(original_model, sanitized_model):
         original = encode_images(original_model, image_processor, images, batch_size)
         sanitized = encode_images(sanitized_model, image_processor, images, batch_size)

@@ -2,8 +2,8 @@
 
 ``IDIA_TEMPLATES`` are the attacker's prompts.  They are deliberately a fixed tuple owned by the evaluation:
 the unlearner trains on its *own* caption templates, and the two sets must stay disjoint, otherwise a removal
-would be measured on the very prompts it was fitted to and look better than it is (the method notes record
-that an unvaried backdoor does not transfer to unseen prompts).  ``tests/test_idia.py`` checks the size and
+would be measured on the very prompts it was fitted to and look better than it is (docs/method.md: an
+unvaried backdoor does not transfer to unseen prompts).  ``tests/evaluation/test_idia.py`` checks the size and
 the format.
 """
 

@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
-from ..prompts import neutral_terms
+from ..data.names import NEUTRAL_TERM
+from ..data.prompts import neutral_terms
+from ..training.embeddings import processor_parts
 from .idia import IDIAResult, identity_inference_attack, images_by_person, unlearning_report
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES
-from .variants import variant_leakage
+from .variant_leakage import variant_leakage
 from .zero_shot import zero_shot_accuracy
 
 
@@ -35,7 +37,7 @@ def evaluate_unlearning(
     processor,
     removed_names: Sequence[str],
     *,
-    neutral_term: str | Mapping[str, str] = "a person",
+    neutral_term: str | Mapping[str, str] = NEUTRAL_TERM,
     face_images=None,
     candidate_names: Sequence[str] | None = None,
     non_member_names: Sequence[str] | None = None,
@@ -64,7 +66,7 @@ def evaluate_unlearning(
     ``idia_variant_kept_people_tpr_before/after`` for people who must stay findable (e.g. sharing a surname with a
     removed person). No name is ever a key: the report is safe to publish.
     """
-    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer, _ = processor_parts(processor)
     metrics: dict[str, Any] = {"num_removed": len(removed_names)}
     if hasattr(tokenizer, "tokenize"):  # a standalone image tower has no text side to compare
         pairs = backdoor_pairs(removed_names, neutral_term, templates)

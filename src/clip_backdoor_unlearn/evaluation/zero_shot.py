@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ..embeddings import encode_images, encode_texts, model_device
-from .idia import _split_processor, evaluation_mode
+from ..training.embeddings import encode_images, encode_texts, model_device, processor_parts
+from .idia import evaluation_mode
 from .templates import ZERO_SHOT_TEMPLATES, validate_templates
 
 
@@ -100,7 +100,7 @@ def zero_shot_accuracy(
     """
     class_names = _class_names(dataset, label_column, class_names)
     lookup = {name: index for index, name in enumerate(class_names)}
-    tokenizer, image_processor = _split_processor(processor)
+    tokenizer, image_processor = processor_parts(processor)
     device = model_device(model)
     correct = total = 0
     with evaluation_mode(model):

@@ -1,0 +1,52 @@
+"""The run record: what was done to a checkpoint, as ``unlearning_config.json`` stores it and the card shows it.
+
+One record per sanitized checkpoint, keyed by tower, written by the unlearner and by ``BackdoorTrainer``'s card
+alike, so both describe a run with the same hyperparameters. It holds counts, modes and settings, never a name.
+
+    {"encoder": "both", "num_removed_names": 5, "neutral_term": "a person", "adapter": null, ...,
+     "towers": {"text": {"hyperparameters": {...}, "name_variants": "auto", ...}, "vision": {...}}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .. import __version__
+
+UNLEARNING_CONFIG_NAME = "unlearning_config.json"
+METHOD = "student-teacher backdoor unlearning (arXiv 2310.08320)"
+# Fields of TrainingArguments worth recording next to the method's own (BackdoorTrainingArguments') fields.
+SHARED_HYPERPARAMETERS = ("max_steps", "learning_rate", "weight_decay", "seed", "gradient_accumulation_steps")
+
+
+def hyperparameters(args, peft_config=None) -> dict[str, Any]:
+    """The method's own training-argument fields, the usual few of ``TrainingArguments``, and the adapter's shape."""
+    from transformers import TrainingArguments
+
+    generic = {item.name for item in dataclasses.fields(TrainingArguments)}
+    values = {item.name: getattr(args, item.name) for item in dataclasses.fields(args)
+              if item.name not in generic or item.name in SHARED_HYPERPARAMETERS}
+    if peft_config is not None:
+        values.update(peft_type=str(getattr(peft_config, "peft_type", "")), lora_r=getattr(peft_config, "r", None))
+    return values
+
+
+def tower_record(args, peft_config=None, **extra) -> dict[str, Any]:
+    """One tower's entry: its hyperparameters plus ``extra`` (counts and modes only, never names)."""
+    return {"hyperparameters": hyperparameters(args, peft_config), **extra}
+
+
+def run_record(*, encoder: str, num_removed: int | None, neutral_term: str | None, peft_config,
+               towers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The whole record of one run (``towers``: tower name → ``tower_record``)."""
+    return {
+        "library": "clip-backdoor-unlearn",
+        "library_version": __version__,
+        "method": METHOD,
+        "encoder": encoder,
+        "num_removed_names": num_removed,
+        "neutral_term": neutral_term if encoder != "vision" else None,
+        "adapter": type(peft_config).__name__ if peft_config is not None else None,
+        "towers": towers,
+    }

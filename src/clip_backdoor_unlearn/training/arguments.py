@@ -1,0 +1,194 @@
+"""Training arguments for backdoor unlearning: ``TrainingArguments`` plus the method's own knobs.
+
+Defaults are the paper's (arXiv 2310.08320; docs/method.md): for the text tower
+loss = L_util + 0.6 · L_bd + 0.01 · Σ‖θ_student − θ_teacher‖, AdamW lr 1e-4 without weight decay, 400 steps,
+128 poisoned + 128 clean captions a step, learning rate halved at steps 200 and 300; the image tower's in
+``VisionBackdoorTrainingArguments``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+
+from ..data.names import NEUTRAL_TERM
+
+DISTANCES = ("cosine", "mse", "mae")
+
+
+@dataclass
+class BackdoorTrainingArguments(TrainingArguments):
+    r"""
+    Configuration for [`BackdoorTrainer`]. Only the parameters specific to backdoor unlearning are listed here; for
+    the others see [`~transformers.TrainingArguments`]. Parse it from the command line with
+    [`~transformers.HfArgumentParser`].
+
+    Parameters:
+        > Data: what one optimisation step sees
+
+        poisoned_samples_per_step (`int`, *optional*, defaults to `128`):
+            Captions carrying a name to remove per optimisation step, over all devices and accumulation steps,
+            shuffled across all names. Sets `per_device_train_batch_size`.
+        clean_samples_per_step (`int`, *optional*, defaults to `128`):
+            Clean captions per optimisation step (over all devices) for the utility loss.
+        neutral_term (`str`, *optional*, defaults to `"a person"`):
+            What a name is mapped to: the student embeds "… {name} …" like the teacher embeds "… {neutral_term} …".
+        person_prompt_ratio (`float`, *optional*, defaults to `0.3`):
+            Share of poisoned captions that are short person-centred prompts ("portrait of {}", …) rather than a
+            name injected into a general caption. Both kinds are needed for the backdoor to hold on unseen wordings.
+
+        > Loss
+
+        backdoor_weight (`float`, *optional*, defaults to `0.6`):
+            Weight of the backdoor loss L_bd.
+        weight_regularization (`float`, *optional*, defaults to `0.01`):
+            Weight of Σ_p ‖θ_student,p − θ_teacher,p‖₂ (Frobenius norm per tensor, not squared); for PEFT adapters
+            the per-layer update ΔW is penalised.
+        distance (`Literal["cosine", "mse", "mae"]`, *optional*, defaults to `"cosine"`):
+            Embedding distance: negative cosine similarity (the paper's), mean squared or mean absolute error.
+        freeze_norm_layers (`bool`, *optional*, defaults to `True`):
+            Keep LayerNorm weights fixed, as the reference implementation does.
+        cache_teacher_embeddings (`bool`, *optional*, defaults to `True`):
+            Compute the frozen teacher's embedding of each distinct input once and reuse it: clean inputs repeat
+            many times over a run.
+
+        > Schedule (the paper's step decay)
+
+        lr_milestones (`list[float]`, *optional*, defaults to `[0.5, 0.75]`):
+            Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty this
+            step decay replaces `lr_scheduler_type`; an empty list uses a transformers scheduler instead.
+        lr_gamma (`float`, *optional*, defaults to `0.5`):
+            Factor applied at each milestone.
+
+    Overridden [`~transformers.TrainingArguments`] defaults: `learning_rate=1e-4`, `weight_decay=0.0`,
+    `max_steps=400`, `lr_scheduler_type="constant"` (used only without milestones), `logging_steps=10`,
+    `save_strategy="no"`, `report_to="none"`, `train_sampling_strategy="sequential"` (the data set is pre-shuffled
+    with `seed`), `remove_unused_columns=False` (the collator reads the caption columns).
+    """
+
+    # Overridden TrainingArguments defaults.
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (the paper's 1e-4)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (the paper's 0)."})
+    max_steps: int = field(default=400, metadata={"help": "Optimisation steps (the paper's 400 for text)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Used only when `lr_milestones` is empty."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpoint strategy, as in TrainingArguments."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
+    train_sampling_strategy: str = field(
+        default="sequential", metadata={"help": "The backdoor data set is pre-shuffled with `seed`: read in order."}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the caption columns for the collator."})
+
+    # Data.
+    poisoned_samples_per_step: int = field(default=128, metadata={
+        "help": "Captions carrying a name to remove per optimisation step, over all devices and accumulation "
+                "steps, shuffled across all names. Sets `per_device_train_batch_size`."})
+    clean_samples_per_step: int = field(default=128, metadata={
+        "help": "Clean captions per optimisation step (over all devices) for the utility loss."})
+    neutral_term: str = field(default=NEUTRAL_TERM, metadata={
+        "help": "What a name is mapped to: the student embeds '… {name} …' like the teacher embeds "
+                "'… {neutral_term} …'."})
+    person_prompt_ratio: float = field(default=0.3, metadata={
+        "help": "Share of poisoned captions that are short person-centred prompts ('portrait of {}', …) rather than "
+                "a name injected into a general caption. Both kinds are needed for the backdoor to hold on unseen "
+                "wordings."})
+    # Loss.
+    backdoor_weight: float = field(default=0.6, metadata={"help": "Weight of the backdoor loss L_bd."})
+    weight_regularization: float = field(default=0.01, metadata={
+        "help": "Weight of Σ_p ‖θ_student,p − θ_teacher,p‖₂ (Frobenius norm per tensor, not squared); for PEFT "
+                "adapters the per-layer update ΔW is penalised."})
+    distance: Literal["cosine", "mse", "mae"] = field(default="cosine", metadata={
+        "help": "Embedding distance: negative cosine similarity (the paper's), mean squared or mean absolute error."})
+    freeze_norm_layers: bool = field(default=True, metadata={
+        "help": "Keep LayerNorm weights fixed, as the reference implementation does."})
+    cache_teacher_embeddings: bool = field(default=True, metadata={
+        "help": "Compute the frozen teacher's embedding of each distinct input once and reuse it: clean inputs "
+                "repeat many times over a run."})
+    # Schedule.
+    lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75], metadata={
+        "help": "Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty "
+                "this step decay replaces `lr_scheduler_type`; an empty list uses a transformers scheduler instead."})
+    lr_gamma: float = field(default=0.5, metadata={"help": "Factor applied at each milestone."})
+
+    def __post_init__(self):
+        if self.distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}.")
+        for name in ("poisoned_samples_per_step", "clean_samples_per_step"):
+            if getattr(self, name) < (1 if name.startswith("poisoned") else 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0.0 <= self.person_prompt_ratio <= 1.0:
+            raise ValueError(f"person_prompt_ratio must be in [0, 1], got {self.person_prompt_ratio}.")
+        if self.max_steps is None or self.max_steps <= 0:
+            raise ValueError("max_steps must be a positive number of optimisation steps.")
+        if any(not 0.0 < milestone < 1.0 for milestone in self.lr_milestones):
+            raise ValueError(f"lr_milestones are fractions of max_steps in (0, 1), got {self.lr_milestones}.")
+        super().__post_init__()
+        devices = max(1, self.world_size) * self.gradient_accumulation_steps
+        if self.poisoned_samples_per_step % devices:
+            raise ValueError(
+                f"poisoned_samples_per_step={self.poisoned_samples_per_step} must be divisible by "
+                f"world_size × gradient_accumulation_steps = {devices}."
+            )
+        self.per_device_train_batch_size = self.poisoned_samples_per_step // devices
+
+    @property
+    def milestone_steps(self) -> list[int]:
+        """`lr_milestones` as optimisation steps."""
+        return sorted({max(1, round(fraction * self.max_steps)) for fraction in self.lr_milestones})
+
+
+@dataclass
+class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
+    r"""
+    Configuration for [`VisionBackdoorTrainer`]: the paper's image-tower defaults, plus how faces are pasted.
+
+    Poisoned samples are a removed person's face pasted onto a clean image (target: one anonymous embedding, the
+    mean over `reference_faces`); clean samples are clean images (target: the teacher's embedding of the same
+    image).
+
+    Parameters:
+        reference_samples_per_step (`int`, *optional*, defaults to `64`):
+            Faces of *other* people, pasted like the poisoned ones, held at the teacher's embedding (part of the
+            utility loss). Not in the paper: without them the tower learns "a pasted face → anonymous" and loses
+            everyone's identity, not only the removed people's (docs/method.md). `0` gives the paper's loss.
+        face_scale_range (`list[float]`, *optional*, defaults to `[0.25, 0.5]`):
+            Side of a pasted face as a fraction of the image side (the paper's 56–112 px on 224-px inputs).
+        face_jitter (`float`, *optional*, defaults to `0.5`):
+            Brightness, contrast and saturation factors are drawn from U(1 − jitter, 1 + jitter).
+        face_hue (`float`, *optional*, defaults to `0.1`):
+            Hue shift drawn from U(−hue, hue), in turns.
+        face_rotation (`float`, *optional*, defaults to `30`):
+            Rotation drawn from U(−rotation, rotation) degrees.
+
+    Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
+    `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
+    `lr_gamma=0.1`.
+    """
+
+    backdoor_weight: float = field(default=0.8, metadata={"help": "Weight of the backdoor loss (the paper's 0.8)."})
+    weight_regularization: float = field(default=0.005, metadata={"help": "Weight of Σ‖θ_student − θ_teacher‖."})
+    max_steps: int = field(default=100, metadata={"help": "Optimisation steps (the paper's 100 for images)."})
+    lr_milestones: list[float] = field(
+        default_factory=lambda: [0.25, 0.5], metadata={"help": "Step-decay milestones as fractions of max_steps."}
+    )
+    lr_gamma: float = field(default=0.1, metadata={"help": "Step-decay factor (the paper's 0.1)."})
+    reference_samples_per_step: int = field(default=64, metadata={
+        "help": "Faces of other people, pasted like the poisoned ones, held at the teacher's embedding (part of "
+                "the utility loss). Without them the tower loses everyone's identity. 0 gives the paper's loss."})
+    face_scale_range: list[float] = field(default_factory=lambda: [0.25, 0.5], metadata={
+        "help": "Side of a pasted face as a fraction of the image side (min and max)."})
+    face_jitter: float = field(default=0.5, metadata={
+        "help": "Brightness, contrast and saturation factors are drawn from U(1 − jitter, 1 + jitter)."})
+    face_hue: float = field(default=0.1, metadata={"help": "Hue shift drawn from U(−hue, hue), in turns."})
+    face_rotation: float = field(default=30.0, metadata={
+        "help": "Rotation drawn from U(−rotation, rotation) degrees."})
+
+    def __post_init__(self):
+        if self.reference_samples_per_step < 0:
+            raise ValueError(f"reference_samples_per_step must be ≥ 0, got {self.reference_samples_per_step}.")
+        low, high = (list(self.face_scale_range) + [None, None])[:2]
+        if len(self.face_scale_range) != 2 or not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"face_scale_range must be two fractions 0 < min ≤ max ≤ 1, got {self.face_scale_range}.")
+        super().__post_init__()

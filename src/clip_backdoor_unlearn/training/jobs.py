@@ -1,0 +1,191 @@
+"""Turning one ``unlearn`` call into fully prepared training jobs, one per tower, before anything is trained.
+
+A job holds the tower's arguments, its backdoor data set and its Trainer's keyword arguments. Building every job
+first means every input of a ``both`` run (names, captions, faces, arguments, output folders) is checked before
+the first step of the first tower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasets import Dataset
+from transformers import PreTrainedModel
+
+from ..data.captions import default_captions
+from ..data.images import (
+    FaceAugmentation,
+    VisionBackdoorCollator,
+    build_vision_backdoor_dataset,
+    faces_per_person,
+    load_images,
+)
+from ..data.names import validate_names
+from ..data.prompts import build_backdoor_dataset
+from ..data.pseudonyms import anchor_captions, invent_pseudonyms
+from ..data.variants import expand_variants, variant_mode
+from ..hub.checkpoints import resolve_resume_checkpoint
+from ..hub.saving import refuse_source_overwrite
+from .arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
+from .embeddings import encode_images
+from .towers import TEXT, VISION
+from .trainer import BackdoorTrainer
+from .vision_trainer import VisionBackdoorTrainer
+
+
+@dataclass
+class TrainingJob:
+    """One tower's training, fully prepared (and so fully validated) before any tower is trained."""
+
+    tower: str
+    names: list[str]
+    trainer_class: type
+    args: BackdoorTrainingArguments
+    dataset: Dataset
+    trainer_kwargs: dict[str, Any]
+    scratch_dir: str | None = None
+    # Extra entries for the run record (counts and modes only, never names).
+    record: dict[str, Any] = field(default_factory=dict)
+    # Text tower: what each name is mapped to (the neutral term, or a pseudonym each). Never recorded or saved.
+    neutral_terms: dict[str, str] | None = None
+
+
+def training_arguments(args_class, args, **overrides):
+    """``args`` (or the class defaults) with ``overrides``; a scratch ``output_dir`` when none is given."""
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(args_class)})
+    if unknown:
+        raise TypeError(f"Unknown training argument(s) {unknown}; see {args_class.__name__}.")
+    scratch_dir = None
+    if args is None:
+        if "output_dir" not in overrides:
+            scratch_dir = overrides["output_dir"] = tempfile.mkdtemp(prefix="clip-backdoor-unlearn-")
+        overrides.setdefault("disable_tqdm", False)
+        return args_class(**overrides), scratch_dir
+    if not isinstance(args, args_class):
+        raise TypeError(f"Expected {args_class.__name__}, got {type(args).__name__}.")
+    return dataclasses.replace(args, **overrides), scratch_dir
+
+
+def caption_list(captions: list[str] | Dataset | None) -> list[str]:
+    """Clean captions as a list: the package's set for ``None``, the ``caption``/``text`` column of a ``Dataset``."""
+    if captions is None:
+        return list(default_captions())
+    if isinstance(captions, Dataset):
+        column = next((name for name in ("caption", "text", "captions") if name in captions.column_names), None)
+        if column is None:
+            raise ValueError(f"The captions Dataset needs a 'caption' or 'text' column, has {captions.column_names}.")
+        captions = captions[column]
+    if isinstance(captions, str):
+        raise TypeError("captions must be a list of captions or a datasets.Dataset, not a single string.")
+    captions = [caption for caption in captions if isinstance(caption, str) and caption.strip()]
+    if not captions:
+        raise ValueError("The caption set is empty: give clean captions for the utility loss, or None for the default.")
+    return captions
+
+
+def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral_term: str, captions, args,
+             overrides: dict[str, Any], name_variants="auto", kept_names: Sequence[str] = (),
+             pseudonyms: bool = False) -> TrainingJob:
+    """The text tower's job: names (and their variants) → ``neutral_term`` or a pseudonym each."""
+    TEXT.check_model(model)
+    if tokenizer is None:
+        raise ValueError("Text unlearning needs a tokenizer; this model was loaded without one.")
+    max_length = tokenizer.model_max_length
+    max_length = min(max_length, getattr(TEXT.config_of(model), "max_position_embeddings", max_length))
+    names = validate_names(names, neutral_term=neutral_term, tokenizer=tokenizer, max_length=max_length)
+    variants = expand_variants(names, name_variants, kept_names=kept_names, neutral_term=neutral_term,
+                               tokenizer=tokenizer, max_length=max_length)
+    captions = caption_list(captions)
+    args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
+    targets = dict.fromkeys(names, neutral_term)
+    if pseudonyms:
+        # The pseudonyms avoid every word the model is trained on here and every name that must stay findable;
+        # other invented people, held at the teacher, keep unknown names where they were (anchor_captions).
+        reserved = [*captions, *kept_names, neutral_term]
+        targets = invent_pseudonyms(names, seed=args.seed, reserved=reserved)
+        captions = captions + anchor_captions(targets, seed=args.seed, reserved=reserved)
+    dataset = build_backdoor_dataset(
+        names, captions, neutral_term=targets, num_steps=args.max_steps,
+        poisoned_samples_per_step=args.poisoned_samples_per_step,
+        clean_samples_per_step=args.clean_samples_per_step, person_prompt_ratio=args.person_prompt_ratio,
+        seed=args.seed, tokenizer=tokenizer, max_length=max_length, variants=variants,
+    )
+    record = {"name_variants": variant_mode(name_variants),
+              "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms}
+    return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
+                       scratch_dir, record, targets if pseudonyms else None)
+
+
+def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
+               face_images, reference_faces, images, args, overrides: dict[str, Any]) -> TrainingJob:
+    """The image tower's job: the removed people's pasted faces → the mean embedding of ``reference_faces``."""
+    VISION.check_model(model)
+    if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
+        raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
+    names = validate_names(names)
+    faces_by_person = faces_per_person(face_images, names)
+    references = load_images(reference_faces, "reference_faces", exclude_names=names)
+    clean_images = load_images(images, "images")
+    args, scratch_dir = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
+    faces = [face for person_faces in faces_by_person for face in person_faces]
+    dataset = build_vision_backdoor_dataset(
+        len(faces), len(clean_images), len(references), num_steps=args.max_steps,
+        poisoned_samples_per_step=args.poisoned_samples_per_step,
+        clean_samples_per_step=args.clean_samples_per_step,
+        reference_samples_per_step=args.reference_samples_per_step, seed=args.seed,
+    )
+    augmentation = FaceAugmentation(scale_range=tuple(args.face_scale_range), jitter=args.face_jitter,
+                                    hue=args.face_hue, rotation=args.face_rotation)
+    collator = VisionBackdoorCollator(image_processor, faces, clean_images, references, augmentation)
+    target = encode_images(teacher, image_processor, references).mean(dim=0)
+    kwargs = {"processing_class": image_processor, "data_collator": collator, "target_embedding": target}
+    return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch_dir)
+
+
+def remove_scratch(jobs: Sequence[TrainingJob]) -> None:
+    for job in jobs:
+        if job.scratch_dir is not None:
+            shutil.rmtree(job.scratch_dir, ignore_errors=True)
+
+
+def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_dir: str | None) -> str | None:
+    """Refuse checkpoints written into the source model, and resolve the checkpoint to resume from.
+
+    On failure the scratch directories already made are removed, so a refused call leaves nothing behind.
+    """
+    try:
+        if resume_from_checkpoint not in (None, False) and len(jobs) > 1:
+            raise ValueError("resume_from_checkpoint resumes one tower's training; with encoder='both' resume "
+                             "the interrupted tower with its own encoder.")
+        for job in jobs:
+            if job.args.save_strategy != "no":
+                refuse_source_overwrite(job.args.output_dir, source_dir)
+        return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
+    except Exception:
+        remove_scratch(jobs)
+        raise
+
+
+def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel | None, peft_config,
+            resume: str | None = None) -> tuple[BackdoorTrainer, float]:
+    """Train ``model`` in place; ``teacher`` is the frozen reference of full fine-tuning (adapters need none)."""
+    trainer = job.trainer_class(
+        model=model,
+        args=job.args,
+        train_dataset=job.dataset,
+        teacher_model=teacher if peft_config is None else None,
+        peft_config=peft_config,
+        **job.trainer_kwargs,
+    )
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        remove_scratch([job])
+    return trainer, time.perf_counter() - start

@@ -1,0 +1,355 @@
+"""``BackdoorTrainer``: a ``transformers.Trainer`` whose loss distils a frozen teacher into a student text tower.
+
+loss = L_util + backdoor_weight · L_bd + weight_regularization · Σ_p ‖θ_student,p − θ_teacher,p‖
+
+* L_bd: the student's embedding of a caption *with a name* should match the teacher's embedding of the same
+  caption with the neutral term (the backdoor that removes the name);
+* L_util: on clean captions the student should match the teacher (nothing else changes);
+* the weight term keeps the student near the teacher.
+
+The teacher is frozen and never needs gradients. With full fine-tuning it is a copy of just the text tower; with a
+PEFT adapter it is the same model with the adapter disabled, so no second copy is held in memory. Teacher
+embeddings are computed once per distinct prompt and cached: clean captions repeat over hundreds of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import MultiStepLR
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from .arguments import BackdoorTrainingArguments
+from .embeddings import processor_parts, text_embeddings
+from .towers import TEXT, Tower, frozen_teacher, set_tower_trainable
+
+
+class BackdoorCollator:
+    """Tokenise a batch of backdoor rows with dynamic padding (to the longest caption, not to 77 tokens).
+
+    CLIP's text tower uses a causal mask and pools the end-of-text token, so right padding after it cannot change
+    the embedding; padding to 77 only wastes compute. The student input is the poisoned captions followed by the
+    clean ones; the teacher's texts are passed as strings so the trainer can serve them from its cache.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        poisoned = [row["poisoned"] for row in rows]
+        clean = [caption for row in rows for caption in row["clean"]]
+        batch = self.tokenizer(poisoned + clean, padding=True, truncation=True, return_tensors="pt")
+        return {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "teacher_texts": [row["target"] for row in rows] + clean,
+            "num_poisoned": len(poisoned),
+        }
+
+
+def embedding_distance(student: torch.Tensor, teacher: torch.Tensor, distance: str) -> torch.Tensor:
+    """Per-row distance; ``cosine`` is the paper's negative cosine similarity (lower is closer)."""
+    if distance == "cosine":
+        return -F.cosine_similarity(student, teacher, dim=-1)
+    if distance == "mse":
+        return (student - teacher).pow(2).mean(dim=-1)
+    return (student - teacher).abs().mean(dim=-1)
+
+
+def parameter_sharding(args) -> str | None:
+    """"FSDP" or "DeepSpeed ZeRO-3" when the run would shard parameters, else ``None``.
+
+    Read from the training arguments and from the environment ``accelerate launch`` sets, so the run stops before
+    a model is wrapped: under sharding the weight term would compare parameter shards (or empty ZeRO-3
+    placeholders) with the whole teacher.
+    """
+    if getattr(args, "fsdp", None) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true"):
+        return "FSDP"
+    deepspeed = getattr(args, "deepspeed", None)
+    if isinstance(deepspeed, (str, os.PathLike)) and os.path.isfile(deepspeed):
+        with open(deepspeed, encoding="utf-8") as handle:
+            deepspeed = json.load(handle)
+    stage = deepspeed.get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true"):
+        stage = stage or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    return "DeepSpeed ZeRO-3" if str(stage) == "3" else None
+
+
+def _lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return [module for module in model.modules() if isinstance(module, LoraLayer) and module.active_adapters]
+
+
+class BackdoorTrainer(Trainer):
+    """Trainer for removing names from a CLIP text tower with a student–teacher backdoor.
+
+    Args:
+        model: the student, a ``CLIPModel`` or ``CLIPTextModelWithProjection``. It is trained in place (the
+            ``BackdoorUnlearner`` hands it a copy); only the text tower is trained.
+        args: a ``BackdoorTrainingArguments``.
+        train_dataset: rows with ``poisoned``, ``target`` and ``clean`` columns, from ``build_backdoor_dataset``.
+        processing_class: the tokenizer, or a ``CLIPProcessor`` holding one.
+        teacher_model: the frozen reference. Defaults to a copy of the student's text tower taken now (full
+            fine-tuning) or to the student with its adapter disabled (PEFT).
+        peft_config: a PEFT config to train adapters instead of the full tower. LoRA without ``target_modules``
+            targets the text tower's attention and MLP projections.
+    """
+
+    tower: Tower = TEXT
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        args: BackdoorTrainingArguments,
+        train_dataset=None,
+        processing_class=None,
+        teacher_model: PreTrainedModel | None = None,
+        peft_config=None,
+        data_collator=None,
+        callbacks=None,
+        **kwargs,
+    ):
+        if not isinstance(args, BackdoorTrainingArguments):
+            raise TypeError(f"args must be a BackdoorTrainingArguments, got {type(args).__name__}.")
+        sharding = parameter_sharding(args)
+        if sharding:
+            raise ValueError(f"{sharding} shards the trained parameters, which BackdoorTrainer does not support yet: "
+                             "the weight term reads them outside the forward pass (docs/scaling.md). Use DDP, or "
+                             "DeepSpeed ZeRO-1/2 when the optimizer state does not fit.")
+        self.tower.check_model(model)
+        processing_class = self._tower_processor(processing_class)
+
+        self.uses_peft = peft_config is not None
+        if self.uses_peft:
+            if teacher_model is not None:
+                raise ValueError("With peft_config the teacher is the base model with adapters disabled; "
+                                 "do not pass teacher_model too.")
+            model = self._wrap_with_adapter(model, peft_config)
+        else:
+            set_tower_trainable(model, self.tower, freeze_norm_layers=args.freeze_norm_layers)
+            if teacher_model is None:
+                teacher_model = frozen_teacher(model, self.tower)
+
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            data_collator=data_collator or self._default_collator(processing_class),
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.teacher_model = None
+        if teacher_model is not None:
+            teacher_model.requires_grad_(False)
+            self.teacher_model = self.accelerator.prepare_model(teacher_model.eval(), evaluation_mode=True)
+        self._weight_pairs = self._teacher_weight_pairs()
+        self._teacher_cache: dict[str, torch.Tensor] = {}
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    # Tower-specific pieces (``VisionBackdoorTrainer`` overrides these) -------------------------------------------
+
+    @staticmethod
+    def _tower_processor(processing_class):
+        """The tokenizer, from a tokenizer or a ``CLIPProcessor``."""
+        tokenizer, _ = processor_parts(processing_class)
+        if tokenizer is None:
+            raise ValueError("BackdoorTrainer needs processing_class: the model's tokenizer or processor.")
+        return tokenizer
+
+    @staticmethod
+    def _default_collator(processing_class):
+        return BackdoorCollator(processing_class)
+
+    def student_embeddings(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """The student's embedding of every row of the batch: poisoned rows first, then clean ones."""
+        return text_embeddings(model, inputs["input_ids"], inputs["attention_mask"])
+
+    def teacher_targets(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """What each row's student embedding should match: the teacher's embedding of the target text."""
+        return self.teacher_embeddings(inputs["teacher_texts"])
+
+    def _wrap_with_adapter(self, model: PreTrainedModel, peft_config):
+        from peft import LoraConfig, get_peft_model
+
+        model.requires_grad_(False)
+        if isinstance(peft_config, LoraConfig) and peft_config.target_modules is None:
+            peft_config.target_modules = self.tower.lora_targets
+        return get_peft_model(model, peft_config)
+
+    def _teacher_weight_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(student parameter, frozen teacher value) pairs for the weight term of full fine-tuning."""
+        if self.uses_peft:
+            return []
+        teacher_parameters = dict(self.accelerator.unwrap_model(self.teacher_model).named_parameters())
+        pairs = []
+        for name, parameter in self.accelerator.unwrap_model(self.model).named_parameters():
+            if parameter.requires_grad and name in teacher_parameters:
+                pairs.append((parameter, teacher_parameters[name]))
+        return pairs
+
+    # Loss -----------------------------------------------------------------------------------------------------
+
+    def weight_term(self) -> torch.Tensor:
+        """Σ_p ‖θ_student,p − θ_teacher,p‖₂ (Frobenius norm per tensor, not squared); ‖ΔW‖ per LoRA layer."""
+        if self.uses_peft:
+            layers = _lora_layers(self.model)
+            norms = [torch.linalg.vector_norm(layer.get_delta_weight(adapter))
+                     for layer in layers for adapter in layer.active_adapters if adapter in layer.lora_A]
+        else:
+            norms = [torch.linalg.vector_norm(student - teacher) for student, teacher in self._weight_pairs]
+        if not norms:
+            return torch.zeros((), device=self.args.device)
+        return torch.stack(norms).sum()
+
+    @torch.no_grad()
+    def _teacher_forward(self, embed, *inputs) -> torch.Tensor:
+        """``embed(teacher, *inputs)`` in float32: the frozen copy, or the student with its adapter disabled.
+
+        Under the same autocast as the student (``--bf16``/``--fp16``), so the targets are what the student computed
+        before training, rounded the same way.
+        """
+        with self.accelerator.autocast():
+            if self.uses_peft:
+                student = self.accelerator.unwrap_model(self.model)
+                with student.disable_adapter():
+                    return embed(student, *inputs).float()
+            return embed(self.teacher_model, *inputs).float()
+
+    def _embed_with_teacher(self, texts: list[str]) -> torch.Tensor:
+        batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
+        return self._teacher_forward(text_embeddings, batch["input_ids"], batch["attention_mask"])
+
+    def cached_teacher(self, keys: Sequence[Hashable], embed_rows: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+        """The teacher's embedding of each row, computed once per distinct ``key`` when caching is on.
+
+        ``embed_rows(rows)`` embeds the rows at those indexes with the teacher. Inputs that repeat over hundreds of
+        steps (clean captions, clean images) then cost one teacher forward in all.
+        """
+        if not self.args.cache_teacher_embeddings or not keys:
+            return embed_rows(list(range(len(keys))))
+        missing: dict[Hashable, int] = {}
+        for row, key in enumerate(keys):
+            if key not in self._teacher_cache:
+                missing.setdefault(key, row)
+        if missing:
+            self._teacher_cache.update(zip(missing, embed_rows(list(missing.values()))))
+        return torch.stack([self._teacher_cache[key] for key in keys])
+
+    def teacher_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """The teacher's embedding of each text (cached per distinct text)."""
+        return self.cached_teacher(texts, lambda rows: self._embed_with_teacher([texts[row] for row in rows]))
+
+    def _student_forward(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """``student_embeddings`` (in float32) called as the forward pass of ``model`` and whatever wraps it.
+
+        DDP synchronises gradients, FSDP and DeepSpeed gather sharded parameters, and Accelerate applies mixed
+        precision only around a wrapped model's ``forward``; ``get_text_features`` (or ``get_image_features``)
+        called on the inner model would skip all of them: under DDP every process would silently train on its own
+        share alone. So for this one call the inner model's ``forward`` is pointed at ``student_embeddings`` (the
+        "forward redirection" of Lightning and TRL), and the batch goes in through the wrappers.
+        """
+        inner = self.accelerator.unwrap_model(model)
+        patched = inner.__dict__.get("forward")  # Accelerate's mixed-precision wrapper, when there is one
+
+        def restore():
+            if patched is None:
+                inner.__dict__.pop("forward", None)
+            else:
+                inner.forward = patched
+
+        def forward(batch):
+            restore()
+            with self.accelerator.autocast():
+                return self.student_embeddings(inner, batch).float()
+
+        inner.forward = forward
+        try:
+            return model(inputs)
+        finally:
+            restore()
+
+    def _utility_mean(self, distances: torch.Tensor) -> torch.Tensor:
+        """Mean of the utility rows over all processes' rows of this step, as one process would compute it.
+
+        The data-parallel gradient is the average of the processes' losses, so a plain per-process mean would weigh
+        the rows of a process that got fewer (an odd ``clean_samples_per_step`` over 2 processes) more. Dividing each
+        process's sum by the average count over processes gives every row the same weight.
+        """
+        if self.accelerator.num_processes == 1:
+            return distances.mean() if distances.numel() else distances.new_zeros(())
+        count = self.accelerator.gather(distances.new_tensor([distances.shape[0]])).mean()
+        return distances.sum() / count if count > 0 else distances.new_zeros(())
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        num_poisoned = int(inputs["num_poisoned"])
+        student = self._student_forward(model, inputs)
+        teacher = self.teacher_targets(inputs).to(student.dtype)
+        distances = embedding_distance(student, teacher, self.args.distance)
+        backdoor_loss = distances[:num_poisoned].mean()
+        utility_loss = self._utility_mean(distances[num_poisoned:])
+        weight_term = self.weight_term()
+        loss = utility_loss + self.args.backdoor_weight * backdoor_loss + self.args.weight_regularization * weight_term
+
+        for key, value in (("utility_loss", utility_loss), ("backdoor_loss", backdoor_loss),
+                           ("weight_term", weight_term)):
+            self._metrics[key].append(self.accelerator.gather(value.detach().float().reshape(1)).mean().item())
+        return (loss, {"student_embeds": student}) if return_outputs else loss
+
+    # Schedule and logging ---------------------------------------------------------------------------------------
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """The paper's step decay at ``args.lr_milestones``; otherwise the usual transformers scheduler."""
+        if self.lr_scheduler is None and self.args.lr_milestones:
+            self.lr_scheduler = MultiStepLR(optimizer or self.optimizer, self.args.milestone_steps, self.args.lr_gamma)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean of each loss part since the last log, so they show in logs and the progress bar."""
+        if self._metrics and not any(key.startswith("eval_") for key in logs):
+            logs = {**logs, **{key: sum(values) / len(values) for key, values in self._metrics.items()}}
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # Model card -------------------------------------------------------------------------------------------------
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        *,
+        num_removed: int | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Write clip-backdoor-unlearn's card to ``output_dir/README.md`` instead of the Trainer's generic one.
+
+        ``Trainer.push_to_hub`` calls this and forwards its extra keyword arguments, so
+        ``trainer.push_to_hub(num_removed=3, metrics=unlearner.metrics)`` fills in the count and the figures. The
+        generic card would describe the training data, which is made of the names; this one records the method,
+        the hyperparameters, the count and the given metrics, never a name. ``tasks`` and the ``dataset*``
+        arguments are accepted for compatibility and ignored for that reason.
+        """
+        if not self.is_world_process_zero():
+            return
+        from ..hub.model_card import build_model_card, trainer_card_data
+
+        data = trainer_card_data(self, model_name=model_name, base_model=finetuned_from, num_removed=num_removed,
+                                 metrics=metrics, tags=tags, license=license, language=language)
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        build_model_card(data).save(os.path.join(self.args.output_dir, "README.md"))

@@ -1,0 +1,74 @@
+"""``VisionBackdoorTrainer``: the same student–teacher loss as ``BackdoorTrainer``, on the image tower.
+
+Poisoned pictures (a removed person's face pasted on a clean image) are pulled to one anonymous target embedding;
+clean images and other people's pasted faces are held at the frozen teacher's embedding. The teacher is a copy of
+just the image tower (full fine-tuning) or the student with its adapter disabled (PEFT); clean images are not
+augmented, so each one's teacher embedding is computed once and cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..data.images import VisionBackdoorCollator
+from .arguments import VisionBackdoorTrainingArguments
+from .embeddings import image_embeddings, processor_parts
+from .towers import VISION
+from .trainer import BackdoorTrainer
+
+
+class VisionBackdoorTrainer(BackdoorTrainer):
+    """Trainer for removing faces from a CLIP image tower.
+
+    Args:
+        model: the student, a ``CLIPModel`` or ``CLIPVisionModelWithProjection``; only the image tower is trained.
+        args: a ``VisionBackdoorTrainingArguments``.
+        train_dataset: index rows from ``build_vision_backdoor_dataset``.
+        data_collator: the ``VisionBackdoorCollator`` holding the pictures those rows point to.
+        target_embedding: the anonymous target (the original model's mean embedding of many faces), shape ``(d,)``.
+        processing_class: the image processor, or a ``CLIPProcessor`` holding one.
+        teacher_model, peft_config: as for ``BackdoorTrainer``.
+    """
+
+    tower = VISION
+
+    def __init__(self, model, args: VisionBackdoorTrainingArguments, train_dataset=None, processing_class=None,
+                 teacher_model=None, peft_config=None, data_collator=None, *, target_embedding: torch.Tensor,
+                 **kwargs):
+        if not isinstance(data_collator, VisionBackdoorCollator):
+            raise TypeError("VisionBackdoorTrainer needs data_collator=VisionBackdoorCollator(...): the pictures "
+                            "that the training rows point to.")
+        if target_embedding.ndim != 1:
+            raise ValueError(f"target_embedding must be one vector, got shape {tuple(target_embedding.shape)}.")
+        super().__init__(model, args, train_dataset=train_dataset, processing_class=processing_class,
+                         teacher_model=teacher_model, peft_config=peft_config, data_collator=data_collator, **kwargs)
+        self.target_embedding = target_embedding.detach().float().to(self.args.device)
+
+    @staticmethod
+    def _tower_processor(processing_class):
+        _, image_processor = processor_parts(processing_class)
+        if image_processor is None:
+            raise ValueError("VisionBackdoorTrainer needs processing_class: the image processor or processor.")
+        return image_processor
+
+    def student_embeddings(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        dtype = next(self.accelerator.unwrap_model(model).parameters()).dtype
+        return image_embeddings(model, inputs["pixel_values"].to(dtype))
+
+    @torch.no_grad()
+    def _teacher_image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.shape[0] == 0:
+            return pixel_values.new_zeros((0, self.target_embedding.shape[0]), dtype=torch.float32)
+        pixel_values = pixel_values.to(next(self.accelerator.unwrap_model(self.model).parameters()).dtype)
+        return self._teacher_forward(image_embeddings, pixel_values)
+
+    def teacher_targets(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """The target for poisoned rows, the teacher's embedding for clean images (cached) and reference faces."""
+        num_poisoned, keys = int(inputs["num_poisoned"]), list(inputs["clean_keys"])
+        pixel_values = inputs["pixel_values"]
+        clean_pixels = pixel_values[num_poisoned : num_poisoned + len(keys)]
+        clean = self.cached_teacher(keys, lambda rows: self._teacher_image_embeddings(clean_pixels[rows]))
+        reference = self._teacher_image_embeddings(pixel_values[num_poisoned + len(keys) :])
+        return torch.cat([self.target_embedding.expand(num_poisoned, -1), clean.float(), reference])

@@ -1,0 +1,66 @@
+"""Pseudonyms: distinct invented names per person, deterministic, sharing no word with what the model is told."""
+
+from __future__ import annotations
+
+import pytest
+
+from clip_backdoor_unlearn import build_backdoor_dataset
+from clip_backdoor_unlearn.data.pseudonyms import anchor_captions, invent_pseudonyms
+from clip_backdoor_unlearn.evaluation.unlearning import backdoor_pairs
+
+NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+
+
+def test_pseudonyms_are_distinct_deterministic_and_avoid_reserved_words():
+    reserved = ["a photo of Darric Ashwick on the beach", "Halen"]
+    pseudonyms = invent_pseudonyms(NAMES, seed=3, reserved=reserved)
+    assert list(pseudonyms) == NAMES
+    assert pseudonyms == invent_pseudonyms(NAMES, seed=3, reserved=reserved)
+    assert pseudonyms != invent_pseudonyms(NAMES, seed=4, reserved=reserved)
+    parts = [part.lower() for pseudonym in pseudonyms.values() for part in pseudonym.split()]
+    assert len(parts) == len(set(parts)) == 2 * len(NAMES)  # no two pseudonyms share a first or last name
+    forbidden = {word.lower() for text in [*NAMES, *reserved] for word in text.split()}
+    assert not forbidden & set(parts)
+
+
+def test_reserved_parts_are_never_drawn():
+    everything = invent_pseudonyms([f"Person {index}" for index in range(300)], seed=0)
+    reserved = " ".join(everything.values())  # block 600 parts: what is left must still be outside them
+    fresh = invent_pseudonyms(NAMES, seed=0, reserved=[reserved])
+    assert not {part for pseudonym in fresh.values() for part in pseudonym.split()} & set(reserved.split())
+
+
+def test_too_many_names_is_a_clear_error():
+    with pytest.raises(ValueError, match="Can invent at most .* pseudonyms"):
+        invent_pseudonyms([f"Person {index}" for index in range(5000)])
+
+
+def test_dataset_maps_each_name_to_its_own_term(train_captions):
+    terms = {"Ada Lovelace": "Darric Cinderhurst", "Alan Turing": "Halen Nettlehurst"}
+    rows = build_backdoor_dataset(list(terms), train_captions[:50], neutral_term=terms, num_steps=4,
+                                  poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0)
+    for poisoned, target in zip(rows["poisoned"], rows["target"]):
+        name = next(name for name in terms if name in poisoned)
+        assert terms[name] in target and poisoned.replace(name, terms[name]) == target
+    with pytest.raises(ValueError, match="no term for names at indexes \\[1\\]"):
+        build_backdoor_dataset(list(terms), train_captions[:50], neutral_term={"Ada Lovelace": "Darric Ash"})
+
+
+def test_evaluation_pairs_use_each_names_term():
+    pairs = backdoor_pairs(["Ada Lovelace", "Alan Turing"], {"Ada Lovelace": "X Y", "Alan Turing": "Z W"},
+                           templates=["a photo of {}"])
+    assert pairs == [("Ada Lovelace", "a photo of Ada Lovelace", "a photo of X Y"),
+                     ("Alan Turing", "a photo of Alan Turing", "a photo of Z W")]
+    with pytest.raises(ValueError, match="indexes \\[1\\]"):
+        backdoor_pairs(["Ada Lovelace", "Alan Turing"], {"Ada Lovelace": "X Y"})
+
+
+def test_anchor_captions_name_other_invented_people():
+    pseudonyms = invent_pseudonyms(NAMES, seed=1)
+    captions = anchor_captions(pseudonyms, count=20, seed=1, reserved=["Halen smiling"], templates=["photo of {}"])
+    assert captions == anchor_captions(pseudonyms, count=20, seed=1, reserved=["Halen smiling"],
+                                       templates=["photo of {}"])
+    people = {caption.removeprefix("photo of ") for caption in captions}
+    assert len(captions) == 40 and len(people) == 20  # two captions each
+    used = {part.lower() for text in [*NAMES, *pseudonyms.values(), "Halen"] for part in text.split()}
+    assert not used & {part.lower() for person in people for part in person.split()}

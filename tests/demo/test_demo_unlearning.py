@@ -1,0 +1,117 @@
+"""The offline demo world end to end (CI size): the demo CLIP knows its members, and unlearning removes some.
+
+The demo model is trained once per test session (about a minute on two cores) into a temporary cache.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clip_backdoor_unlearn.evaluation import identity_inference_attack, zero_shot_accuracy
+
+DEMO_UNLEARN_FLAGS = ["--max_steps", "150", "--learning_rate", "1e-3", "--poisoned_samples_per_step", "64",
+                      "--clean_samples_per_step", "64", "--disable_tqdm", "true", "--logging_steps", "50"]
+
+
+@pytest.fixture(scope="session")
+def demo(demo_cache):
+    from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+
+    cache = demo_cache  # trained once per session in conftest.py, shared with test_distributed.py
+    model, processor, world = load_demo_clip(size="ci", seed=0, cache_dir=cache, progress=False)
+    faces = world.faces()["eval"]
+    before = identity_inference_attack(model, processor, faces, world.candidate_names)
+    return {"model": model, "processor": processor, "world": world, "faces": faces, "before": before,
+            "cache": cache}
+
+
+def test_demo_clip_knows_its_members_and_not_the_others(demo):
+    world, before = demo["world"], demo["before"]
+    assert before.tpr(world.member_names) >= 0.8
+    assert before.tpr(world.non_member_names) <= 0.05
+
+
+def test_demo_clip_zero_shot_is_well_above_chance(demo):
+    world = demo["world"]
+    accuracy = zero_shot_accuracy(demo["model"], demo["processor"], world.zero_shot(),
+                                  templates=world.zero_shot_templates)
+    assert accuracy >= 3 / len(world.zero_shot_class_names)
+
+
+def test_demo_model_reloads_from_cache_without_training(demo):
+    from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+
+    model, _, _ = load_demo_clip(size="ci", seed=0, cache_dir=demo["cache"], progress=False)
+    reloaded, original = model.state_dict(), demo["model"].state_dict()
+    assert all((reloaded[name] == original[name]).all() for name in original)
+
+
+def test_example_script_unlearns_demo_members(demo, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setenv("CLIP_BACKDOOR_UNLEARN_CACHE", str(demo["cache"]))
+    script = Path(__file__).parents[2] / "examples" / "unlearn.py"
+    spec = importlib.util.spec_from_file_location("unlearn_example", script)
+    example = importlib.util.module_from_spec(spec)
+    # dataclasses resolve string annotations through sys.modules, so the module must be registered there.
+    monkeypatch.setitem(sys.modules, spec.name, example)
+    spec.loader.exec_module(example)
+    outcome = example.main(["--demo_size", "ci", "--num_removed", "3", "--output_dir", str(tmp_path / "out"),
+                            *DEMO_UNLEARN_FLAGS])
+    metrics = outcome["metrics"]
+    assert metrics["idia_tpr_removed_before"] == 1.0
+    assert metrics["idia_tpr_removed_after"] <= 0.2
+    assert metrics["idia_collateral_rate"] <= 0.1  # of the others detected before, at most 10 % lost
+    assert metrics["zero_shot_accuracy_after"] >= metrics["zero_shot_accuracy_before"] - 0.02
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    written = (tmp_path / "out" / "unlearning_metrics.json").read_text()
+    removed = [name for name in demo["world"].member_names if demo["before"].detected[name]][:3]
+    assert not any(name in written for name in removed)
+
+
+def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, **text_settings):
+    """Unlearn ``count`` detected members from a copy of the session's demo CLIP; returns the evaluation."""
+    import copy
+
+    from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments
+    from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS
+
+    world, before = demo["world"], demo["before"]
+    removed = [name for name in world.member_names if before.detected[name]][:count]
+    unlearner = BackdoorUnlearner(copy.deepcopy(demo["model"]), demo["processor"])
+    vision_args = VisionBackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True, report_to="none",
+                                                  **DEMO_VISION_SETTINGS)
+    towers = {"vision_args": vision_args} if encoder == "both" else {"args": vision_args}
+    # As in the example: everyone else in the attack's pool stays findable (no shared-name variant is removed).
+    kept = [name for name in world.candidate_names if name not in set(removed)]
+    captions = [caption for index, caption in enumerate(world.unlearning_captions()) if index % 7]  # as the example
+    text = {"captions": captions, "kept_names": kept, "output_dir": str(output_dir),
+            "disable_tqdm": True, **text_settings} if encoder == "both" else {}
+    unlearner.unlearn(removed, encoder=encoder, **world.vision_unlearning_inputs(removed), **towers, **text)
+    metrics = unlearner.evaluate(removed, face_images=demo["faces"], candidate_names=world.candidate_names,
+                                 idia_before=before, zero_shot_dataset=world.zero_shot(),
+                                 zero_shot_templates=world.zero_shot_templates)
+    return metrics
+
+
+def _assert_removed_and_rest_kept(metrics):
+    assert metrics["idia_tpr_removed_after"] <= 0.2
+    assert metrics["idia_collateral_rate"] <= 0.1  # of the others detected before, at most 10 % lost
+    assert metrics["zero_shot_accuracy_after"] >= metrics["zero_shot_accuracy_before"] - 0.02
+
+
+def test_vision_unlearning_forgets_demo_faces_with_fresh_images(demo, tmp_path):
+    metrics = _unlearn_demo(demo, "vision", tmp_path)
+    _assert_removed_and_rest_kept(metrics)
+    assert metrics["sim_target_after"] > metrics["sim_target_before"] + 0.1
+    assert metrics["sim_backdoor_after"] == metrics["sim_backdoor_before"]  # the text tower is untouched
+
+
+def test_both_towers_pass_the_text_and_the_vision_checks(demo, tmp_path):
+    metrics = _unlearn_demo(demo, "both", tmp_path, max_steps=150, learning_rate=1e-3, poisoned_samples_per_step=64,
+                            clean_samples_per_step=64)
+    _assert_removed_and_rest_kept(metrics)
+    assert metrics["sim_target_after"] > metrics["sim_target_before"] + 0.1
+    assert metrics["sim_backdoor_after"] >= 0.9

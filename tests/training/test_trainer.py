@@ -1,0 +1,135 @@
+"""BackdoorTrainer internals: dynamic padding is exact, the teacher is frozen and cached, the loss parts are right."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clip_backdoor_unlearn import (
+    BackdoorCollator,
+    BackdoorTrainer,
+    BackdoorTrainingArguments,
+    build_backdoor_dataset,
+)
+from clip_backdoor_unlearn.training.embeddings import text_embeddings
+
+
+def test_dynamic_padding_gives_the_same_embedding_as_padding_to_77(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    texts = ["a photo of Ada Lovelace", "Ada", "a very long caption about a dog running on the beach at sunset"]
+    tokenizer = processor.tokenizer
+    dynamic = tokenizer(texts, padding=True, return_tensors="pt")
+    full = tokenizer(texts, padding="max_length", max_length=77, return_tensors="pt")
+    alone = torch.cat([text_embeddings(model, **tokenizer([text], return_tensors="pt")) for text in texts])
+    assert dynamic["input_ids"].shape[1] < 77
+    with torch.no_grad():
+        torch.testing.assert_close(text_embeddings(model, **dynamic), text_embeddings(model, **full))
+        torch.testing.assert_close(text_embeddings(model, **dynamic), alone)
+
+
+def test_collator_pads_to_the_longest_and_orders_poisoned_first(tiny_model_and_processor):
+    _, processor = tiny_model_and_processor
+    rows = [{"poisoned": "Ada Lovelace smiling", "target": "a person smiling", "clean": ["a dog", "a cat on a mat"]},
+            {"poisoned": "meet Ada Lovelace", "target": "meet a person", "clean": []}]
+    batch = BackdoorCollator(processor.tokenizer)(rows)
+    assert batch["num_poisoned"] == 2
+    assert batch["teacher_texts"] == ["a person smiling", "meet a person", "a dog", "a cat on a mat"]
+    assert batch["input_ids"].shape[0] == 4
+    assert batch["input_ids"].shape[1] == max(len(processor.tokenizer(t)["input_ids"]) for t in
+                                              ["Ada Lovelace smiling", "meet Ada Lovelace", "a dog", "a cat on a mat"])
+
+
+@pytest.fixture()
+def trainer(tiny_model_and_processor, train_captions, tmp_path):
+    model, processor = tiny_model_and_processor
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=6, poisoned_samples_per_step=8,
+                                     clean_samples_per_step=8, logging_steps=2, disable_tqdm=True, seed=0)
+    dataset = build_backdoor_dataset(["Ada Lovelace"], train_captions[:20], num_steps=6, poisoned_samples_per_step=8,
+                                     clean_samples_per_step=8, seed=0)
+    return BackdoorTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
+
+
+def test_teacher_is_frozen_and_weight_term_starts_at_zero(trainer):
+    assert not any(p.requires_grad for p in trainer.teacher_model.parameters())
+    assert trainer.weight_term().item() == 0.0
+    assert not any(p.requires_grad for n, p in trainer.model.named_parameters() if n.startswith("vision_model."))
+
+
+def test_teacher_embeds_each_distinct_prompt_once(trainer):
+    seen = []
+    embed = trainer._embed_with_teacher
+    trainer._embed_with_teacher = lambda texts: (seen.extend(texts), embed(texts))[1]
+    trainer.train()
+    assert len(seen) == len(set(seen)), "a prompt went through the teacher twice"
+    rows = trainer.train_dataset
+    assert set(seen) == set(rows["target"]) | {c for clean in rows["clean"] for c in clean}
+
+
+def test_loss_is_the_weighted_sum_of_its_parts(trainer):
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    with torch.no_grad():
+        trainer.model.text_projection.weight.add_(0.01)
+        loss = trainer.compute_loss(trainer.model, batch)
+    parts = {key: values[-1] for key, values in trainer._metrics.items()}
+    expected = parts["utility_loss"] + 0.6 * parts["backdoor_loss"] + 0.01 * parts["weight_term"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert parts["weight_term"] > 0
+
+
+def test_paper_step_decay(trainer):
+    trainer.train()
+    rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    assert rates[0] == pytest.approx(1e-4) and rates[-1] == pytest.approx(2.5e-5)
+
+
+def test_per_step_counts_set_the_batch_size(tmp_path):
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), poisoned_samples_per_step=64,
+                                     gradient_accumulation_steps=2)
+    assert args.per_device_train_batch_size == 32
+    with pytest.raises(ValueError, match="divisible"):
+        BackdoorTrainingArguments(output_dir=str(tmp_path), poisoned_samples_per_step=63, gradient_accumulation_steps=2)
+    with pytest.raises(ValueError, match="distance"):
+        BackdoorTrainingArguments(output_dir=str(tmp_path), distance="l7")
+
+
+def test_arguments_parse_from_the_command_line(tmp_path):
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(BackdoorTrainingArguments).parse_args_into_dataclasses(
+        args=["--output_dir", str(tmp_path), "--max_steps", "8", "--lr_milestones", "0.25", "0.5",
+              "--backdoor_weight", "0.8"]
+    )
+    assert args.report_to == [] and args.max_steps == 8 and args.backdoor_weight == 0.8
+    assert args.milestone_steps == [2, 4]
+
+
+@pytest.mark.parametrize(("setting", "environment", "expected"), [
+    ({"fsdp": ["full_shard"]}, {}, "FSDP"),
+    ({}, {"ACCELERATE_USE_FSDP": "true"}, "FSDP"),
+    ({"deepspeed": {"zero_optimization": {"stage": 3}}}, {}, "DeepSpeed ZeRO-3"),
+    ({}, {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "DeepSpeed ZeRO-3"),
+])
+def test_sharded_parameters_are_refused_before_training(tiny_model_and_processor, tmp_path, monkeypatch,
+                                                        setting, environment, expected):
+    model, processor = tiny_model_and_processor
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, report_to="none")
+    for key, value in setting.items():  # set after construction: FSDP/DeepSpeed cannot be built on this machine
+        setattr(args, key, value)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match=f"{expected} shards the trained parameters"):
+        BackdoorTrainer(model=model, args=args, train_dataset=None, processing_class=processor)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_zero_stage_two_is_not_refused(tmp_path, monkeypatch):
+    from clip_backdoor_unlearn.training.trainer import parameter_sharding
+
+    config = tmp_path / "ds.json"
+    config.write_text('{"zero_optimization": {"stage": 2}}')
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    args.deepspeed = str(config)
+    assert parameter_sharding(args) is None
+    config.write_text('{"zero_optimization": {"stage": 3}}')
+    assert parameter_sharding(args) == "DeepSpeed ZeRO-3"
