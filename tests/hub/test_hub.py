@@ -304,7 +304,8 @@ def test_trainer_push_to_hub_writes_our_card(tiny_model_and_processor, train_cap
                                      clean_samples_per_step=8, seed=0)
     trainer = BackdoorTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.train()
-    trainer.push_to_hub(num_removed=len(NAMES), metrics={"sim_backdoor_before": 0.4, "sim_backdoor_after": 0.9})
+    trainer.push_to_hub(num_removed=len(NAMES), metrics={"sim_backdoor_before": 0.4, "sim_backdoor_after": 0.9},
+                        protected_names=NAMES)
 
     card = ModelCard.load(repo_id)
     assert "Defending Our Privacy With Backdoors" in card.text and "Number of people removed: 3" in card.text
