@@ -30,8 +30,8 @@ VOCABULARY_FILES = frozenset({"vocab.json", "merges.txt"})
 HUB_TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 _LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "ı": "i", "æ": "ae", "œ": "oe", "þ": "th",
                           "ħ": "h", "ŀ": "l"})
-_ESCAPES = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})"
-                      r"|\\U([0-9a-fA-F]{8})|\\x([0-9a-fA-F]{2})")
+_ESCAPES = re.compile(r"\\[uU]([dD][89abAB][0-9a-fA-F]{2})\\[uU]([dD][c-fC-F][0-9a-fA-F]{2})|\\U([0-9a-fA-F]{8})"
+                      r"|\\[uU]([0-9a-fA-F]{4})|\\[xX]([0-9a-fA-F]{2})")
 _NOT_WORD = re.compile(r"[\W_]+")
 MIN_SPACELESS = 6
 
@@ -41,7 +41,7 @@ class NameLeakError(ValueError):
 
 
 def _unescape(match: re.Match) -> str:
-    high, low, four, eight, two = match.groups()
+    high, low, eight, four, two = match.groups()
     if high:
         return (chr(int(high, 16)) + chr(int(low, 16))).encode("utf-16", "surrogatepass").decode("utf-16")
     code = int(four or eight or two, 16)
@@ -63,11 +63,12 @@ def name_forms(name: str, extra: Iterable[str] = ()) -> set[str]:
 
     words = fold(name).split()
     forms = {fold(text) for text in [name, *name_variants(name), *(v.text for v in held_out_variants(name)), *extra]}
-    if len(words) > 1:
-        given, last = words[:-1], words[-1]
-        initials = [word[0] for word in given]
-        forms |= {f"{last} {' '.join(given)}", f"{initials[0]} {last}", f"{' '.join(initials)} {last}",
-                  f"{''.join(initials)} {last}", f"{given[0]} {last[0]}", f"{last} {initials[0]}"}
+    original = [word for word in name.split() if fold(word)]
+    if len(words) > 1 and len(original) > 1:
+        given, last = [fold(word) for word in original[:-1]], fold(original[-1])
+        initials = [fold(word[0]) or fold(word)[0] for word in original]  # "Þ" folds to "th": its initial too
+        forms |= {f"{last} {' '.join(given)}", f"{initials[0]} {last}", f"{' '.join(initials[:-1])} {last}",
+                  f"{''.join(initials[:-1])} {last}", f"{given[0]} {initials[-1]}", f"{last} {initials[0]}"}
     kept = set()
     for form in forms - {""}:
         if " " in form or form == " ".join(words) or (len(form) >= 4 and is_distinctive(form)):
