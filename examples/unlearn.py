@@ -132,7 +132,8 @@ def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArgume
         # tuned for the demo world (the paper's, sized for a tiny CLIP on 2 cores).
         vision = world.vision_unlearning_inputs(removed)
         vision["vision_args"] = VisionBackdoorTrainingArguments(
-            output_dir=training_args.output_dir, seed=training_args.seed, disable_tqdm=training_args.disable_tqdm,
+            output_dir=os.path.join(training_args.output_dir, "vision"), seed=training_args.seed,
+            disable_tqdm=training_args.disable_tqdm,
             logging_steps=training_args.logging_steps, report_to="none", use_cpu=training_args.use_cpu,
             **DEMO_VISION_SETTINGS,
         )
@@ -143,7 +144,8 @@ def run_demo(script_args: ScriptArguments, training_args: BackdoorTrainingArgume
     text_args = {} if script_args.encoder == "vision" else {"captions": train_captions, "args": training_args,
                                                              "kept_names": kept}
     result = unlearner.unlearn(removed, encoder=script_args.encoder, peft_config=_peft_config(script_args),
-                               pseudonyms=script_args.pseudonyms, **text_args, **vision)
+                               pseudonyms=script_args.pseudonyms,
+                               resume_from_checkpoint=training_args.resume_from_checkpoint, **text_args, **vision)
     metrics = {}
     if state.is_main_process:  # every process holds the same trained model: evaluate it once
         metrics = unlearner.evaluate(
@@ -172,15 +174,20 @@ def run_checkpoint(script_args: ScriptArguments, training_args: BackdoorTraining
 
 
 def _save(outcome: dict, training_args: BackdoorTrainingArguments, push_to_hub: bool) -> None:
-    """Write (and optionally push) the sanitized checkpoint with its metrics: the main process only."""
+    """Write (and optionally push) the sanitized checkpoint with its metrics: the main process only.
+
+    The checkpoint goes to ``output_dir/sanitized`` (its own folder: the Trainer's checkpoint-* next to it stay),
+    the metrics next to it.
+    """
     unlearner = outcome["unlearner"]
-    saved = unlearner.save_pretrained(training_args.output_dir)
-    with open(os.path.join(saved, "unlearning_metrics.json"), "w", encoding="utf-8") as handle:
+    saved = unlearner.save_pretrained(os.path.join(training_args.output_dir, "sanitized"))
+    with open(os.path.join(training_args.output_dir, "unlearning_metrics.json"), "w", encoding="utf-8") as handle:
         json.dump(outcome["metrics"], handle, indent=2, sort_keys=True)
     print(f"sanitized checkpoint written to {saved}")
     if push_to_hub:
         repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
-        commit = unlearner.push_to_hub(repo_id, private=training_args.hub_private_repo, token=training_args.hub_token)
+        commit = unlearner.push_to_hub(repo_id, private=training_args.hub_private_repo is not False,
+                                       token=training_args.hub_token)
         print(f"pushed to {commit.commit_url} (the card gives the number of removed people, not the names)")
 
 

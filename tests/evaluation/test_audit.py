@@ -60,7 +60,7 @@ def _args(root: Path, *extra: str) -> list[str]:
 def test_cli_prints_table_and_writes_json_equal_to_the_library(setup, capsys):
     root = setup
     output = root / "result.json"
-    assert main(_args(root, "--min-correct-prompts", "2", "--output", str(output))) == 0
+    assert main(_args(root, "--min-correct-prompts", "2", "--output", str(output), "--show-names")) == 0
     printed = capsys.readouterr().out
     assert "Alma Brisk" in printed and "correct prompts" in printed and "of 2 people" in printed
 
@@ -191,3 +191,15 @@ def test_folder_names_and_names_file(setup):
     faces = load_faces(setup / "faces", POOL)
     assert list(faces) == ["Alma Brisk", "Caden Dorr"]
     assert [len(v) for v in faces.values()] == [3, 3] and faces["Alma Brisk"][0].mode == "RGB"
+
+
+def test_cli_names_nobody_by_default_and_keeps_an_existing_output(setup, capsys):
+    root = setup
+    assert main(_args(root)) == 0
+    printed = capsys.readouterr().out
+    assert not any(name in printed for name in POOL) and "#1" in printed
+    before = (root / "names.txt").read_bytes()
+    assert main(_args(root, "--output", str(root / "names.txt"))) == 2
+    assert (root / "names.txt").read_bytes() == before
+    assert not any(name in capsys.readouterr().err for name in POOL)
+
