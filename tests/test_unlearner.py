@@ -180,7 +180,7 @@ def test_callbacks_reach_the_trainer_and_can_stop_it(saved_tiny_model, train_cap
 
 
 def test_lora_adapter_merged_and_unmerged(saved_tiny_model, train_captions, held_out_captions, tmp_path):
-    peft = pytest.importorskip("peft")
+    import peft  # a dependency of the package: its absence is a failure, not a skip
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     unlearner.unlearn(NAMES, captions=train_captions, peft_config=peft.LoraConfig(r=8, lora_alpha=16),
                       **{**FAST, "learning_rate": 1e-2})
