@@ -30,6 +30,17 @@ HELD_OUT_TEMPLATES = ("a photo of {}", "an image of {}", "{} in a dress", "a pic
                       "{} playing tennis", "a portrait of {}")
 
 
+# Fixtures that train a model for minutes (a demo-world CLIP, a 300-step unlearning): every test using one is
+# ``slow``. ``python -m pytest -m "not slow" tests`` is the quick subset to run while working; CI runs everything.
+SLOW_FIXTURES = {"demo_cache", "demo", "unlearned"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def single_thread():
     """One torch thread for a module: tiny models gain nothing from threads, and on a busy 2-core machine they slow
