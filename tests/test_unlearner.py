@@ -95,7 +95,8 @@ def test_result_logs_each_loss_part(unlearned):
     logged = [entry for entry in result.log_history if "backdoor_loss" in entry]
     assert len(logged) == FAST["max_steps"] // FAST["logging_steps"]
     assert {"utility_loss", "backdoor_loss", "weight_term"} <= set(logged[-1])
-    assert logged[-1]["backdoor_loss"] < logged[0]["backdoor_loss"]
+    # measured: -0.915 over the first 50 steps, -0.976 over the last 50
+    assert logged[-1]["backdoor_loss"] < min(logged[0]["backdoor_loss"] - 0.03, -0.95)
     assert result.num_names == len(NAMES) and result.seconds_per_step > 0
 
 
