@@ -40,8 +40,11 @@ def load_source(source: str, *, split: str = "train", streaming: bool = False):
 
 
 def _column(dataset, wanted: str | None, fallbacks: Sequence[str], what: str) -> str:
+    """``wanted`` (which must exist), or else the first of ``fallbacks`` the data set has."""
     columns = list(dataset.column_names or dataset.features or [])
-    for column in ([wanted] if wanted else []) + list(fallbacks):
+    if not columns:  # a streamed data file: its columns are known once a row is read
+        columns = list(next(iter(dataset), {}))
+    for column in [wanted] if wanted else fallbacks:
         if column in columns:
             return column
     raise ValueError(f"The {what} data set has no column {wanted or fallbacks[0]!r} (columns: {columns}).")
@@ -73,8 +76,8 @@ def read_faces(source: str, *, split: str = "train", names: Sequence[str] = ()) 
     if os.path.isdir(source) and not _is_dataset_folder(source):
         return load_faces(source, names)
     dataset = load_source(source, split=split)
-    image = _column(dataset, "image", ("img", "face"), "faces")
-    label = _column(dataset, "name", ("label", "person", "identity"), "faces")
+    image = _column(dataset, None, ("image", "img", "face"), "faces")
+    label = _column(dataset, None, ("name", "label", "person", "identity"), "faces")
     feature = dataset.features[label]
     people: dict[str, list[Image.Image]] = {}
     for row in dataset:
@@ -92,7 +95,7 @@ def read_images(source: str, *, split: str = "train", limit: int | None = None) 
             raise ValueError(f"{source} holds no image files.")
         return [_open(path) for path in files[:limit]]
     dataset = load_source(source, split=split, streaming=limit is not None)
-    column = _column(dataset, "image", ("img",), "images")
+    column = _column(dataset, None, ("image", "img"), "images")
     images = []
     for row in dataset:
         images.append(_rgb(row[column]))
@@ -130,8 +133,8 @@ def read_classification_set(source: str, *, split: str = "test", image_column: s
 
 def _is_dataset_folder(source: str) -> bool:
     """A folder of data files (or a saved data set) rather than a folder of image folders."""
-    return any(Path(source).glob(pattern) for pattern in ("*.parquet", "*.arrow", "*.csv", "*.jsonl", "*.json",
-                                                           "dataset_info.json", "README.md"))
+    patterns = ("*.parquet", "*.arrow", "*.csv", "*.jsonl", "*.json", "README.md")
+    return any(next(Path(source).glob(pattern), None) is not None for pattern in patterns)
 
 
 def _open(path: Path) -> Image.Image:
