@@ -127,10 +127,38 @@ def zero_shot_topk_accuracy(
         templates = zero_shot_templates(templates)
     class_names = _class_names(dataset, label_column, class_names)
     ks = sorted({int(k) for k in top_k if 0 < int(k) < len(class_names) or int(k) == 1})
+    rankings, labels = zero_shot_rankings(model, processor, dataset, class_names=class_names, templates=templates,
+                                          image_column=image_column, label_column=label_column,
+                                          batch_size=batch_size, k=max(ks), show_progress_bar=show_progress_bar)
+    hits = rankings == labels.unsqueeze(1)
+    return {k: int(hits[:, :k].any(dim=1).sum()) / len(labels) for k in ks}
+
+
+def zero_shot_rankings(
+    model: torch.nn.Module,
+    processor,
+    dataset: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
+    image_column: str = "image",
+    label_column: str = "label",
+    batch_size: int = 128,
+    k: int = 5,
+    show_progress_bar: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rankings, labels)``: per image the ``k`` nearest classes (nearest first) and the true class index.
+
+    What the ``zero_shot`` ``evaluate`` module takes (``predictions=rankings.tolist(), references=labels.tolist()``).
+    """
+    if isinstance(templates, str):
+        templates = zero_shot_templates(templates)
+    class_names = _class_names(dataset, label_column, class_names)
+    k = min(k, len(class_names))
     lookup = {name: index for index, name in enumerate(class_names)}
     tokenizer, image_processor = processor_parts(processor)
     device = model_device(model)
-    correct, total = dict.fromkeys(ks, 0), 0
+    rankings, all_labels, total = [], [], 0
     with evaluation_mode(model):
         classifier = zero_shot_classifier(model, tokenizer, class_names, templates, batch_size=batch_size).to(
             device
@@ -153,9 +181,7 @@ def zero_shot_topk_accuracy(
                     f"{len(lookup)} nor one of class_names (batch offsets {bad[:10]})."
                 )
             embeddings = encode_images(model, image_processor, images, batch_size).to(device)
-            ranked = (embeddings @ classifier.T).topk(max(ks), dim=-1).indices.cpu()
-            hits = ranked == torch.tensor([int(label) for label in labels]).unsqueeze(1)
-            for k in ks:
-                correct[k] += int(hits[:, :k].any(dim=1).sum())
+            rankings.append((embeddings @ classifier.T).topk(k, dim=-1).indices.cpu())
+            all_labels += [int(label) for label in labels]
             total += len(labels)
-    return {k: correct[k] / total for k in ks}
+    return torch.cat(rankings), torch.tensor(all_labels)
