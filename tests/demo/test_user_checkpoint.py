@@ -9,6 +9,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
@@ -88,3 +89,44 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
     text, vision = example.tower_arguments(parser, ["--output_dir", "x"], demo=False)
     assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
+
+
+def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_path, monkeypatch):
+    """--encoder, the image tower's inputs from folders and its fields reach unlearn(); eval flags reach evaluate()."""
+    from PIL import Image
+
+    example = load_example(monkeypatch)
+    for folder, people in (("train_faces", ["Ada Lovelace"]), ("eval_faces", ["Ada Lovelace", "Zorbo Quill"]),
+                           ("refs", ["a", "b"]), ("clean", ["x"])):
+        for person in people:
+            (tmp_path / folder / person).mkdir(parents=True)
+            Image.new("RGB", (16, 16), "red").save(tmp_path / folder / person / "1.png")
+    (tmp_path / "names.txt").write_text("Ada Lovelace\n")
+    calls = {}
+
+    def unlearn(self, names, **kwargs):
+        calls["unlearn"] = (names, kwargs)
+        return SimpleNamespace(train_seconds=0.0)
+
+    monkeypatch.setattr(example.BackdoorUnlearner, "unlearn", unlearn)
+    def evaluate(self, names, **data):
+        calls["evaluate"] = data
+        return {}
+
+    monkeypatch.setattr(example.BackdoorUnlearner, "evaluate", evaluate)
+    monkeypatch.setattr(example, "_print_table", lambda *args: None)
+    monkeypatch.setattr(example, "_save", lambda *args: None)
+    example.main(["--model_name_or_path", saved_tiny_model, "--names_file", str(tmp_path / "names.txt"),
+                  "--encoder", "vision", "--face_images", str(tmp_path / "train_faces"),
+                  "--reference_faces", str(tmp_path / "refs"), "--images", str(tmp_path / "clean"),
+                  "--eval_face_images", str(tmp_path / "eval_faces"), "--idia_protocol", "paper",
+                  "--max_steps", "3", "--reference_samples_per_step", "5", "--output_dir", str(tmp_path / "out")])
+    names, kwargs = calls["unlearn"]
+    assert names == ["Ada Lovelace"] and kwargs["encoder"] == "vision"
+    assert isinstance(kwargs["args"], example.VisionBackdoorTrainingArguments)
+    assert (kwargs["args"].max_steps, kwargs["args"].reference_samples_per_step) == (3, 5)
+    assert list(kwargs["face_images"]) == ["Ada Lovelace"] and len(kwargs["reference_faces"]) == 2
+    assert len(kwargs["images"]) == 1
+    evaluation = calls["evaluate"]
+    assert sorted(evaluation["face_images"]) == ["Ada Lovelace", "Zorbo Quill"]
+    assert evaluation["candidate_names"] is None and evaluation["idia_protocol"] == "paper"  # the default pool
