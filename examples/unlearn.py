@@ -136,16 +136,22 @@ def given_flags(argv: list[str], names: set[str]) -> set[str]:
     return given
 
 
-def tower_arguments(parser: HfArgumentParser, argv: list[str], demo: bool) -> tuple:
-    """The text and image towers' arguments: flags given, else the demo's settings (demo only), else the defaults."""
+def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_path: str | None) -> tuple:
+    """The text and image towers' arguments: flags given, else the demo's settings (no model), else the defaults.
+
+    The output folder defaults to ``outputs/demo-sanitized`` for the demo, ``<model name>-sanitized`` otherwise.
+    """
     from clip_backdoor_unlearn.demo.recipe import DEMO_TEXT_SETTINGS, DEMO_VISION_SETTINGS
 
+    demo = model_name_or_path is None
     namespace, _ = parser.parse_known_args(argv)
     vision_fields = {item.name for item in dataclasses.fields(VisionBackdoorTrainingArguments) if item.init}
     text_fields = {item.name for item in dataclasses.fields(BackdoorTrainingArguments) if item.init}
     given = {name: getattr(namespace, name) for name in given_flags(argv, vision_fields)}
-    text = {**(DEMO_TEXT_SETTINGS if demo else {}), **{k: v for k, v in given.items() if k in text_fields}}
-    vision = {**(DEMO_VISION_SETTINGS if demo else {}), **given}
+    output_dir = "outputs/demo-sanitized" if demo else f"{os.path.basename(model_name_or_path.rstrip('/'))}-sanitized"
+    text = {"output_dir": output_dir, **(DEMO_TEXT_SETTINGS if demo else {}),
+            **{k: v for k, v in given.items() if k in text_fields}}
+    vision = {"output_dir": output_dir, **(DEMO_VISION_SETTINGS if demo else {}), **given}
     return BackdoorTrainingArguments(**text), VisionBackdoorTrainingArguments(**vision)
 
 
@@ -342,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser((ScriptArguments, VisionBackdoorTrainingArguments))
     script_args, _ = parser.parse_args_into_dataclasses(args=argv)
-    training_args, vision_args = tower_arguments(parser, argv, demo=script_args.model_name_or_path is None)
+    training_args, vision_args = tower_arguments(parser, argv, script_args.model_name_or_path)
     state = PartialState()  # set up by the training arguments: one process, or one of `accelerate launch`'s
     # --push_to_hub publishes the sanitized model once, at the end, with its model card (BackdoorUnlearner.push_to_hub);
     # the Trainer inside unlearn() must not create the repository or push on its own.

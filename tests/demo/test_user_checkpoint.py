@@ -81,14 +81,15 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     example = load_example(monkeypatch)
     parser = HfArgumentParser((example.ScriptArguments, VisionBackdoorTrainingArguments))
     argv = ["--max_steps", "7", "--backdoor_weight=0.3", "--no_freeze_norm_layers", "--output_dir", "x"]
-    text, vision = example.tower_arguments(parser, argv, demo=True)
+    text, vision = example.tower_arguments(parser, argv, None)
     assert (text.max_steps, vision.max_steps) == (7, 7)
     assert (text.backdoor_weight, vision.backdoor_weight) == (0.3, 0.3)
     assert not text.freeze_norm_layers and not vision.freeze_norm_layers
     assert text.learning_rate == DEMO_TEXT_SETTINGS["learning_rate"]
     assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
-    text, vision = example.tower_arguments(parser, ["--output_dir", "x"], demo=False)
+    text, vision = example.tower_arguments(parser, [], "me/clip")
     assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
+    assert text.output_dir == vision.output_dir == "clip-sanitized"
 
 
 def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_path, monkeypatch):
