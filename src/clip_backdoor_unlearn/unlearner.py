@@ -32,7 +32,12 @@ from .hub.privacy import Scanner, redacting
 from .hub.publishing import push_checkpoint, write_checkpoint
 from .hub.record import UNLEARNING_CONFIG_NAME, accumulated_record, run_record, tower_record
 from .hub.saving import recover, refuse_source_overwrite, write_atomically
-from .training.arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
+from .training.arguments import (
+    ADAPTER_DEFAULTS,
+    BackdoorTrainingArguments,
+    VisionBackdoorTrainingArguments,
+    unset_defaults,
+)
 from .training.embeddings import processor_parts
 from .training.jobs import check_outputs, resume_setting, run_job, text_job, vision_job
 from .training.towers import check_clip_model
@@ -133,7 +138,7 @@ class BackdoorUnlearner:
         names: list[str],
         *,
         encoder: str = "text",
-        neutral_term: str = NEUTRAL_TERM,
+        neutral_term: str | None = None,
         pseudonyms: bool | None = None,
         captions: list[str] | Dataset | None = None,
         face_images: dict[str, list] | Dataset | None = None,
@@ -158,9 +163,11 @@ class BackdoorUnlearner:
             encoder: ``"text"``, ``"vision"`` or ``"both"``. ``"both"`` trains the text tower, then the image tower,
                 each with its own paper defaults: the towers share no parameter and neither loss reads the other
                 tower, so one joint run would cost the same and could not use both sets of defaults.
-            neutral_term: what the names are mapped to (paper: "a person").
+            neutral_term: what the names are mapped to; ``None``: ``args.neutral_term`` (default "a person", the
+                paper's).
             pseudonyms: (text) map each name to an invented name of its own (``pseudonyms.invent_pseudonyms``)
-                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"``, off otherwise. With both
+                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"`` or a ``peft_config``, off
+                otherwise. With both
                 towers edited, "a person" and the anonymous face are the same point, so the anonymous face would
                 retrieve the removed names first (measured: the attack then still finds everyone). The pseudonyms
                 are drawn from ``args.seed``, kept in memory for ``evaluate`` and never saved or published.
@@ -171,7 +178,8 @@ class BackdoorUnlearner:
             reference_faces: (vision) many faces of *other* people: their mean embedding under the original model is
                 the anonymous target, and they are held at the teacher's embedding while training.
             images: (vision) clean images for the utility loss, and the backgrounds faces are pasted on.
-            peft_config: a PEFT config (e.g. ``peft.LoraConfig``) to train adapters instead of the whole tower.
+            peft_config: a PEFT config (e.g. ``peft.LoraConfig``) to train adapters instead of the whole tower. The
+                text tower then takes ``training.arguments.ADAPTER_DEFAULTS`` for every field left at its default.
             args: ``BackdoorTrainingArguments`` for the text tower, or ``VisionBackdoorTrainingArguments`` with
                 ``encoder="vision"``. ``vision_args``: the image tower's arguments with ``encoder="both"``.
             name_variants: (text) also remove other spellings of each name. ``"auto"`` (default): case changes, the
@@ -194,12 +202,19 @@ class BackdoorUnlearner:
         if encoder == "vision" and isinstance(args, VisionBackdoorTrainingArguments):
             args, vision_args = None, args
         jobs = []
+        overrides = dict(overrides)
+        neutral_term = (neutral_term or overrides.pop("neutral_term", None) or getattr(args, "neutral_term", None)
+                        or NEUTRAL_TERM)
         if encoder in ("text", "both"):
             # With "both", image-only fields (reference_samples_per_step, face_*) go to the image tower alone.
             text_fields = {f.name for f in dataclasses.fields(BackdoorTrainingArguments)}
             text_overrides = overrides if encoder == "text" else {
                 key: value for key, value in overrides.items() if key in text_fields}
-            use_pseudonyms = encoder == "both" if pseudonyms is None else bool(pseudonyms)
+            if peft_config is not None:
+                text_overrides = unset_defaults(args, text_overrides, ADAPTER_DEFAULTS)
+            # Adapters too: LoRA moving every name onto "a person" drags that phrase and the people near it along
+            # (benchmarks/RESULTS.md, LoRA defaults).
+            use_pseudonyms = (encoder == "both" or peft_config is not None) if pseudonyms is None else bool(pseudonyms)
             jobs.append(text_job(self.model, self.tokenizer, names, neutral_term=neutral_term, captions=captions,
                                  args=args, overrides=text_overrides, name_variants=name_variants,
                                  kept_names=kept_names, pseudonyms=use_pseudonyms,

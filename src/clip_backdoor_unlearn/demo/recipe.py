@@ -65,6 +65,17 @@ RECIPES: dict[str, RecipeConfig] = {
     "ci": RecipeConfig(steps=200, batch_size=128, warmup_steps=20),
 }
 
+# Text-tower unlearning on the demo CLIP (``BackdoorTrainingArguments`` fields), what ``examples/unlearn.py`` uses
+# without a model unless a flag overrides them. The paper's settings (lr 1e-4, 128 + 128 captions, 400 steps) leave
+# some of the demo's people detected (TPR 0.30 on the full world, training seed 42); these forget them
+# (benchmarks/RESULTS.md).
+DEMO_TEXT_SETTINGS = {
+    "max_steps": 200,
+    "learning_rate": 1e-3,
+    "poisoned_samples_per_step": 64,
+    "clean_samples_per_step": 64,
+}
+
 # Image-tower unlearning on the demo CLIP (``VisionBackdoorTrainingArguments`` fields). The paper's settings (lr 1e-4,
 # 100 steps, decay ×0.1 at steps 25 and 50, faces a quarter to half the picture) leave the demo's people detected:
 # the tiny tower needs a larger step size, and its attack images are whole-frame faces, so faces are pasted large.

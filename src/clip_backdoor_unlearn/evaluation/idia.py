@@ -514,3 +514,40 @@ def unlearning_report(
         "collateral_rate": lost / len(known_before) if known_before else 0.0,
         "newly_detected": new,
     }
+
+
+def attack_predictions(
+    model: torch.nn.Module,
+    processor,
+    images: Mapping[str, Sequence[Image.Image]] | Any,
+    candidate_names: Sequence[str],
+    *,
+    templates: Sequence[str] | None = None,
+    batch_size: int = 128,
+    show_progress_bar: bool = False,
+) -> dict[str, list]:
+    """The attack's raw votes, one row per image and prompt, as the ``idia`` ``evaluate`` module takes them.
+
+    ``predictions``: the candidate the model picks ("" on an exact tie); ``references``: the person in the image;
+    ``prompt_ids``: the template's index. ``evaluate.load(IDIA_METRIC_PATH).compute(**rows)`` then votes exactly
+    as :func:`identity_inference_attack` does.
+    """
+    templates = validate_templates(IDIA_TEMPLATES if templates is None else templates)
+    people = images_by_person(images)
+    candidate_names = list(candidate_names)
+    _validate(people, candidate_names, len(templates), 1)
+    tokenizer, image_processor = processor_parts(processor)
+    with evaluation_mode(model):
+        prompts = embed_prompts(model, tokenizer, candidate_names, templates, batch_size=batch_size,
+                                show_progress_bar=show_progress_bar).to(model_device(model))
+        embeddings = embed_people(model, image_processor, people, batch_size=batch_size,
+                                  show_progress_bar=show_progress_bar)
+    predictions = predict_candidates(torch.cat(embeddings).to(prompts.device), prompts).cpu()
+    references = [name for name, person in zip(people, embeddings, strict=True) for _ in range(len(person))]
+    rows: dict[str, list] = {"predictions": [], "references": [], "prompt_ids": []}
+    for reference, image_predictions in zip(references, predictions.tolist(), strict=True):
+        for prompt_id, candidate in enumerate(image_predictions):
+            rows["predictions"].append("" if candidate == ABSTAIN else candidate_names[candidate])
+            rows["references"].append(reference)
+            rows["prompt_ids"].append(prompt_id)
+    return rows

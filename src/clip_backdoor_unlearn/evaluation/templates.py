@@ -47,6 +47,42 @@ ZERO_SHOT_TEMPLATES: tuple[str, ...] = (
     "a photo of the small {}.",
 )
 
+# The 80 prompts OpenAI ensembled for CLIP's ImageNet zero-shot figures ("the usual 80-prompt ensemble").
+OPENAI_IMAGENET_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+    "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.", "a bad photo of the {}.",
+    "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.", "a photo of a hard to see {}.",
+    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.",
+    "a drawing of a {}.", "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.",
+    "a close-up photo of a {}.", "a black and white photo of the {}.", "a painting of the {}.",
+    "a painting of a {}.", "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+    "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+    "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+    "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.",
+    "a origami {}.", "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+    "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+    "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.", "a sketch of the {}.",
+    "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.", "a jpeg corrupted photo of the {}.",
+    "a good photo of a {}.", "a plushie {}.", "a photo of the nice {}.", "a photo of the small {}.",
+    "a photo of the weird {}.", "the cartoon {}.", "art of the {}.", "a drawing of the {}.",
+    "a photo of the large {}.", "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.",
+    "itap of a {}.", "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+    "a photo of a small {}.", "a tattoo of the {}.",
+)
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "openai_imagenet_7": ZERO_SHOT_TEMPLATES,
+    "openai_imagenet_80": OPENAI_IMAGENET_TEMPLATES,
+    "single": ("a photo of a {}.",),
+}
+
+
+def zero_shot_templates(name: str) -> tuple[str, ...]:
+    """The zero-shot prompt set called ``name`` (a key of ``TEMPLATE_SETS``)."""
+    if name not in TEMPLATE_SETS:
+        raise ValueError(f"Unknown zero-shot template set {name!r}; choose one of {sorted(TEMPLATE_SETS)}.")
+    return TEMPLATE_SETS[name]
+
 
 def validate_templates(templates, *, argument: str = "templates") -> tuple[str, ...]:
     """``templates`` as a tuple, checked: each has exactly one ``{}`` placeholder and none repeats.

@@ -15,10 +15,12 @@ from ..data.names import NEUTRAL_TERM
 from ..data.prompts import neutral_terms
 from ..training.embeddings import processor_parts
 from .idia import IDIAResult, identity_inference_attack, images_by_person, unlearning_report
+from .protocol import IDIAProtocol, apply_protocol, protocol_metrics
+from .protocol import idia_protocol as resolve_protocol
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES
 from .variant_leakage import variant_leakage
-from .zero_shot import zero_shot_accuracy
+from .zero_shot import zero_shot_topk_accuracy
 
 
 def backdoor_pairs(names: Sequence[str], neutral_term: str | Mapping[str, str],
@@ -48,10 +50,12 @@ def evaluate_unlearning(
     zero_shot_templates: Sequence[str] | None = None,
     target_embedding: torch.Tensor | None = None,
     clean_images: Sequence | None = None,
-    templates: Sequence[str] = IDIA_TEMPLATES,
-    min_correct_prompts: int = 1,
+    templates: Sequence[str] | None = None,
+    min_correct_prompts: int | None = None,
     name_variants: bool = False,
     kept_names: Sequence[str] = (),
+    idia_protocol: str | IDIAProtocol = "project",
+    show_progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Compare ``original_model`` and ``sanitized_model``; returns a flat dict of JSON-friendly figures.
 
@@ -65,7 +69,16 @@ def evaluate_unlearning(
     (``variant_leakage``): ``idia_variant_{kind}_tpr_before/after``; ``kept_names`` adds
     ``idia_variant_kept_people_tpr_before/after`` for people who must stay findable (e.g. sharing a surname with a
     removed person). No name is ever a key: the report is safe to publish.
+
+    The attack follows ``idia_protocol`` (``"project"`` or ``"paper"``, ``evaluation.protocol``; ``templates`` and
+    ``min_correct_prompts`` override its own); without ``candidate_names`` it uses ``default_candidate_pool``. The
+    protocol is reported as ``idia_protocol_*`` entries (pool size, prompts, pictures per person, threshold).
+    ``idia_before`` must come from the same faces and pool. ``zero_shot_top5_accuracy_before/after`` come with the
+    top-1 figures when there are more than five classes.
     """
+    protocol = resolve_protocol(idia_protocol)
+    templates = tuple(templates) if templates is not None else protocol.templates
+    min_correct_prompts = min_correct_prompts or protocol.min_correct_prompts
     tokenizer, _ = processor_parts(processor)
     metrics: dict[str, Any] = {"num_removed": len(removed_names)}
     if hasattr(tokenizer, "tokenize"):  # a standalone image tower has no text side to compare
@@ -75,9 +88,12 @@ def evaluate_unlearning(
     if held_out_captions:
         metrics["sim_clean"] = sim_clean(original_model, sanitized_model, tokenizer, list(held_out_captions))
     if face_images is not None:
-        if candidate_names is None:
-            raise ValueError("face_images need candidate_names: the pool of names the attack chooses from.")
-        attack = dict(templates=templates, min_correct_prompts=min_correct_prompts)
+        face_images, candidate_names, default_pool = _attack_inputs(protocol, face_images, candidate_names)
+        metrics.update(protocol_metrics(protocol, face_images, candidate_names, default_pool))
+        metrics["idia_protocol_num_prompts"] = len(templates)
+        metrics["idia_protocol_min_correct_prompts"] = min_correct_prompts
+        attack = dict(templates=templates, min_correct_prompts=min_correct_prompts,
+                      show_progress_bar=show_progress_bar)
         before = idia_before or identity_inference_attack(original_model, processor, face_images, candidate_names,
                                                           **attack)
         after = identity_inference_attack(sanitized_model, processor, face_images, candidate_names, **attack)
@@ -87,7 +103,8 @@ def evaluate_unlearning(
             metrics["idia_fpr_non_members_after"] = after.tpr(non_member_names)
         if name_variants:
             leakage = variant_leakage(original_model, sanitized_model, processor, face_images, candidate_names,
-                                      removed_names, kept_names=kept_names, **attack)
+                                      removed_names, kept_names=kept_names, templates=templates,
+                                      min_correct_prompts=min_correct_prompts)
             for kind, row in leakage.items():
                 metrics[f"idia_variant_{kind}_tpr_before"] = row["tpr_before"]
                 metrics[f"idia_variant_{kind}_tpr_after"] = row["tpr_after"]
@@ -96,9 +113,18 @@ def evaluate_unlearning(
     if zero_shot_dataset is not None:
         for label, model in (("before", original_model), ("after", sanitized_model)):
             options = {"templates": zero_shot_templates} if zero_shot_templates else {}
-            metrics[f"zero_shot_accuracy_{label}"] = zero_shot_accuracy(model, processor, zero_shot_dataset,
-                                                                        class_names=class_names, **options)
+            accuracy = zero_shot_topk_accuracy(model, processor, zero_shot_dataset, class_names=class_names,
+                                               top_k=(1, 5), show_progress_bar=show_progress_bar, **options)
+            metrics[f"zero_shot_accuracy_{label}"] = accuracy[1]
+            if 5 in accuracy:
+                metrics[f"zero_shot_top5_accuracy_{label}"] = accuracy[5]
     return metrics
+
+
+def _attack_inputs(protocol: IDIAProtocol, face_images, candidate_names):
+    """Faces as ``{name: images}`` and the pool, under ``protocol``; whether the pool is the default one."""
+    faces, pool = apply_protocol(protocol, images_by_person(face_images), candidate_names)
+    return faces, pool, candidate_names is None
 
 
 def _image_tower_metrics(original_model, sanitized_model, processor, removed_names, face_images, target_embedding,

@@ -2,8 +2,8 @@
 
 Standard CLIP protocol: each class is represented by the mean of its L2-normalised text embeddings over
 several prompt templates, renormalised (prompt ensembling); an image is assigned the class of highest cosine;
-the score is top-1 accuracy.  Images are streamed from the dataset in batches, so ImageNet-sized sets need not
-fit in memory.
+the score is top-1 (and top-5) accuracy.  Images are streamed from the dataset in batches, so ImageNet-sized sets
+need not fit in memory.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..training.embeddings import encode_images, encode_texts, model_device, processor_parts
 from .idia import evaluation_mode
-from .templates import ZERO_SHOT_TEMPLATES, validate_templates
+from .templates import ZERO_SHOT_TEMPLATES, validate_templates, zero_shot_templates
 
 
 @torch.no_grad()
@@ -85,7 +86,28 @@ def zero_shot_accuracy(
     label_column: str = "label",
     batch_size: int = 128,
 ) -> float:
-    """Top-1 zero-shot accuracy of ``model`` on ``dataset``, in ``[0, 1]``.
+    """Top-1 zero-shot accuracy of ``model`` on ``dataset``, in ``[0, 1]``: see ``zero_shot_topk_accuracy``."""
+    return zero_shot_topk_accuracy(model, processor, dataset, class_names=class_names, templates=templates,
+                                   image_column=image_column, label_column=label_column, batch_size=batch_size)[1]
+
+
+def zero_shot_topk_accuracy(
+    model: torch.nn.Module,
+    processor,
+    dataset: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] | str = ZERO_SHOT_TEMPLATES,
+    image_column: str = "image",
+    label_column: str = "label",
+    batch_size: int = 128,
+    top_k: Sequence[int] = (1,),
+    show_progress_bar: bool = False,
+) -> dict[int, float]:
+    """``{k: top-k zero-shot accuracy}`` of ``model`` on ``dataset``, each in ``[0, 1]``.
+
+    An image counts as correct at ``k`` when its class is among the ``k`` nearest class embeddings; a ``k`` not
+    below the number of classes is left out (it would be 1 by construction).
 
     Args:
         model: a ``CLIPModel``; runs on its device.
@@ -94,20 +116,57 @@ def zero_shot_accuracy(
             class indexes, or class-name strings when ``class_names`` is given.
         class_names: the text of each class; defaults to ``dataset.features[label_column].names`` (a
             ClassLabel).
-        templates: prompt templates with one ``{}``, ensembled per class.
+        templates: prompt templates with one ``{}``, ensembled per class, or the name of a set of
+            ``templates.TEMPLATE_SETS`` (``"openai_imagenet_80"``: CLIP's 80-prompt ImageNet ensemble).
         image_column, label_column: column names.
         batch_size: images (and texts) per forward pass.
+        top_k: the ``k`` to report.
+        show_progress_bar: show progress over the image batches.
     """
+    if isinstance(templates, str):
+        templates = zero_shot_templates(templates)
     class_names = _class_names(dataset, label_column, class_names)
+    ks = sorted({int(k) for k in top_k if 0 < int(k) < len(class_names) or int(k) == 1})
+    rankings, labels = zero_shot_rankings(model, processor, dataset, class_names=class_names, templates=templates,
+                                          image_column=image_column, label_column=label_column,
+                                          batch_size=batch_size, k=max(ks), show_progress_bar=show_progress_bar)
+    hits = rankings == labels.unsqueeze(1)
+    return {k: int(hits[:, :k].any(dim=1).sum()) / len(labels) for k in ks}
+
+
+def zero_shot_rankings(
+    model: torch.nn.Module,
+    processor,
+    dataset: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
+    image_column: str = "image",
+    label_column: str = "label",
+    batch_size: int = 128,
+    k: int = 5,
+    show_progress_bar: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rankings, labels)``: per image the ``k`` nearest classes (nearest first) and the true class index.
+
+    What the ``zero_shot`` ``evaluate`` module takes (``predictions=rankings.tolist(), references=labels.tolist()``).
+    """
+    if isinstance(templates, str):
+        templates = zero_shot_templates(templates)
+    class_names = _class_names(dataset, label_column, class_names)
+    k = min(k, len(class_names))
     lookup = {name: index for index, name in enumerate(class_names)}
     tokenizer, image_processor = processor_parts(processor)
     device = model_device(model)
-    correct = total = 0
+    rankings, all_labels, total = [], [], 0
     with evaluation_mode(model):
         classifier = zero_shot_classifier(model, tokenizer, class_names, templates, batch_size=batch_size).to(
             device
         )
-        for images, labels in _batches(dataset, (image_column, label_column), batch_size):
+        batches = _batches(dataset, (image_column, label_column), batch_size)
+        length = len(dataset[image_column]) if isinstance(dataset, Mapping) else len(dataset)
+        for images, labels in tqdm(batches, total=-(-length // batch_size), desc="zero-shot accuracy",
+                                   disable=not show_progress_bar):
             labels = [
                 lookup[label] if isinstance(label, str) and label in lookup else label for label in labels
             ]
@@ -122,7 +181,7 @@ def zero_shot_accuracy(
                     f"{len(lookup)} nor one of class_names (batch offsets {bad[:10]})."
                 )
             embeddings = encode_images(model, image_processor, images, batch_size).to(device)
-            predictions = (embeddings @ classifier.T).argmax(dim=-1).cpu()
-            correct += int((predictions == torch.tensor([int(label) for label in labels])).sum())
+            rankings.append((embeddings @ classifier.T).topk(k, dim=-1).indices.cpu())
+            all_labels += [int(label) for label in labels]
             total += len(labels)
-    return correct / total
+    return torch.cat(rankings), torch.tensor(all_labels)

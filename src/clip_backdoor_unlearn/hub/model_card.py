@@ -98,10 +98,13 @@ METRIC_ROWS = (
     MetricRow("SimBackdoor (name vs neutral term)", "sim_backdoor_before", "sim_backdoor_after", "sim_backdoor"),
     MetricRow("SimClean (held-out captions)", None, "sim_clean", "sim_clean"),
     MetricRow("Zero-shot top-1 accuracy", "zero_shot_accuracy_before", "zero_shot_accuracy_after", "zero_shot"),
+    MetricRow("Zero-shot top-5 accuracy", "zero_shot_top5_accuracy_before", "zero_shot_top5_accuracy_after",
+              "zero_shot"),
     MetricRow("Removed faces vs anonymous target (cos)", "sim_target_before", "sim_target_after", "sim_images"),
     MetricRow("Clean images vs original (cos)", None, "sim_clean_images", "sim_images"),
 )
 _NOT_METRICS = {"num_removed"}  # reported as the count of removed people, not as a figure
+_PROTOCOL_PREFIX = "idia_protocol"  # how the attack was run: stated in the card's text, not a figure
 
 
 @dataclass
@@ -229,7 +232,7 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[MetricRow, float | int | 
         if after is not None:
             rows.append((row, _number(metrics.get(row.before)) if row.before else None, after))
     known = {key for row in METRIC_ROWS for key in (row.before, row.after)} | _NOT_METRICS
-    for key in sorted(set(metrics) - known):
+    for key in sorted(key for key in set(metrics) - known if not key.startswith(_PROTOCOL_PREFIX)):
         value = _number(metrics[key])
         if value is not None:
             rows.append((MetricRow(key, None, key, "other"), None, value))
@@ -282,6 +285,21 @@ def _variants_text(data: UnlearningCardData) -> str:
             (" with the publisher's own variants." if "custom" in data.name_variants else "."))
 
 
+def idia_protocol_text(metrics: dict[str, Any]) -> str | None:
+    """The attack's protocol in a sentence (from the ``idia_protocol_*`` entries of ``evaluate``), or ``None``."""
+    if "idia_protocol_pool_size" not in metrics:
+        return None
+    low, high = metrics.get("idia_protocol_images_per_person"), metrics.get("idia_protocol_images_per_person_max")
+    pictures = f"{low}" if low == high or high is None else f"{low} to {high}"
+    pool = (f"a pool of {metrics['idia_protocol_pool_size']} candidate names"
+            + (" (the people attacked plus invented names of the same shape, `evaluation.protocol."
+               "default_candidate_pool`)" if metrics.get("idia_protocol_default_pool") else ""))
+    return (f"The attack followed the `{metrics.get('idia_protocol', 'project')}` protocol: {pool}, "
+            f"{metrics.get('idia_protocol_num_prompts')} prompt wordings, {pictures} pictures per person, and a "
+            f"person counts as detected when at least {metrics.get('idia_protocol_min_correct_prompts')} prompt(s) "
+            "find them.")
+
+
 def template_values(data: UnlearningCardData) -> dict[str, Any]:
     """What ``model_card_template.md`` renders, all derived from ``data``."""
     towers = ["text", "vision"] if data.encoder == "both" else [data.encoder]
@@ -301,6 +319,7 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
                             for tower, values in data.hyperparameters.items()],
         "metric_rows": [{"label": row.label, "before": _format(before), "after": _format(after)}
                         for row, before, after in metric_rows(data.metrics)],
+        "idia_protocol_text": idia_protocol_text(data.metrics),
         "removed_names": list(data.removed_names or []),
         "adapter_only": data.adapter_only,
         "variants_text": _variants_text(data),

@@ -9,6 +9,7 @@ loss = L_util + 0.6 · L_bd + 0.01 · Σ‖θ_student − θ_teacher‖, AdamW l
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +18,27 @@ from transformers import TrainingArguments
 from ..data.names import NEUTRAL_TERM
 
 DISTANCES = ("cosine", "mse", "mae")
+
+# Text-tower settings for adapters (``peft_config``), applied where the caller left the field at its default: LoRA
+# moves far less per step than full fine-tuning, so the paper's settings barely forget (benchmarks/RESULTS.md).
+ADAPTER_DEFAULTS: dict[str, object] = {"learning_rate": 1e-3}
+
+
+def unset_defaults(args, overrides: dict, defaults: dict) -> dict:
+    """``overrides`` plus each of ``defaults`` that neither ``overrides`` nor ``args`` sets.
+
+    A field of ``args`` equal to its class default counts as unset (a dataclass cannot tell the two apart).
+    """
+    merged = dict(overrides)
+    for key, value in defaults.items():
+        if key in merged:
+            continue
+        if args is not None:
+            default = next((f.default for f in dataclasses.fields(args) if f.name == key), dataclasses.MISSING)
+            if default is dataclasses.MISSING or getattr(args, key) != default:
+                continue
+        merged[key] = value
+    return merged
 
 
 @dataclass

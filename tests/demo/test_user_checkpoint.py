@@ -1,0 +1,133 @@
+"""examples/unlearn.py on a user's checkpoint: a saved CI-size demo CLIP, inputs from files and an image folder.
+
+The card written next to the sanitized model must carry the attack before and after, and say how it was run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from huggingface_hub import ModelCard
+
+SCRIPT = Path(__file__).parents[2] / "examples" / "unlearn.py"
+
+
+def load_example(monkeypatch):
+    spec = importlib.util.spec_from_file_location("unlearn_example", SCRIPT)
+    example = importlib.util.module_from_spec(spec)
+    # dataclasses resolve string annotations through sys.modules, so the module must be registered there.
+    monkeypatch.setitem(sys.modules, spec.name, example)
+    spec.loader.exec_module(example)
+    return example
+
+
+@pytest.fixture(scope="module")
+def user_files(demo_cache, tmp_path_factory):
+    """The demo CLIP saved as a plain checkpoint, and a user's files: names, pool, captions and a faces folder."""
+    from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+
+    model, processor, world = load_demo_clip(size="ci", seed=0, cache_dir=demo_cache, progress=False)
+    root = tmp_path_factory.mktemp("user")
+    model.save_pretrained(root / "checkpoint")
+    processor.save_pretrained(root / "checkpoint")
+    removed, others = world.member_names[:2], world.member_names[2:5]
+    people = [*removed, *others, *world.non_member_names[:2]]
+    faces = world.faces()["eval"]
+    for name in people:  # the imagefolder layout: faces/<First Last>/*.png
+        folder = root / "faces" / name
+        folder.mkdir(parents=True)
+        rows = [index for index, row_name in enumerate(faces["name"]) if row_name == name][:4]
+        for index in rows:
+            faces[index]["image"].save(folder / f"{index}.png")
+    (root / "names.txt").write_text("\n".join(removed) + "\n")
+    (root / "pool.txt").write_text("\n".join([*people, *world.member_names[5:], *world.non_member_names[2:]]) + "\n")
+    (root / "captions.txt").write_text("\n".join(world.unlearning_captions()) + "\n")
+    return {"root": root, "removed": removed}
+
+
+def test_script_on_a_saved_checkpoint_writes_the_attack_into_the_card(user_files, tmp_path, monkeypatch):
+    root = user_files["root"]
+    example = load_example(monkeypatch)
+    outcome = example.main([
+        "--model_name_or_path", str(root / "checkpoint"), "--names_file", str(root / "names.txt"),
+        "--eval_face_images", str(root / "faces"), "--candidate_names_file", str(root / "pool.txt"),
+        "--captions_file", str(root / "captions.txt"), "--neutral_term", "someone",
+        "--max_steps", "40", "--learning_rate", "1e-3", "--poisoned_samples_per_step", "32",
+        "--clean_samples_per_step", "32", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "out"),
+    ])
+    assert outcome["result"].config["towers"]["text"]["hyperparameters"]["max_steps"] == 40
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    figures = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert figures["idia_tpr_removed_before"] == 1.0
+    assert figures["idia_tpr_removed_after"] <= 0.5
+    assert "idia_others_detected_before" in figures and "idia_collateral_rate" in figures
+    assert "a pool of 40 candidate names, 21 prompt wordings, 4 pictures per person" in card.text
+    config = json.loads((tmp_path / "out" / "unlearning_config.json").read_text())
+    assert config["neutral_term"] == "someone"  # --neutral_term reaches the training, not only the parser
+    assert not any(name in card.content for name in user_files["removed"])
+
+
+def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
+    from transformers import HfArgumentParser
+
+    from clip_backdoor_unlearn import VisionBackdoorTrainingArguments
+    from clip_backdoor_unlearn.demo.recipe import DEMO_TEXT_SETTINGS, DEMO_VISION_SETTINGS
+
+    example = load_example(monkeypatch)
+    parser = HfArgumentParser((example.ScriptArguments, VisionBackdoorTrainingArguments))
+    argv = ["--max_steps", "7", "--backdoor_weight=0.3", "--no_freeze_norm_layers", "--output_dir", "x"]
+    text, vision = example.tower_arguments(parser, argv, None)
+    assert (text.max_steps, vision.max_steps) == (7, 7)
+    assert (text.backdoor_weight, vision.backdoor_weight) == (0.3, 0.3)
+    assert not text.freeze_norm_layers and not vision.freeze_norm_layers
+    assert text.learning_rate == DEMO_TEXT_SETTINGS["learning_rate"]
+    assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
+    text, vision = example.tower_arguments(parser, [], "me/clip")
+    assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
+    assert text.output_dir == vision.output_dir == "clip-sanitized"
+
+
+def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_path, monkeypatch):
+    """--encoder, the image tower's inputs from folders and its fields reach unlearn(); eval flags reach evaluate()."""
+    from PIL import Image
+
+    example = load_example(monkeypatch)
+    for folder, people in (("train_faces", ["Ada Lovelace"]), ("eval_faces", ["Ada Lovelace", "Zorbo Quill"]),
+                           ("refs", ["a", "b"]), ("clean", ["x"])):
+        for person in people:
+            (tmp_path / folder / person).mkdir(parents=True)
+            Image.new("RGB", (16, 16), "red").save(tmp_path / folder / person / "1.png")
+    (tmp_path / "names.txt").write_text("Ada Lovelace\n")
+    calls = {}
+
+    def unlearn(self, names, **kwargs):
+        calls["unlearn"] = (names, kwargs)
+        return SimpleNamespace(train_seconds=0.0)
+
+    monkeypatch.setattr(example.BackdoorUnlearner, "unlearn", unlearn)
+    def evaluate(self, names, **data):
+        calls["evaluate"] = data
+        return {}
+
+    monkeypatch.setattr(example.BackdoorUnlearner, "evaluate", evaluate)
+    monkeypatch.setattr(example, "_print_table", lambda *args: None)
+    monkeypatch.setattr(example, "_save", lambda *args: None)
+    example.main(["--model_name_or_path", saved_tiny_model, "--names_file", str(tmp_path / "names.txt"),
+                  "--encoder", "vision", "--face_images", str(tmp_path / "train_faces"),
+                  "--reference_faces", str(tmp_path / "refs"), "--images", str(tmp_path / "clean"),
+                  "--eval_face_images", str(tmp_path / "eval_faces"), "--idia_protocol", "paper",
+                  "--max_steps", "3", "--reference_samples_per_step", "5", "--output_dir", str(tmp_path / "out")])
+    names, kwargs = calls["unlearn"]
+    assert names == ["Ada Lovelace"] and kwargs["encoder"] == "vision"
+    assert isinstance(kwargs["args"], example.VisionBackdoorTrainingArguments)
+    assert (kwargs["args"].max_steps, kwargs["args"].reference_samples_per_step) == (3, 5)
+    assert list(kwargs["face_images"]) == ["Ada Lovelace"] and len(kwargs["reference_faces"]) == 2
+    assert len(kwargs["images"]) == 1
+    evaluation = calls["evaluate"]
+    assert sorted(evaluation["face_images"]) == ["Ada Lovelace", "Zorbo Quill"]
+    assert evaluation["candidate_names"] is None and evaluation["idia_protocol"] == "paper"  # the default pool
