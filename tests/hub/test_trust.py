@@ -522,3 +522,31 @@ def test_the_example_resumes_from_the_command_line(saved_tiny_model, tmp_path, m
         torch.testing.assert_close(resumed[key], value)
     assert (tmp_path / "full" / "checkpoint-4" / "trainer_state.json").exists(), "the Trainer's checkpoints stay"
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
+
+
+def test_the_second_run_keeps_the_first_runs_people_forgotten(tiny_model_and_processor, train_captions):
+    """A's backdoor (A's prompts under the student vs "a person" under the original) after unlearn(A), unlearn(B).
+    Measured: 0.77 before, 0.954 after A, 0.918 after B (0.860 when run 2's teacher was the original model)."""
+    from clip_backdoor_unlearn.training.embeddings import text_embeddings
+
+    model, processor = tiny_model_and_processor
+    unlearner = BackdoorUnlearner(model, processor)
+    original = __import__("copy").deepcopy(model).eval()
+    run = dict(max_steps=30, learning_rate=2e-3, poisoned_samples_per_step=16, clean_samples_per_step=16, seed=0,
+               lr_milestones=[], disable_tqdm=True, logging_steps=100)
+
+    @torch.no_grad()
+    def backdoor(name):
+        def embed(model, text):
+            batch = unlearner.tokenizer([text], return_tensors="pt", padding=True)
+            return torch.nn.functional.normalize(text_embeddings(model, batch["input_ids"], batch["attention_mask"]),
+                                                 dim=-1)
+        prompts = ["a photo of {}", "an image of {}", "a portrait of {}"]
+        return sum(float((embed(unlearner.model, p.format(name)) * embed(original, p.format("a person"))).sum())
+                   for p in prompts) / len(prompts)
+
+    unlearner.unlearn(NAMES[:1], captions=train_captions, **run)
+    after_a = backdoor(NAMES[0])
+    unlearner.unlearn(NAMES[1:], captions=train_captions, **run)
+    assert backdoor(NAMES[0]) >= after_a - 0.05
+    assert min(backdoor(name) for name in NAMES[1:]) >= 0.85
