@@ -226,11 +226,11 @@ def transforms(text: str) -> list[str]:
 @FUZZ
 @given(LETTERS, LETTERS)
 def test_every_form_of_a_random_name_is_found(first, last):
-    name = f"{first.title()} {last.title()}"
+    first, last = first.title(), last.title()
+    name = f"{first} {last}"
     scanner = Scanner([name])
     assume(not scanner.name_in(CAPTIONS[:20000]))
-    forms = [name, f"{last.title()}, {first.title()}", f"{first[0].upper()}. {last.title()}",
-             f"{first.title()} {last[0].upper()}.", *scanner_variants(name)]
+    forms = [name, f"{last}, {first}", f"{first[0]}. {last}", f"{first} {last[0]}.", *scanner_variants(name)]
     for form in forms:
         for text in transforms(form):
             found = scanner.name_in(f"notes: {text} end")
@@ -488,3 +488,65 @@ def test_report_tally():
     """Prints the measurement table of the report (run with -s)."""
     print("\nTRUST TALLY", json.dumps(TALLY))
     assert TALLY["files_lost"] == 0 and TALLY["leaks"] == 0
+
+
+def test_resume_setting_reads_the_parameter_the_arguments_and_the_command_line(tmp_path):
+    from clip_backdoor_unlearn.training.jobs import resume_setting
+
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint="True", report_to="none")
+    assert resume_setting(None, args) is True and resume_setting("a/checkpoint-2", None) == "a/checkpoint-2"
+    with pytest.raises(ValueError, match="both set"):
+        resume_setting("a/checkpoint-2", BackdoorTrainingArguments(output_dir=str(tmp_path), report_to="none",
+                                                                   resume_from_checkpoint="b/checkpoint-2"))
+
+
+def test_the_example_resumes_from_the_command_line(saved_tiny_model, tmp_path, monkeypatch):
+    import importlib.util
+
+    from safetensors.torch import load_file
+
+    spec = importlib.util.spec_from_file_location("unlearn_example", ROOT / "examples" / "unlearn.py")
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "unlearn_example", example)
+    spec.loader.exec_module(example)
+    flags = ["--model_name_or_path", saved_tiny_model, "--names", *NAMES[:2], "--max_steps", "4",
+             "--poisoned_samples_per_step", "4", "--clean_samples_per_step", "4", "--disable_tqdm", "true",
+             "--save_strategy", "steps", "--save_steps", "2"]
+    example.main([*flags, "--output_dir", str(tmp_path / "full")])
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    example.main([*flags, "--output_dir", str(tmp_path / "resumed"),
+                  "--resume_from_checkpoint", str(tmp_path / "full" / "checkpoint-2")])
+    full = load_file(tmp_path / "full" / "sanitized" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "sanitized" / "model.safetensors")
+    for key, value in full.items():
+        torch.testing.assert_close(resumed[key], value)
+    assert (tmp_path / "full" / "checkpoint-4" / "trainer_state.json").exists(), "the Trainer's checkpoints stay"
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
+
+
+def test_the_second_run_keeps_the_first_runs_people_forgotten(tiny_model_and_processor, train_captions):
+    """A's backdoor (A's prompts under the student vs "a person" under the original) after unlearn(A), unlearn(B).
+    Measured: 0.77 before, 0.954 after A, 0.918 after B (0.860 when run 2's teacher was the original model)."""
+    from clip_backdoor_unlearn.training.embeddings import text_embeddings
+
+    model, processor = tiny_model_and_processor
+    unlearner = BackdoorUnlearner(model, processor)
+    original = __import__("copy").deepcopy(model).eval()
+    run = dict(max_steps=30, learning_rate=2e-3, poisoned_samples_per_step=16, clean_samples_per_step=16, seed=0,
+               lr_milestones=[], disable_tqdm=True, logging_steps=100)
+
+    @torch.no_grad()
+    def backdoor(name):
+        def embed(model, text):
+            batch = unlearner.tokenizer([text], return_tensors="pt", padding=True)
+            return torch.nn.functional.normalize(text_embeddings(model, batch["input_ids"], batch["attention_mask"]),
+                                                 dim=-1)
+        prompts = ["a photo of {}", "an image of {}", "a portrait of {}"]
+        return sum(float((embed(unlearner.model, p.format(name)) * embed(original, p.format("a person"))).sum())
+                   for p in prompts) / len(prompts)
+
+    unlearner.unlearn(NAMES[:1], captions=train_captions, **run)
+    after_a = backdoor(NAMES[0])
+    unlearner.unlearn(NAMES[1:], captions=train_captions, **run)
+    assert backdoor(NAMES[0]) >= after_a - 0.05
+    assert min(backdoor(name) for name in NAMES[1:]) >= 0.85

@@ -28,7 +28,7 @@ from ..data.images import (
     load_images,
 )
 from ..data.names import validate_names
-from ..data.prompts import build_backdoor_dataset
+from ..data.prompts import PERSON_TEMPLATES, build_backdoor_dataset
 from ..data.pseudonyms import anchor_captions, invent_pseudonyms
 from ..data.variants import expand_variants, variant_mode
 from ..hub.checkpoints import keyed_digest, resolve_resume_checkpoint
@@ -110,9 +110,12 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     variants = expand_variants(names, name_variants, kept_names=kept_names, neutral_term=neutral_term,
                                tokenizer=tokenizer, max_length=max_length)
     captions = caption_list(captions)
-    if previous_names:  # a caption naming someone removed earlier is not a clean one: it would teach them back
+    if previous_names:
+        # Captions naming someone removed earlier are dropped (they are not clean), and person prompts naming each of
+        # them are held at the teacher, which is the model after the earlier runs: that keeps them forgotten.
         earlier = Scanner(previous_names, variants=previous_variants)
         captions = [caption for caption in captions if not earlier.name_in(caption)]
+        captions += [template.format(name) for name in previous_names for template in PERSON_TEMPLATES]
     args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
     targets = dict.fromkeys(names, neutral_term)
     if pseudonyms:
