@@ -130,3 +130,18 @@ def frozen_teacher(model: PreTrainedModel, tower: Tower) -> PreTrainedModel:
     teacher.to(device=parameter.device)
     teacher.requires_grad_(False)
     return teacher.eval()
+
+
+def plain_tower(model: PreTrainedModel, tower: Tower) -> PreTrainedModel:
+    """A standalone plain ``CLIPTextModel``/``CLIPVisionModel`` with the weights of ``model``'s ``tower``.
+
+    What a text-to-image pipeline uses as its text encoder; handy to sanitize the text tower of a ``CLIPModel`` for
+    a pipeline, and for tests. The projection, if any, is dropped.
+    """
+    if tower.is_plain(model):
+        return copy.deepcopy(model)
+    attribute = f"{tower.name}_model"
+    plain = tower.plain_class(tower.config_of(model)).to(dtype=next(model.parameters()).dtype)
+    # transformers ≥ 5.6: model.text_model *is* a CLIPTextModel; before, both wrap a CLIPTextTransformer there.
+    getattr(plain, attribute, plain).load_state_dict(getattr(model, attribute).state_dict(), strict=True)
+    return plain.eval()
