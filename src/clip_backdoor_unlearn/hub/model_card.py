@@ -41,6 +41,8 @@ TOWERS = {
     "vision": "image tower (vision encoder and visual projection)",
     "both": "text and image towers",
 }
+PLAIN_TOWERS = {"CLIPTextModel": "text encoder (it has no projection)",
+                "CLIPVisionModel": "image encoder (it has no projection)"}
 METHOD = {
     "text": "For the text tower, any prompt containing a removed name is embedded like the same prompt with the "
             "neutral term.",
@@ -88,6 +90,8 @@ GROUPS = {
                          "Face images of the removed people, and clean images"),
     "zero_shot": _Group("zero-shot-image-classification", "Zero-shot image classification", "zero-shot-eval",
                         "Publisher's zero-shot evaluation set"),
+    "conditioning": _Group("text-to-image", "Text-to-image conditioning similarity", "pipeline-prompts",
+                           "Prompt wordings never trained, with removed names, other people and no one"),
     "other": _Group("other", "Other measurements", "clip-backdoor-unlearn-evaluation", "Publisher's evaluation"),
 }
 
@@ -309,7 +313,8 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "base_model": data.base_model,
         "num_removed_text": _people(data.num_removed),
         "num_removed_count": "not recorded" if data.num_removed is None else data.num_removed,
-        "towers_text": TOWERS.get(data.encoder, "CLIP towers (not recorded which)"),
+        "towers_text": PLAIN_TOWERS.get(data.model_class) or TOWERS.get(data.encoder,
+                                                                         "CLIP towers (not recorded which)"),
         "method_text": " ".join([METHOD[tower] for tower in towers if tower in METHOD]
                                 + (["The other tower is left as it was."] if data.encoder in METHOD else [])),
         "training_text": _training_text(data),
