@@ -51,8 +51,11 @@ def _local_weight_names(directory: str) -> list[str] | None:
             return list(json.load(handle).get("weight_map", {}))
     single = os.path.join(directory, "model.safetensors")
     if os.path.isfile(single):
-        with safe_open(single, framework="pt") as weights:
-            return list(weights.keys())
+        try:
+            with safe_open(single, framework="pt") as weights:
+                return list(weights.keys())
+        except (SafetensorError, OSError, ValueError):  # corrupt: loading the weights reports it
+            return None
     return None
 
 
