@@ -172,3 +172,38 @@ def test_sanitized_text_encoder_runs_in_a_diffusers_pipeline(demo_clip, tmp_path
     image = pipe(prompt, num_inference_steps=2, height=32, width=32, generator=torch.Generator().manual_seed(0),
                  output_type="np").images
     assert image.shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["full", "lora"])
+def test_plain_vision_model_unlearns_faces(tiny, adapter):
+    import numpy as np
+    from PIL import Image
+
+    from clip_backdoor_unlearn.training.embeddings import encode_images
+
+    def pictures(count, seed):
+        rng = np.random.default_rng(seed)
+        return [Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for _ in range(count)]
+
+    model, processor = tiny
+    unlearner = BackdoorUnlearner(plain_tower(model, VISION), processor.image_processor)
+    faces = {"Ada Lovelace": pictures(4, 1), "Zorbo Quill": pictures(3, 2)}
+    peft_config = None
+    if adapter:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4)
+    unlearner.unlearn(list(faces), encoder="vision", face_images=faces, reference_faces=pictures(10, 3),
+                      images=pictures(10, 4), peft_config=peft_config, max_steps=6, poisoned_samples_per_step=8,
+                      clean_samples_per_step=8, reference_samples_per_step=8, learning_rate=1e-3, disable_tqdm=True,
+                      # faces over the whole picture, unjittered: the raw face images are what training saw
+                      face_scale_range=[1.0, 1.0], face_rotation=0.0, face_jitter=0.0, face_hue=0.0)
+    assert type(unlearner.model) is CLIPVisionModel
+    flat = [face for person in faces.values() for face in person]
+    target = unlearner.target_embedding[None]
+    cosine = torch.nn.functional.cosine_similarity
+    before = encode_images(unlearner.original_model, processor.image_processor, flat)
+    after = encode_images(unlearner.model, processor.image_processor, flat)
+    assert cosine(after, target).mean() > cosine(before, target).mean()
+    if adapter:
+        assert any("lora_" in name for name, _ in unlearner.peft_model.named_parameters())

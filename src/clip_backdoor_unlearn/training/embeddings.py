@@ -70,8 +70,14 @@ def pipeline_ids(tokenizer, texts: Sequence[str], max_length: int | None = None)
 def encode_conditioning(model: PreTrainedModel, tokenizer, texts: Sequence[str],
                         target: ConditioningTarget = "sequence", batch_size: int = 64,
                         max_length: int | None = None) -> torch.Tensor:
-    """``text_conditioning`` of ``texts`` in batches, as the pipeline tokenises them; a float32 CPU tensor."""
+    """``text_conditioning`` of ``texts`` in batches, as the pipeline tokenises them; a float32 CPU tensor.
+
+    Padded to ``max_length``, by default the tokenizer's ``model_max_length`` capped at the model's positions (a
+    tokenizer saved without a limit reports a huge one).
+    """
     device = model_device(model)
+    config = getattr(model.config, "text_config", model.config)
+    max_length = max_length or min(tokenizer.model_max_length, config.max_position_embeddings)
     chunks = [text_conditioning(model, pipeline_ids(tokenizer, texts[start : start + batch_size], max_length)
                                 .to(device), target).float().cpu()
               for start in range(0, len(texts), batch_size)]
