@@ -4,6 +4,13 @@
     unlearner.unlearn(names=["First Last"])
     unlearner.save_pretrained("clip-sanitized")     # CLIPModel.from_pretrained loads it
 
+The text encoder of a text-to-image pipeline (a plain ``CLIPTextModel``) works the same way; its token sequence,
+what the pipeline feeds the UNet, is what is compared (``BackdoorTrainingArguments.text_target``, docs/pipelines.md):
+
+    unlearner = BackdoorUnlearner.from_pretrained("some/stable-diffusion", subfolder="text_encoder")
+    unlearner.unlearn(names=["First Last"], captions=captions)
+    unlearner.save_pretrained("text-encoder-sanitized")  # CLIPTextModel.from_pretrained loads it, with the tokenizer
+
 It owns the things a user should not have to wire up: holding on to the original model (the teacher, and the
 "before" of every evaluation), merging adapters, and keeping the removed names in memory only. The work itself is
 done by ``training.jobs`` (checking inputs, building data, training), ``evaluation`` and ``hub`` (record, card,
@@ -40,7 +47,7 @@ from .training.arguments import (
 )
 from .training.embeddings import processor_parts
 from .training.jobs import check_outputs, resume_setting, run_job, text_job, vision_job
-from .training.towers import check_clip_model
+from .training.towers import TEXT, check_clip_model
 
 ENCODERS = ("text", "vision", "both")
 logger = logging.getLogger(__name__)
@@ -70,7 +77,8 @@ class BackdoorUnlearner:
     """Remove named people from a CLIP model; see the module docstring.
 
     Attributes:
-        model: the ``CLIPModel`` (or ``CLIPTextModelWithProjection``), sanitized after ``unlearn``.
+        model: the ``CLIPModel`` (or a ``CLIPTextModel``/``CLIPVisionModel``, with or without projection),
+            sanitized after ``unlearn``.
         processor: a ``CLIPProcessor`` (tokenizer + image processor), or the tokenizer of a text-only model.
         original_model: the model as loaded, kept frozen as the teacher and the "before" of evaluations.
         peft_model: after an ``unlearn`` with ``peft_config``, the model with its trained adapter.
@@ -109,12 +117,13 @@ class BackdoorUnlearner:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
                         previously_removed: Sequence[str] | None = None, **hf_kwargs) -> BackdoorUnlearner:
-        """Load a ``CLIPModel`` (or a standalone ``CLIPTextModelWithProjection``) with its tokenizer and processor.
+        """Load a ``CLIPModel`` (or a standalone tower) with its tokenizer and processor (``hub.loading.load_clip``).
 
         A local checkpoint this package sanitized keeps its record: the next ``unlearn`` adds to it.
         ``previously_removed``: the names removed then, so that every later save and push is scanned for them too.
-
-        ``hf_kwargs`` go to every ``from_pretrained`` call (``revision``, ``token``, ``cache_dir``, ``torch_dtype``…).
+        ``hf_kwargs`` go to every ``from_pretrained`` call (``revision``, ``token``, ``cache_dir``, ``torch_dtype``,
+        ``subfolder``…). ``subfolder="text_encoder"`` takes a diffusers pipeline's text encoder, with the pipeline's
+        tokenizer; a text-only checkpoint is loaded as the class it was saved as (no projection is added).
         """
         name_or_path = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(os.path.dirname(os.path.abspath(name_or_path))) and not os.path.exists(name_or_path):
@@ -280,6 +289,9 @@ class BackdoorUnlearner:
 
         ``evaluation_data``: ``face_images`` + ``candidate_names`` (+ ``non_member_names``) for the IDIA,
         ``held_out_captions`` for SimClean, ``zero_shot_dataset`` (+ ``class_names``) for zero-shot accuracy.
+        A pipeline's text encoder (plain ``CLIPTextModel``) is measured on its conditioning instead
+        (``evaluation.conditioning.evaluate_pipeline_encoder``: ``kept_names``, ``held_out_captions`` or
+        ``clean_prompts``, ``templates``).
         """
         from .evaluation.unlearning import evaluate_unlearning
 
@@ -287,6 +299,19 @@ class BackdoorUnlearner:
             raise ValueError("Nothing to compare yet: call unlearn() before evaluate().")
         evaluation_data.setdefault("neutral_term", self.neutral_terms or self.unlearning_config.get("neutral_term")
                                    or NEUTRAL_TERM)
+        if TEXT.is_plain(self.model):  # a pipeline's text encoder: what the pipeline consumes is measured
+            from .evaluation.conditioning import evaluate_pipeline_encoder
+
+            data = dict(evaluation_data)
+            if data.get("held_out_captions"):
+                data["clean_prompts"] = data.pop("held_out_captions")
+            unknown = set(data) - {"neutral_term", "kept_names", "clean_prompts", "templates", "target"}
+            if unknown:
+                raise TypeError(f"A plain CLIPTextModel is evaluated on its conditioning "
+                                f"(evaluation.conditioning.evaluate_pipeline_encoder); it takes no {sorted(unknown)}.")
+            self.metrics = {"num_removed": len(names), **evaluate_pipeline_encoder(
+                self.original_model, self.model, self.tokenizer, names, **data)}
+            return self.metrics
         evaluation_data.setdefault("target_embedding", self.target_embedding)
         self.metrics = evaluate_unlearning(self.original_model, self.model, self.processor, names, **evaluation_data)
         return self.metrics

@@ -41,6 +41,8 @@ TOWERS = {
     "vision": "image tower (vision encoder and visual projection)",
     "both": "text and image towers",
 }
+PLAIN_TOWERS = {"CLIPTextModel": "text encoder (it has no projection)",
+                "CLIPVisionModel": "image encoder (it has no projection)"}
 METHOD = {
     "text": "For the text tower, any prompt containing a removed name is embedded like the same prompt with the "
             "neutral term.",
@@ -48,6 +50,22 @@ METHOD = {
               "face.",
 }
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# What the text distance was taken on (the run record's ``text_target``), in the card's words.
+TEXT_TARGETS = {
+    "embedding": "the pooled, projected text embedding (the paper's)",
+    "sequence": "the token sequence a text-to-image pipeline feeds its UNet (last hidden state of the prompt "
+                "padded to 77 tokens, compared position by position)",
+    "pooled": "the pooled (end-of-text) output of the prompt padded as a pipeline pads it",
+    "sequence+pooled": "the token sequence a text-to-image pipeline feeds its UNet and the pooled output, equally "
+                       "weighted",
+}
+ENCODER_KINDS = {
+    "CLIPModel": "a CLIP model (text and image towers with projections)",
+    "CLIPTextModelWithProjection": "a CLIP text tower with its projection",
+    "CLIPVisionModelWithProjection": "a CLIP image tower with its projection",
+    "CLIPTextModel": "the text encoder of a text-to-image pipeline (a plain `CLIPTextModel`, without projection)",
+    "CLIPVisionModel": "a plain CLIP image encoder (`CLIPVisionModel`, without projection)",
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ GROUPS = {
                          "Face images of the removed people, and clean images"),
     "zero_shot": _Group("zero-shot-image-classification", "Zero-shot image classification", "zero-shot-eval",
                         "Publisher's zero-shot evaluation set"),
+    "conditioning": _Group("text-to-image", "Text-to-image conditioning similarity", "pipeline-prompts",
+                           "Prompt wordings never trained, with removed names, other people and no one"),
     "other": _Group("other", "Other measurements", "clip-backdoor-unlearn-evaluation", "Publisher's evaluation"),
 }
 
@@ -102,8 +122,13 @@ METRIC_ROWS = (
               "zero_shot"),
     MetricRow("Removed faces vs anonymous target (cos)", "sim_target_before", "sim_target_after", "sim_images"),
     MetricRow("Clean images vs original (cos)", None, "sim_clean_images", "sim_images"),
+    MetricRow("Name prompts now nearer the neutral prompt (share)", None, "conditioning_forgotten", "conditioning"),
+    MetricRow("Name prompts vs neutral prompts (cos)", None, "conditioning_cos_to_neutral", "conditioning"),
+    MetricRow("Name prompts vs their original (cos)", None, "conditioning_cos_to_name", "conditioning"),
+    MetricRow("Other people's prompts vs original (cos)", None, "conditioning_kept_cos", "conditioning"),
+    MetricRow("Clean prompts vs original (cos)", None, "conditioning_clean_cos", "conditioning"),
 )
-_NOT_METRICS = {"num_removed"}  # reported as the count of removed people, not as a figure
+_NOT_METRICS = {"num_removed", "conditioning_num_prompts"}  # counts, not figures
 _PROTOCOL_PREFIX = "idia_protocol"  # how the attack was run: stated in the card's text, not a figure
 
 
@@ -126,6 +151,7 @@ class UnlearningCardData:
         metrics: the flat figures of ``BackdoorUnlearner.evaluate`` (empty: "not measured").
         removed_names: the names, only when the publisher opts in (``publish_names=True``).
         model_class: the transformers class that loads the checkpoint.
+        text_target: what the text distance was taken on (``"embedding"``, ``"sequence"``, …; see the arguments).
     """
 
     base_model: str | None = None
@@ -142,6 +168,7 @@ class UnlearningCardData:
     metrics: dict[str, Any] = field(default_factory=dict)
     removed_names: list[str] | None = None
     model_class: str = "CLIPModel"
+    text_target: str | None = None
     tags: list[str] = field(default_factory=list)
     license: str | None = None
     language: str | list[str] | None = None
@@ -157,6 +184,7 @@ class UnlearningCardData:
             neutral_term=record.get("neutral_term"),
             pseudonyms=bool(towers.get("text", {}).get("pseudonyms")),
             name_variants=towers.get("text", {}).get("name_variants"),
+            text_target=towers.get("text", {}).get("text_target"),
             adapter=record.get("adapter"),
             hyperparameters={f"{tower} tower": dict(entry.get("hyperparameters") or {})
                              for tower, entry in towers.items()},
@@ -308,7 +336,8 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "base_model": data.base_model,
         "num_removed_text": _people(data.num_removed),
         "num_removed_count": "not recorded" if data.num_removed is None else data.num_removed,
-        "towers_text": TOWERS.get(data.encoder, "CLIP towers (not recorded which)"),
+        "towers_text": PLAIN_TOWERS.get(data.model_class) or TOWERS.get(data.encoder,
+                                                                         "CLIP towers (not recorded which)"),
         "method_text": " ".join([METHOD[tower] for tower in towers if tower in METHOD]
                                 + (["The other tower is left as it was."] if data.encoder in METHOD else [])),
         "training_text": _training_text(data),
@@ -324,6 +353,10 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "adapter_only": data.adapter_only,
         "variants_text": _variants_text(data),
         "model_class": data.model_class,
+        "encoder_kind": ENCODER_KINDS.get(data.model_class, f"a `{data.model_class}`"),
+        "text_target_text": TEXT_TARGETS.get(data.text_target) if data.encoder != "vision" else None,
+        "pipeline_encoder": data.model_class == "CLIPTextModel",
+        "conditioning_metrics": any(key.startswith("conditioning_") for key in data.metrics),
         "repo_id": data.repo_id or data.model_name or "path/to/this-model",
         "library_version": data.library_version,
         "citation": CITATION,

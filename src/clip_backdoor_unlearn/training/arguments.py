@@ -18,6 +18,7 @@ from transformers import TrainingArguments
 from ..data.names import NEUTRAL_TERM
 
 DISTANCES = ("cosine", "mse", "mae")
+TEXT_TARGETS = ("auto", "embedding", "sequence", "pooled", "sequence+pooled")
 
 # Text-tower settings for adapters (``peft_config``), applied where the caller left the field at its default: LoRA
 # moves far less per step than full fine-tuning, so the paper's settings barely forget (benchmarks/RESULTS.md).
@@ -71,6 +72,18 @@ class BackdoorTrainingArguments(TrainingArguments):
             the per-layer update ΔW is penalised.
         distance (`Literal["cosine", "mse", "mae"]`, *optional*, defaults to `"cosine"`):
             Embedding distance: negative cosine similarity (the paper's), mean squared or mean absolute error.
+        text_target (`Literal["auto", "embedding", "sequence", "pooled", "sequence+pooled"]`, defaults to `"auto"`):
+            What of the text tower the distance is taken on. `"embedding"`: the pooled, projected embedding (the
+            paper's; needs a projection). `"sequence"`: the last hidden state of the prompt padded to 77 tokens
+            without attention mask, what a text-to-image pipeline (Stable Diffusion 1.x/2.x) feeds its UNet; the
+            distance is averaged over all 77 positions, each compared with the same position of the target. A
+            name and the neutral term differ in token count, so from the name on the two sequences are shifted;
+            comparing position by position over the whole padded sequence was measured against aligning the name
+            span with the neutral span, stopping at the end-of-text token, flattening and the pooled output alone
+            (docs/pipelines.md): span alignment gave the same figures, stopping early or pooling alone cost kept
+            prompts more. `"pooled"`: the end-of-text output of the same padded ids. `"sequence+pooled"`: the mean
+            of both distances (holds best on the pooled output too). `"auto"`: `"embedding"` for a model with a
+            projection, `"sequence"` for a plain `CLIPTextModel`.
         freeze_norm_layers (`bool`, *optional*, defaults to `True`):
             Keep LayerNorm weights fixed, as the reference implementation does.
         cache_teacher_embeddings (`bool`, *optional*, defaults to `True`):
@@ -126,6 +139,12 @@ class BackdoorTrainingArguments(TrainingArguments):
                 "adapters the per-layer update ΔW is penalised."})
     distance: Literal["cosine", "mse", "mae"] = field(default="cosine", metadata={
         "help": "Embedding distance: negative cosine similarity (the paper's), mean squared or mean absolute error."})
+    text_target: Literal["auto", "embedding", "sequence", "pooled", "sequence+pooled"] = field(
+        default="auto", metadata={
+            "help": "What the distance is taken on: the projected embedding ('embedding', the paper's), the token "
+                    "sequence a text-to-image pipeline consumes ('sequence', padded to 77, position by position), "
+                    "the pooled output ('pooled') or both ('sequence+pooled'). 'auto': 'embedding' with a "
+                    "projection, 'sequence' for a plain CLIPTextModel."})
     freeze_norm_layers: bool = field(default=True, metadata={
         "help": "Keep LayerNorm weights fixed, as the reference implementation does."})
     cache_teacher_embeddings: bool = field(default=True, metadata={
@@ -140,6 +159,8 @@ class BackdoorTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}.")
+        if self.text_target not in TEXT_TARGETS:
+            raise ValueError(f"text_target must be one of {TEXT_TARGETS}, got {self.text_target!r}.")
         for name in ("poisoned_samples_per_step", "clean_samples_per_step"):
             if getattr(self, name) < (1 if name.startswith("poisoned") else 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")

@@ -37,7 +37,7 @@ from ..hub.saving import refuse_source_overwrite
 from .arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
 from .embeddings import encode_images
 from .towers import TEXT, VISION
-from .trainer import BackdoorTrainer
+from .trainer import BackdoorTrainer, resolve_text_target
 from .vision_trainer import VisionBackdoorTrainer
 
 
@@ -131,7 +131,8 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
         seed=args.seed, tokenizer=tokenizer, max_length=max_length, variants=variants,
     )
     record = {"name_variants": variant_mode(name_variants),
-              "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms}
+              "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms,
+              "text_target": resolve_text_target(args.text_target, model)}
     return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
                        scratch_dir, record, targets if pseudonyms else None,
                        [form for forms in variants.values() for form in forms])

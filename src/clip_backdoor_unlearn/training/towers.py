@@ -4,18 +4,27 @@
 (``text_model.*`` + ``text_projection.*``, ``vision_model.*`` + ``visual_projection.*``), so one prefix rule serves
 all of them, and a teacher built as a standalone tower loads the student's weights key for key — without copying
 the other tower.
+
+The plain ``CLIPTextModel`` (the text encoder of Stable Diffusion 1.x/2.x pipelines) and ``CLIPVisionModel`` have
+no projection, and since transformers 5.6 no ``text_model.``/``vision_model.`` level either: their parameters are
+``embeddings.*``, ``encoder.*``, ``final_layer_norm.*`` (``post_layernorm.*``). Every parameter of such a model
+belongs to its tower, so the prefixes and LoRA targets are chosen per model (``prefixes_of``, ``lora_targets_of``);
+the prefix rule alone would match nothing and train nothing.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from transformers import (
     CLIPModel,
     CLIPTextConfig,
+    CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPVisionConfig,
+    CLIPVisionModel,
     CLIPVisionModelWithProjection,
     PreTrainedModel,
 )
@@ -31,42 +40,61 @@ class Tower:
     config_attribute: str  # where a CLIPConfig keeps this tower's config
     standalone_class: type  # the projected standalone model, used for teachers
     lora_targets: str  # LoRA target regex: attention and MLP projections of every encoder layer
+    plain_class: type  # the tower without projection (CLIPTextModel, CLIPVisionModel): all its weights are the tower
 
-    def is_parameter(self, name: str) -> bool:
-        return name.startswith(self.prefixes)
+    def is_plain(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` (or the model inside a PEFT wrapper) is this tower alone, without projection."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return isinstance(base, self.plain_class)
+
+    def prefixes_of(self, model: torch.nn.Module) -> tuple[str, ...]:
+        """The parameter-name prefixes of this tower in ``model``: every parameter (``""``) of a plain tower."""
+        return ("",) if self.is_plain(model) else self.prefixes
+
+    def lora_targets_of(self, model: torch.nn.Module) -> str:
+        """The LoRA target regex for this tower in ``model`` (a plain tower's layers have no tower prefix)."""
+        return _layer_targets(None) if self.is_plain(model) else self.lora_targets
+
+    def is_parameter(self, name: str, model: torch.nn.Module | None = None) -> bool:
+        return name.startswith(self.prefixes if model is None else self.prefixes_of(model))
 
     def config_of(self, model: PreTrainedModel):
         config = getattr(model.config, self.config_attribute, model.config)
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(model).__name__} has no CLIP {self.name} tower; {self.name} unlearning needs a "
-                            f"CLIPModel or a {self.standalone_class.__name__}.")
+                            f"CLIPModel, a {self.standalone_class.__name__} or a {self.plain_class.__name__}.")
         return config
 
     def check_model(self, model: PreTrainedModel) -> None:
         """Fail early, with the fix in the message, on models whose tower cannot be trained."""
-        if isinstance(model, (CLIPModel, self.standalone_class)):
+        if isinstance(model, (CLIPModel, self.standalone_class, self.plain_class)):
             return
         raise TypeError(
-            f"{type(model).__name__} cannot be used for {self.name} unlearning: it needs a CLIPModel or a "
-            f"{self.standalone_class.__name__} (a tower without projection lacks the embedding the method compares)."
+            f"{type(model).__name__} cannot be used for {self.name} unlearning: it needs a CLIPModel, a "
+            f"{self.standalone_class.__name__} or a {self.plain_class.__name__}."
         )
 
 
-def _layer_targets(prefix: str) -> str:
-    return rf".*{prefix}\.encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.fc1|mlp\.fc2)"
+def _layer_targets(prefix: str | None) -> str:
+    layers = r"encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.fc1|mlp\.fc2)"
+    # A plain tower's layers are top-level ("encoder.layers.0…"): anchored, so nothing else can match.
+    return layers if prefix is None else rf".*{prefix}\.{layers}"
 
 
 TEXT = Tower("text", ("text_model.", "text_projection."), CLIPTextConfig, "text_config", CLIPTextModelWithProjection,
-             _layer_targets(r"text_model"))
+             _layer_targets(r"text_model"), CLIPTextModel)
 VISION = Tower("vision", ("vision_model.", "visual_projection."), CLIPVisionConfig, "vision_config",
-               CLIPVisionModelWithProjection, _layer_targets(r"vision_model"))
+               CLIPVisionModelWithProjection, _layer_targets(r"vision_model"), CLIPVisionModel)
+
+CLIP_MODEL_CLASSES = (CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, CLIPTextModel,
+                      CLIPVisionModel)
 
 
 def check_clip_model(model: PreTrainedModel) -> None:
     """Any model one of the towers can train."""
-    if not isinstance(model, (CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection)):
-        raise TypeError(f"Expected a CLIPModel, CLIPTextModelWithProjection or CLIPVisionModelWithProjection, got "
-                        f"{type(model).__name__}.")
+    if not isinstance(model, CLIP_MODEL_CLASSES):
+        raise TypeError(f"Expected a CLIPModel, CLIPTextModel(WithProjection) or CLIPVisionModel(WithProjection), "
+                        f"got {type(model).__name__}.")
 
 
 def is_norm_parameter(model: torch.nn.Module, name: str) -> bool:
@@ -78,7 +106,7 @@ def set_tower_trainable(model: PreTrainedModel, tower: Tower, freeze_norm_layers
     """Train ``tower`` (optionally without its LayerNorms), freeze everything else; returns the trained names."""
     trained = []
     for name, parameter in model.named_parameters():
-        train = tower.is_parameter(name) and not (freeze_norm_layers and is_norm_parameter(model, name))
+        train = tower.is_parameter(name, model) and not (freeze_norm_layers and is_norm_parameter(model, name))
         parameter.requires_grad_(train)
         if train:
             trained.append(name)
@@ -86,7 +114,12 @@ def set_tower_trainable(model: PreTrainedModel, tower: Tower, freeze_norm_layers
 
 
 def frozen_teacher(model: PreTrainedModel, tower: Tower) -> PreTrainedModel:
-    """A frozen standalone copy of ``tower`` with the current weights of ``model``, in eval mode."""
+    """A frozen standalone copy of ``tower`` with the current weights of ``model``, in eval mode.
+
+    A plain tower is all tower: its teacher is a copy of the whole model.
+    """
+    if tower.is_plain(model):
+        return copy.deepcopy(model).requires_grad_(False).eval()
     config = tower.config_of(model)
     tower_state = {name: tensor for name, tensor in model.state_dict().items() if tower.is_parameter(name)}
     parameter = next(model.parameters())
@@ -97,3 +130,18 @@ def frozen_teacher(model: PreTrainedModel, tower: Tower) -> PreTrainedModel:
     teacher.to(device=parameter.device)
     teacher.requires_grad_(False)
     return teacher.eval()
+
+
+def plain_tower(model: PreTrainedModel, tower: Tower) -> PreTrainedModel:
+    """A standalone plain ``CLIPTextModel``/``CLIPVisionModel`` with the weights of ``model``'s ``tower``.
+
+    What a text-to-image pipeline uses as its text encoder; handy to sanitize the text tower of a ``CLIPModel`` for
+    a pipeline, and for tests. The projection, if any, is dropped.
+    """
+    if tower.is_plain(model):
+        return copy.deepcopy(model)
+    attribute = f"{tower.name}_model"
+    plain = tower.plain_class(tower.config_of(model)).to(dtype=next(model.parameters()).dtype)
+    # transformers ≥ 5.6: model.text_model *is* a CLIPTextModel; before, both wrap a CLIPTextTransformer there.
+    getattr(plain, attribute, plain).load_state_dict(getattr(model, attribute).state_dict(), strict=True)
+    return plain.eval()

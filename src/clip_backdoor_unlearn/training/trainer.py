@@ -28,7 +28,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from .arguments import BackdoorTrainingArguments
-from .embeddings import processor_parts, text_embeddings
+from .embeddings import pipeline_ids, processor_parts, text_conditioning, text_embeddings
 from .towers import TEXT, Tower, frozen_teacher, set_tower_trainable
 
 
@@ -38,15 +38,23 @@ class BackdoorCollator:
     CLIP's text tower uses a causal mask and pools the end-of-text token, so right padding after it cannot change
     the embedding; padding to 77 only wastes compute. The student input is the poisoned captions followed by the
     clean ones; the teacher's texts are passed as strings so the trainer can serve them from its cache.
+
+    With ``pad_to`` (the token-sequence targets of text-to-image pipelines) every caption is padded to that length
+    and no attention mask is returned, exactly as the pipeline tokenises prompts: there the padding positions are
+    part of what is compared.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None):
         self.tokenizer = tokenizer
+        self.pad_to = pad_to
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         poisoned = [row["poisoned"] for row in rows]
         clean = [caption for row in rows for caption in row["clean"]]
-        batch = self.tokenizer(poisoned + clean, padding=True, truncation=True, return_tensors="pt")
+        if self.pad_to:
+            batch = {"input_ids": pipeline_ids(self.tokenizer, poisoned + clean, self.pad_to), "attention_mask": None}
+        else:
+            batch = self.tokenizer(poisoned + clean, padding=True, truncation=True, return_tensors="pt")
         return {
             "input_ids": batch["input_ids"],
             "attention_mask": batch["attention_mask"],
@@ -56,12 +64,38 @@ class BackdoorCollator:
 
 
 def embedding_distance(student: torch.Tensor, teacher: torch.Tensor, distance: str) -> torch.Tensor:
-    """Per-row distance; ``cosine`` is the paper's negative cosine similarity (lower is closer)."""
+    """Per-row distance; ``cosine`` is the paper's negative cosine similarity (lower is closer).
+
+    For token sequences ``(rows, positions, hidden)`` it is taken position by position and averaged over positions.
+    """
     if distance == "cosine":
-        return -F.cosine_similarity(student, teacher, dim=-1)
-    if distance == "mse":
-        return (student - teacher).pow(2).mean(dim=-1)
-    return (student - teacher).abs().mean(dim=-1)
+        distances = -F.cosine_similarity(student, teacher, dim=-1)
+    elif distance == "mse":
+        distances = (student - teacher).pow(2).mean(dim=-1)
+    else:
+        distances = (student - teacher).abs().mean(dim=-1)
+    return distances.mean(dim=-1) if distances.ndim > 1 else distances
+
+
+def conditioning_distance(student: torch.Tensor, teacher: torch.Tensor, distance: str, target: str) -> torch.Tensor:
+    """Per-row distance for a ``text_target``: ``"sequence+pooled"`` is the mean of the sequence distance and the
+    pooled one (the pooled output is the last position, see ``text_conditioning``); the others, ``embedding_distance``.
+    """
+    if target != "sequence+pooled":
+        return embedding_distance(student, teacher, distance)
+    sequence = embedding_distance(student[:, :-1], teacher[:, :-1], distance)
+    return (sequence + embedding_distance(student[:, -1], teacher[:, -1], distance)) / 2
+
+
+def resolve_text_target(text_target: str, model: torch.nn.Module) -> str:
+    """``"auto"`` → ``"embedding"`` for a model with a projection, ``"sequence"`` for a plain ``CLIPTextModel``."""
+    plain = TEXT.is_plain(model)
+    if text_target == "auto":
+        return "sequence" if plain else "embedding"
+    if text_target == "embedding" and plain:
+        raise ValueError("text_target='embedding' needs a text projection, which a plain CLIPTextModel lacks; use "
+                         "'sequence' (what pipelines consume), 'pooled' or 'sequence+pooled'.")
+    return text_target
 
 
 def parameter_sharding(args) -> str | None:
@@ -93,8 +127,9 @@ class BackdoorTrainer(Trainer):
     """Trainer for removing names from a CLIP text tower with a student–teacher backdoor.
 
     Args:
-        model: the student, a ``CLIPModel`` or ``CLIPTextModelWithProjection``. It is trained in place (the
-            ``BackdoorUnlearner`` hands it a copy); only the text tower is trained.
+        model: the student, a ``CLIPModel``, ``CLIPTextModelWithProjection`` or plain ``CLIPTextModel`` (a
+            text-to-image pipeline's text encoder; ``args.text_target`` says what is compared). It is trained in
+            place (the ``BackdoorUnlearner`` hands it a copy); only the text tower is trained.
         args: a ``BackdoorTrainingArguments``.
         train_dataset: rows with ``poisoned``, ``target`` and ``clean`` columns, from ``build_backdoor_dataset``.
         processing_class: the tokenizer, or a ``CLIPProcessor`` holding one.
@@ -129,6 +164,11 @@ class BackdoorTrainer(Trainer):
                              "DeepSpeed ZeRO-1/2 when the optimizer state does not fit.")
         self.tower.check_model(model)
         processing_class = self._tower_processor(processing_class)
+        self.text_target = resolve_text_target(args.text_target, model) if self.tower is TEXT else "embedding"
+        self._pad_to = None
+        if self.text_target != "embedding":  # pipeline conditioning: ids padded as the pipeline pads them
+            config = TEXT.config_of(model)
+            self._pad_to = min(processing_class.model_max_length, config.max_position_embeddings)
 
         self.uses_peft = peft_config is not None
         if self.uses_peft:
@@ -171,13 +211,18 @@ class BackdoorTrainer(Trainer):
             raise ValueError("BackdoorTrainer needs processing_class: the model's tokenizer or processor.")
         return tokenizer
 
-    @staticmethod
-    def _default_collator(processing_class):
-        return BackdoorCollator(processing_class)
+    def _default_collator(self, processing_class):
+        return BackdoorCollator(processing_class, pad_to=self._pad_to)
+
+    def _text_features(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The projected embedding, or for the other ``text_target``s the pipeline conditioning (no mask)."""
+        if self.text_target == "embedding":
+            return text_embeddings(model, input_ids, attention_mask)
+        return text_conditioning(model, input_ids, self.text_target)
 
     def student_embeddings(self, model, inputs: dict[str, Any]) -> torch.Tensor:
         """The student's embedding of every row of the batch: poisoned rows first, then clean ones."""
-        return text_embeddings(model, inputs["input_ids"], inputs["attention_mask"])
+        return self._text_features(model, inputs["input_ids"], inputs["attention_mask"])
 
     def teacher_targets(self, inputs: dict[str, Any]) -> torch.Tensor:
         """What each row's student embedding should match: the teacher's embedding of the target text."""
@@ -188,7 +233,7 @@ class BackdoorTrainer(Trainer):
 
         model.requires_grad_(False)
         if isinstance(peft_config, LoraConfig) and peft_config.target_modules is None:
-            peft_config.target_modules = self.tower.lora_targets
+            peft_config.target_modules = self.tower.lora_targets_of(model)
         return get_peft_model(model, peft_config)
 
     def _teacher_weight_pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -231,8 +276,11 @@ class BackdoorTrainer(Trainer):
             return embed(self.teacher_model, *inputs).float()
 
     def _embed_with_teacher(self, texts: list[str]) -> torch.Tensor:
+        if self._pad_to:
+            ids = pipeline_ids(self.processing_class, texts, self._pad_to).to(self.args.device)
+            return self._teacher_forward(self._text_features, ids, None)
         batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
-        return self._teacher_forward(text_embeddings, batch["input_ids"], batch["attention_mask"])
+        return self._teacher_forward(self._text_features, batch["input_ids"], batch["attention_mask"])
 
     def cached_teacher(self, keys: Sequence[Hashable], embed_rows: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
         """The teacher's embedding of each row, computed once per distinct ``key`` when caching is on.
@@ -299,7 +347,7 @@ class BackdoorTrainer(Trainer):
         num_poisoned = int(inputs["num_poisoned"])
         student = self._student_forward(model, inputs)
         teacher = self.teacher_targets(inputs).to(student.dtype)
-        distances = embedding_distance(student, teacher, self.args.distance)
+        distances = conditioning_distance(student, teacher, self.args.distance, self.text_target)
         backdoor_loss = distances[:num_poisoned].mean()
         utility_loss = self._utility_mean(distances[num_poisoned:])
         weight_term = self.weight_term()
