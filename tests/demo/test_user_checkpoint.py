@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -89,7 +90,8 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
     text, vision = example.tower_arguments(parser, [], "me/clip")
     assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
-    assert text.output_dir == vision.output_dir == "clip-sanitized"
+    # The image tower's checkpoints go to a folder of their own: one folder would mix the towers' checkpoint-N.
+    assert (text.output_dir, vision.output_dir) == ("clip-sanitized", os.path.join("clip-sanitized", "vision"))
 
 
 def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_path, monkeypatch):
