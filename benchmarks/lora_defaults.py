@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--training_seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--configs", nargs="+", default=["defaults"], choices=sorted(CONFIGS))
     parser.add_argument("--lora_r", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)  # more threads than free cores slow a busy machine
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
 
