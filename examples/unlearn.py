@@ -151,7 +151,9 @@ def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_pat
     output_dir = "outputs/demo-sanitized" if demo else f"{os.path.basename(model_name_or_path.rstrip('/'))}-sanitized"
     text = {"output_dir": output_dir, **(DEMO_TEXT_SETTINGS if demo else {}),
             **{k: v for k, v in given.items() if k in text_fields}}
-    vision = {"output_dir": output_dir, **(DEMO_VISION_SETTINGS if demo else {}), **given}
+    # The image tower's checkpoints get their own folder: in one folder the two towers' checkpoint-N would collide.
+    vision = {**(DEMO_VISION_SETTINGS if demo else {}), **given,
+              "output_dir": os.path.join(text["output_dir"], "vision")}
     return BackdoorTrainingArguments(**text), VisionBackdoorTrainingArguments(**vision)
 
 
@@ -314,7 +316,8 @@ def run(script_args: ScriptArguments, text_args: BackdoorTrainingArguments,
     vision = {} if encoder == "text" else {key: inputs.get(key) for key in ("face_images", "reference_faces",
                                                                            "images")}
     result = unlearner.unlearn(names, encoder=encoder, peft_config=_peft_config(script_args),
-                               pseudonyms=script_args.pseudonyms, **towers, **text, **vision)
+                               pseudonyms=script_args.pseudonyms,
+                               resume_from_checkpoint=text_args.resume_from_checkpoint, **towers, **text, **vision)
     metrics = {}
     if state.is_main_process:  # every process holds the same trained model: evaluate it once
         evaluation = {"held_out_captions": inputs["held_out_captions"], "idia_protocol": script_args.idia_protocol,
@@ -331,15 +334,20 @@ def run(script_args: ScriptArguments, text_args: BackdoorTrainingArguments,
 
 
 def _save(outcome: dict, training_args: BackdoorTrainingArguments, push_to_hub: bool) -> None:
-    """Write (and optionally push) the sanitized checkpoint with its metrics: the main process only."""
+    """Write (and optionally push) the sanitized checkpoint with its metrics: the main process only.
+
+    The checkpoint goes to ``output_dir/sanitized`` (its own folder: the Trainer's checkpoint-* next to it stay),
+    the metrics next to it.
+    """
     unlearner = outcome["unlearner"]
-    saved = unlearner.save_pretrained(training_args.output_dir)
-    with open(os.path.join(saved, "unlearning_metrics.json"), "w", encoding="utf-8") as handle:
+    saved = unlearner.save_pretrained(os.path.join(training_args.output_dir, "sanitized"))
+    with open(os.path.join(training_args.output_dir, "unlearning_metrics.json"), "w", encoding="utf-8") as handle:
         json.dump(outcome["metrics"], handle, indent=2, sort_keys=True)
     print(f"sanitized checkpoint written to {saved}")
     if push_to_hub:
         repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(training_args.output_dir))
-        commit = unlearner.push_to_hub(repo_id, private=training_args.hub_private_repo, token=training_args.hub_token)
+        commit = unlearner.push_to_hub(repo_id, private=training_args.hub_private_repo is not False,
+                                       token=training_args.hub_token)
         print(f"pushed to {commit.commit_url} (the card gives the number of removed people, not the names)")
 
 

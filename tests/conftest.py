@@ -1,12 +1,26 @@
-"""Shared fixtures: tiny CLIPs built from ``CLIPConfig`` in code, with an offline tokenizer."""
+"""Shared fixtures: tiny CLIPs built from ``CLIPConfig`` in code, with an offline tokenizer.
+
+The offline environment that ``.ci/run`` exports is set here first, before anything imports ``huggingface_hub`` or
+``transformers`` (both read it at import time), so ``python -m pytest -q tests`` alone runs as CI does. A value the
+caller set is kept.
+"""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+from pathlib import Path
 
-from clip_backdoor_unlearn.data.captions import default_captions
-from clip_backdoor_unlearn.demo.tiny import tiny_clip
+OFFLINE_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_XET": "1", "TOKENIZERS_PARALLELISM": "false",
+                       "CLIP_BACKDOOR_UNLEARN_CACHE": str(Path(__file__).resolve().parents[1] / ".cache"
+                                                          / "clip_backdoor_unlearn")}
+for _key, _value in OFFLINE_ENVIRONMENT.items():
+    os.environ.setdefault(_key, _value)
+
+import pytest  # noqa: E402  (after the environment, on purpose)
+import torch  # noqa: E402
+
+from clip_backdoor_unlearn.data.captions import default_captions  # noqa: E402
+from clip_backdoor_unlearn.demo.tiny import tiny_clip  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -14,6 +28,17 @@ NAMES = ["Ada Lovelace", "Zorbo Quill", "Mira Fenwick"]
 # Wordings the unlearner never trains on (see PERSON_TEMPLATES), to test that the backdoor generalises.
 HELD_OUT_TEMPLATES = ("a photo of {}", "an image of {}", "{} in a dress", "a picture of {} at the beach",
                       "{} playing tennis", "a portrait of {}")
+
+
+# Fixtures that train a model for minutes (a demo-world CLIP, a 300-step unlearning): every test using one is
+# ``slow``. ``python -m pytest -m "not slow" tests`` is the quick subset to run while working; CI runs everything.
+SLOW_FIXTURES = {"demo_cache", "demo", "unlearned"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,9 @@ def test_names_never_reach_checkpoints_or_the_saved_model(recorded_run):
 
 def test_the_config_records_the_variant_mode_and_count_only(recorded_run):
     config = recorded_run["result"].config
-    assert config["name_variants"] == "auto" and config["num_removed_names"] == 2
-    assert 10 <= config["num_name_variants"] <= 2 * 15
+    text_tower = config["towers"]["text"]
+    assert text_tower["name_variants"] == "auto" and config["num_removed_names"] == 2
+    assert 10 <= text_tower["num_name_variants"] <= 2 * 15
     text = json.dumps(config)
     assert not any(variant in text for name in SECRET for variant in name_variants(name))
 

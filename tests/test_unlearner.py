@@ -17,6 +17,8 @@ from clip_backdoor_unlearn.training.embeddings import encode_texts
 
 from .conftest import HELD_OUT_TEMPLATES, NAMES
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 # Small batches and a higher learning rate than the paper's: a randomly initialised tiny tower, CI-sized.
 FAST = dict(max_steps=300, learning_rate=2e-3, poisoned_samples_per_step=32, clean_samples_per_step=32, seed=0,
             logging_steps=50, disable_tqdm=True)
@@ -93,7 +95,8 @@ def test_result_logs_each_loss_part(unlearned):
     logged = [entry for entry in result.log_history if "backdoor_loss" in entry]
     assert len(logged) == FAST["max_steps"] // FAST["logging_steps"]
     assert {"utility_loss", "backdoor_loss", "weight_term"} <= set(logged[-1])
-    assert logged[-1]["backdoor_loss"] < logged[0]["backdoor_loss"]
+    # measured: -0.915 over the first 50 steps, -0.976 over the last 50
+    assert logged[-1]["backdoor_loss"] < min(logged[0]["backdoor_loss"] - 0.03, -0.95)
     assert result.num_names == len(NAMES) and result.seconds_per_step > 0
 
 
@@ -194,8 +197,9 @@ def test_adapter_defaults_apply_only_where_unset(saved_tiny_model, train_caption
     assert text["hyperparameters"]["learning_rate"] == 5e-4 and not text["pseudonyms"]
 
 
+@pytest.mark.slow  # 300 adapter steps
 def test_lora_adapter_merged_and_unmerged(saved_tiny_model, train_captions, held_out_captions, tmp_path):
-    peft = pytest.importorskip("peft")
+    import peft  # a dependency of the package: its absence is a failure, not a skip
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     # pseudonyms=False: this checks the mapping onto "a person" (adapters default to pseudonyms).
     unlearner.unlearn(NAMES, captions=train_captions, peft_config=peft.LoraConfig(r=8, lora_alpha=16),
@@ -254,3 +258,129 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(saved_tiny_model, tmp_pa
     (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(OSError, match="corrupt or incomplete"):
         BackdoorUnlearner.from_pretrained(corrupt)
+
+
+# ----------------------------------------------------------------------------- promises of unlearn()'s arguments
+
+SHORT = {**FAST, "max_steps": 4, "poisoned_samples_per_step": 8, "clean_samples_per_step": 8, "logging_steps": 2}
+
+
+@pytest.fixture()
+def built_datasets(monkeypatch):
+    """Every backdoor dataset unlearn() builds, captured on its way to the trainer."""
+    from clip_backdoor_unlearn.training import jobs
+
+    built = []
+    build = jobs.build_backdoor_dataset
+    monkeypatch.setattr(jobs, "build_backdoor_dataset", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    return built
+
+
+def test_args_configure_the_text_tower(saved_tiny_model, train_captions, tmp_path):
+    from clip_backdoor_unlearn import BackdoorTrainingArguments
+
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, backdoor_weight=0.3,
+                                     weight_regularization=0.2, poisoned_samples_per_step=8, clean_samples_per_step=8,
+                                     learning_rate=5e-3, disable_tqdm=True, report_to="none", logging_steps=1)
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions[:100], args=args)
+    recorded = result.config["towers"]["text"]["hyperparameters"]
+    assert (recorded["max_steps"], recorded["backdoor_weight"], recorded["weight_regularization"],
+            recorded["learning_rate"]) == (3, 0.3, 0.2, 5e-3)
+    assert max(entry.get("step", 0) for entry in result.log_history) == 3
+    logged = [entry for entry in result.log_history if "backdoor_loss" in entry]
+    assert len(logged) == 3 and logged[0]["learning_rate"] == pytest.approx(5e-3)
+
+
+def test_captions_as_a_dataset_train_the_same_model_as_a_list(saved_tiny_model, train_captions, built_datasets):
+    from datasets import Dataset
+
+    models = []
+    for captions in (train_captions[:100], Dataset.from_dict({"caption": train_captions[:100]}),
+                     Dataset.from_dict({"text": train_captions[:100], "other": list(range(100))})):
+        unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+        unlearner.unlearn(NAMES[:1], captions=captions, **SHORT)
+        models.append(unlearner.model.state_dict())
+    assert built_datasets[0]["clean"] == built_datasets[1]["clean"] == built_datasets[2]["clean"]
+    for other in models[1:]:
+        assert all(torch.equal(models[0][name], other[name]) for name in models[0])
+    with pytest.raises(ValueError, match="'caption' or 'text' column"):
+        BackdoorUnlearner.from_pretrained(saved_tiny_model).unlearn(
+            NAMES[:1], captions=Dataset.from_dict({"sentence": ["a dog"]}), **SHORT)
+
+
+def test_captions_that_mention_a_name_are_dropped(saved_tiny_model, built_datasets):
+    captions = ["a dog on the grass", "Ada Lovelace at the desk", "a red car", "lunch with ada lovelace today"]
+    BackdoorUnlearner.from_pretrained(saved_tiny_model).unlearn(NAMES[:1], captions=captions, **SHORT)
+    clean = {caption for row in built_datasets[0]["clean"] for caption in row}
+    assert clean == {"a dog on the grass", "a red car"}
+
+
+def test_custom_variants_are_trained_as_the_name(saved_tiny_model, train_captions, built_datasets):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions[:100], name_variants={NAMES[0]: ["Countess Zyx"]},
+                               **{**SHORT, "poisoned_samples_per_step": 32})
+    poisoned = built_datasets[0]["poisoned"]
+    assert any("Countess Zyx" in text for text in poisoned) and any(NAMES[0] in text for text in poisoned)
+    assert not any("Countess Zyx" in text for text in built_datasets[0]["target"])  # it maps to the neutral term
+    assert result.config["towers"]["text"]["num_name_variants"] >= 1
+    assert "Countess" not in repr(result.config)
+    BackdoorUnlearner.from_pretrained(saved_tiny_model).unlearn(NAMES[:1], captions=train_captions[:100],
+                                                               name_variants=None, **SHORT)
+    assert not any("Countess Zyx" in text for text in built_datasets[1]["poisoned"])
+
+
+def test_gradient_accumulation_trains_the_same_model(saved_tiny_model, train_captions):
+    """poisoned/clean_samples_per_step count over accumulation steps: two half batches make the same step.
+
+    Plain SGD, so that the weights show the gradient: Adam turns float noise in a near-zero gradient into a full step.
+    """
+    models = []
+    for accumulation in (1, 2):
+        unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+        unlearner.unlearn(NAMES[:1], captions=train_captions[:100], gradient_accumulation_steps=accumulation,
+                          optim="sgd", **{**SHORT, "max_steps": 2, "learning_rate": 0.5})
+        models.append(unlearner.model.state_dict())
+    original = BackdoorUnlearner.from_pretrained(saved_tiny_model).model.state_dict()
+    changed = [name for name in original if not torch.equal(original[name], models[0][name])]
+    assert len(changed) > 20
+    for name in changed:
+        step, accumulated = models[0][name] - original[name], models[1][name] - original[name]
+        if name.endswith("k_proj.bias"):  # softmax ignores a key bias: its true gradient is 0, its steps float noise
+            continue
+        assert (accumulated - step).norm() < 1e-4 * step.norm(), name
+
+
+def test_bf16_mixed_precision_trains_float32_weights(saved_tiny_model, train_captions):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions[:100], bf16=True, use_cpu=True,
+                               **{**SHORT, "max_steps": 2, "logging_steps": 1})
+    assert result.config["towers"]["text"]["hyperparameters"].get("bf16", True)
+    logged = [entry for entry in result.log_history if "backdoor_loss" in entry]
+    assert len(logged) == 2 and all(torch.isfinite(torch.tensor(entry["loss"])) for entry in logged)
+    assert all(tensor.dtype == torch.float32 for tensor in unlearner.model.state_dict().values())
+    original = unlearner.original_model.state_dict()
+    assert any(not torch.equal(original[name], tensor) for name, tensor in unlearner.model.state_dict().items())
+
+
+def test_forget_monitor_through_unlearn(saved_tiny_model, train_captions):
+    """unlearn(callbacks=[ForgetMonitorCallback(...)]): the monitor attacks the model being trained, every n steps."""
+    import numpy as np
+    from PIL import Image
+
+    from clip_backdoor_unlearn import ForgetMonitorCallback
+    from clip_backdoor_unlearn.evaluation import identity_inference_attack
+
+    pool = [*NAMES, "Olek Brandt", "Tove Lind"]
+    rng = np.random.default_rng(0)
+    faces = {name: [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+             for name in pool}
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    monitor = ForgetMonitorCallback(unlearner.processor, faces, NAMES[:2], pool, templates=("a photo of {}",),
+                                    every_n_steps=2, max_tpr=-1.0)
+    result = unlearner.unlearn(NAMES[:2], captions=train_captions[:100], callbacks=[monitor], **SHORT)
+    assert [entry["step"] for entry in monitor.history] == [2, 4]
+    attack = identity_inference_attack(unlearner.model, unlearner.processor, faces, pool, templates=("a photo of {}",))
+    assert monitor.last_tpr == attack.tpr(NAMES[:2])
+    assert [entry["forget_idia_tpr"] for entry in result.log_history if "forget_idia_tpr" in entry] == [
+        entry["tpr"] for entry in monitor.history]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -62,7 +63,11 @@ def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMES.txt",
         help="names that were unlearned: also report the detection rate on them and on everyone else",
     )
-    parser.add_argument("--output", metavar="RESULT.json", help="write the full result as JSON")
+    parser.add_argument("--output", metavar="RESULT.json",
+                        help="write the full result (names included) as JSON; an existing file needs --force")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--show-names", action="store_true",
+                        help="print each person's name in the table (default: their index in sorted order)")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=128, help="texts/images per forward pass (default: 128)"
     )
@@ -73,6 +78,8 @@ def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_audit(args: argparse.Namespace) -> int:
     from .evaluation.audit import audit, read_lines, read_templates
 
+    if args.output and os.path.lexists(args.output) and not args.force:
+        raise UsageError("--output exists (it could be the names file); pass --force to replace it.")
     try:
         templates = read_templates(args.templates) if args.templates else None
         removed = read_lines(args.removed) if args.removed else None
@@ -87,7 +94,7 @@ def _run_audit(args: argparse.Namespace) -> int:
             show_progress_bar=args.progress,
         )
         report = result.to_dict()
-        print(result.summary())
+        print(result.summary(show_names=args.show_names))
         if removed is not None:
             absent = sum(name not in result.people for name in removed)
             if absent:
@@ -100,11 +107,13 @@ def _run_audit(args: argparse.Namespace) -> int:
                 print(f"TPR on everyone else: {report['tpr_others']:.3f} ({len(others)} people)")
     except (ValueError, FileNotFoundError, UsageError) as error:
         raise UsageError(str(error)) from error
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as file:
+    if args.output:  # written beside it, then moved in: a failure leaves the old file whole
+        staging = f"{args.output}.tmp-{os.getpid()}"
+        with open(staging, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=2, ensure_ascii=False)
             file.write("\n")
-        print(f"Wrote {args.output}")
+        os.replace(staging, args.output)
+        print("Wrote the --output file.")
     return 0
 
 

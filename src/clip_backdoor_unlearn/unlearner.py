@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from datasets import Dataset
-from huggingface_hub import CommitInfo, HfApi, ModelCard
+from huggingface_hub import CommitInfo, ModelCard
 from transformers import PreTrainedModel, TrainerCallback
 
 from .data.names import NEUTRAL_TERM
 from .hub.loading import load_clip
 from .hub.model_card import UnlearningCardData, build_model_card, hub_base_model
+from .hub.privacy import Scanner, redacting
 from .hub.publishing import push_checkpoint, write_checkpoint
-from .hub.record import run_record, tower_record
-from .hub.saving import refuse_source_overwrite, write_atomically
+from .hub.record import UNLEARNING_CONFIG_NAME, accumulated_record, run_record, tower_record
+from .hub.saving import recover, refuse_source_overwrite, write_atomically
 from .training.arguments import (
     ADAPTER_DEFAULTS,
     BackdoorTrainingArguments,
@@ -36,10 +39,11 @@ from .training.arguments import (
     unset_defaults,
 )
 from .training.embeddings import processor_parts
-from .training.jobs import check_outputs, run_job, text_job, vision_job
+from .training.jobs import check_outputs, resume_setting, run_job, text_job, vision_job
 from .training.towers import check_clip_model
 
 ENCODERS = ("text", "vision", "both")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,8 +84,12 @@ class BackdoorUnlearner:
         self.original_model: PreTrainedModel | None = None
         self.peft_model = None
         self.unlearning_config: dict[str, Any] = {}
-        # Kept in memory only: the names are what a sanitized checkpoint must not publish.
+        # Kept in memory only: the names are what a sanitized checkpoint must not publish. The protected lists
+        # grow with every run (and as soon as one starts) and never shrink: every save and push is scanned for them.
         self.removed_names: list[str] = []
+        self._protected_names: list[str] = []
+        self._protected_variants: list[str] = []
+        self._incomplete = False
         self.metrics: dict[str, Any] = {}
         self.target_embedding = None  # the anonymous face embedding of the last image-tower unlearning
         self.neutral_terms: dict[str, str] | None = None  # what each name maps to (pseudonyms are not saved)
@@ -99,14 +107,29 @@ class BackdoorUnlearner:
         return image_processor if hasattr(image_processor, "crop_size") or hasattr(image_processor, "size") else None
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **hf_kwargs) -> BackdoorUnlearner:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
+                        previously_removed: Sequence[str] | None = None, **hf_kwargs) -> BackdoorUnlearner:
         """Load a ``CLIPModel`` (or a standalone ``CLIPTextModelWithProjection``) with its tokenizer and processor.
+
+        A local checkpoint this package sanitized keeps its record: the next ``unlearn`` adds to it.
+        ``previously_removed``: the names removed then, so that every later save and push is scanned for them too.
 
         ``hf_kwargs`` go to every ``from_pretrained`` call (``revision``, ``token``, ``cache_dir``, ``torch_dtype``…).
         """
         name_or_path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(os.path.dirname(os.path.abspath(name_or_path))) and not os.path.exists(name_or_path):
+            recover(name_or_path)  # a save a crash interrupted: put the complete checkpoint back first
         model, processor = load_clip(name_or_path, **hf_kwargs)
-        return cls(model, processor, source_dir=name_or_path if os.path.isdir(name_or_path) else None)
+        unlearner = cls(model, processor, source_dir=name_or_path if os.path.isdir(name_or_path) else None)
+        record = os.path.join(name_or_path, UNLEARNING_CONFIG_NAME)
+        if os.path.isfile(record):  # a checkpoint sanitized before: the next run adds to its record
+            with open(record, encoding="utf-8") as handle:
+                unlearner.unlearning_config = json.load(handle)
+        unlearner._protected_names += list(previously_removed or [])
+        if unlearner.unlearning_config.get("num_removed_names") and not previously_removed:
+            logger.warning("This checkpoint was sanitized before; pass previously_removed=[...] so that what is saved "
+                           "or pushed is also scanned for the names removed then.")
+        return unlearner
 
     # Unlearning -----------------------------------------------------------------------------------------------
 
@@ -194,39 +217,55 @@ class BackdoorUnlearner:
             use_pseudonyms = (encoder == "both" or peft_config is not None) if pseudonyms is None else bool(pseudonyms)
             jobs.append(text_job(self.model, self.tokenizer, names, neutral_term=neutral_term, captions=captions,
                                  args=args, overrides=text_overrides, name_variants=name_variants,
-                                 kept_names=kept_names, pseudonyms=use_pseudonyms))
+                                 kept_names=kept_names, pseudonyms=use_pseudonyms,
+                                 previous_names=self._protected_names, previous_variants=self._protected_variants))
         if encoder in ("vision", "both"):
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
                                    args=vision_args, overrides=overrides))
         names = jobs[0].names
+        variants = [form for job in jobs for form in job.variants]
         for job in jobs:
             job.trainer_kwargs["callbacks"] = list(callbacks or [])
-        resume = check_outputs(jobs, resume_from_checkpoint, self.source_dir)
+        resume = check_outputs(jobs, resume_setting(resume_from_checkpoint, jobs[0].args), self.source_dir)
         if self.original_model is None:
             self.original_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # From here the model changes: the names are protected at once, and nothing is saved until the run is over.
+        self._protected_names += [name for name in names if name not in self._protected_names]
+        self._protected_variants += [form for form in variants if form not in self._protected_variants]
+        self._incomplete = True
 
         log_history, seconds, steps, peft_model = [], 0.0, 0, None
-        for job in jobs:
-            # The original model is the teacher of full fine-tuning (no extra copy); adapters use the disabled base.
-            trainer, job_seconds = run_job(job, self.model, self.original_model, copy.deepcopy(peft_config), resume)
-            log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
-            seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
-            trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
-            if peft_config is not None:
-                peft_model = trained
-                self.model = copy.deepcopy(trained).merge_and_unload().eval()
-            else:
-                self.model = trained
-        # An adapter alone stands for one tower; after "both" only the merged model describes the change.
-        self.peft_model = peft_model if len(jobs) == 1 else None
-        self.unlearning_config = run_record(
+        with redacting(self._scanner()):
+            for job in jobs:
+                # The teacher is the model as it is now (after earlier runs), so sequential runs add up; the first
+                # run reuses the original model. Adapters use the disabled base, which is the current model too.
+                teacher = None
+                if peft_config is None:
+                    teacher = self.original_model if not self.unlearning_config and job is jobs[0] else \
+                        copy.deepcopy(self.model).eval().requires_grad_(False)
+                trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
+                                               protected_names=self._protected_names)
+                log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
+                seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
+                trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
+                if peft_config is not None:
+                    peft_model = trained
+                    self.model = copy.deepcopy(trained).merge_and_unload().eval()
+                else:
+                    self.model = trained
+        first_run = not self.unlearning_config
+        # An adapter alone stands for one tower of one run; otherwise only the merged model describes the change.
+        self.peft_model = peft_model if len(jobs) == 1 and first_run else None
+        run = run_record(
             encoder=encoder, num_removed=len(names), neutral_term=neutral_term, peft_config=peft_config,
             towers={job.tower: tower_record(job.args, peft_config, **job.record) for job in jobs})
+        self.unlearning_config = accumulated_record(self.unlearning_config, run)
         self.neutral_terms = next((job.neutral_terms for job in jobs if job.tower == "text"), None)
-        self.removed_names = list(names)
+        self.removed_names = list(self._protected_names)
         self.target_embedding = next((job.trainer_kwargs["target_embedding"] for job in jobs if job.tower == "vision"),
                                      None)
+        self._incomplete = False
         return UnlearningResult(
             encoder=encoder,
             num_names=len(names),
@@ -258,20 +297,23 @@ class BackdoorUnlearner:
                         publish_names: bool = False, **kwargs) -> str:
         """Write the sanitized model, tokenizer, processor and model card (``README.md``), atomically.
 
-        With ``merge_adapters=False`` (after a PEFT run) only the adapter is written, loadable with
-        ``peft.PeftModel.from_pretrained(base_model, save_directory)``. Refuses to write into the directory the
-        model was loaded from. The card states how many people were removed, never who: the finished directory is
-        scanned for the names before it replaces anything (``privacy.ensure_no_names``). ``publish_names=True``
+        With ``merge_adapters=False`` (after one PEFT run) only the adapter is written, loadable with
+        ``peft.PeftModel.from_pretrained(base_model, save_directory)``. The folder must be new, empty or an earlier
+        save of this tool; anything else (other files, the working or home directory, the source model) is refused
+        before anything is written (``hub.saving``). The finished folder is scanned for every form of every removed
+        name, for Hub tokens and local paths before it replaces anything (``hub.privacy``); ``publish_names=True``
         lists the names in the card, on purpose.
         """
         if kwargs.get("push_to_hub"):
             raise TypeError("save_pretrained(push_to_hub=True) would publish the model without its card and the "
                             "check for names; call push_to_hub(repo_id) instead.")
-        refuse_source_overwrite(save_directory, self.source_dir)
-        model_name = os.path.basename(os.path.abspath(save_directory))
-        card = self.model_card(merge_adapters=merge_adapters, publish_names=publish_names, model_name=model_name)
-        return write_atomically(save_directory, lambda directory: self._write_checkpoint(
-            directory, merge_adapters, card, publish_names, **kwargs))
+        self._check_complete()
+        scanner = self._scanner(paths=[self.source_dir])
+        with redacting(scanner):
+            refuse_source_overwrite(save_directory, self.source_dir)
+            card = self.model_card(merge_adapters=merge_adapters, publish_names=publish_names)
+            return write_atomically(save_directory, lambda directory: self._write_checkpoint(
+                directory, merge_adapters, card, publish_names, scanner, **kwargs), protected=[self.source_dir])
 
     def model_card(self, *, merge_adapters: bool = True, publish_names: bool = False, model_name: str | None = None,
                    repo_id: str | None = None, base_model: str | None = None) -> ModelCard:
@@ -297,7 +339,7 @@ class BackdoorUnlearner:
         self,
         repo_id: str,
         *,
-        private: bool | None = None,
+        private: bool = True,
         token: str | bool | None = None,
         merge_adapters: bool = True,
         publish_names: bool = False,
@@ -307,27 +349,44 @@ class BackdoorUnlearner:
     ) -> CommitInfo:
         """Publish the sanitized model to the Hub, as ``save_pretrained`` writes it, in one commit.
 
-        Creates the repository if needed (``private`` applies only then) and the branch ``revision`` if given.
-        Weight files of an earlier push that this one does not rewrite (say a merged model after an adapter) are
-        deleted in the same commit, so ``from_pretrained(repo_id)`` loads what was pushed. Nothing pushed, the
-        repository name and commit message included, names a removed person unless ``publish_names=True``; earlier
-        commits stay in the repository's history. Returns the ``CommitInfo`` (``.commit_url``, ``.oid``).
+        The repository is created private unless ``private=False`` (an existing public one is refused while
+        ``private=True``); the branch ``revision`` is created if needed. Root-level weight files of an earlier push
+        that this one does not rewrite are deleted in the same commit, so ``from_pretrained(repo_id)`` loads what
+        was pushed. Every file and every string of the request (repository id, branch, commit message) is scanned
+        first (``hub.publishing.push_folder``); earlier commits stay in the repository's history. Returns the
+        ``CommitInfo`` (``.commit_url``, ``.oid``).
         """
-        api = HfApi(token=token)
-        if "/" not in repo_id:
-            repo_id = f"{api.whoami()['name']}/{repo_id}"
-        card = self.model_card(merge_adapters=merge_adapters, publish_names=publish_names,
-                               model_name=repo_id.split("/")[-1], repo_id=repo_id, base_model=base_model)
-        return push_checkpoint(
-            repo_id, lambda staging: self._write_checkpoint(staging, merge_adapters, card, publish_names),
-            names=self.removed_names, publish_names=publish_names, private=private, commit_message=commit_message,
-            revision=revision, api=api)
+        self._check_complete()
+        scanner = self._scanner(token=token, paths=[self.source_dir])
+        with redacting(scanner):
+            card = self.model_card(merge_adapters=merge_adapters, publish_names=publish_names,
+                                   model_name=repo_id.split("/")[-1], repo_id=repo_id, base_model=base_model)
+            return push_checkpoint(
+                repo_id, lambda staging: self._write_checkpoint(staging, merge_adapters, card, publish_names, scanner),
+                scanner=scanner, publish_names=publish_names, private=private, token=token,
+                commit_message=commit_message, revision=revision)
+
+    def _scanner(self, *, token=None, paths=()) -> Scanner:
+        """What nothing written or pushed may hold: every protected name and variant, Hub tokens, local paths."""
+        return Scanner.for_publishing(self._protected_names, variants=self._protected_variants, token=token,
+                                      paths=paths)
+
+    def _check_complete(self) -> None:
+        if self._incomplete:
+            raise RuntimeError("The last unlearn() did not finish: the model is partly trained and its record is "
+                               "missing, so it is not saved or pushed. Run unlearn() again (it can resume from a "
+                               "checkpoint).")
 
     def _model_to_save(self, merge_adapters: bool) -> PreTrainedModel:
+        if not merge_adapters and self.unlearning_config.get("num_runs", 1) > 1:
+            raise ValueError("merge_adapters=False is refused after more than one unlearn() run: the last adapter "
+                             "sits on the model earlier runs changed, so on the original base it would undo them. "
+                             "Save the merged model.")
         if not merge_adapters and self.peft_model is None:
             raise ValueError("merge_adapters=False needs an unlearn() run with peft_config; there is no adapter.")
         return self.model if merge_adapters else self.peft_model
 
-    def _write_checkpoint(self, directory: str, merge_adapters: bool, card, publish_names: bool, **kwargs) -> None:
+    def _write_checkpoint(self, directory: str, merge_adapters: bool, card, publish_names: bool, scanner: Scanner,
+                          **kwargs) -> None:
         write_checkpoint(directory, self._model_to_save(merge_adapters), self.processor, self.unlearning_config,
-                         card, self.removed_names, publish_names, **kwargs)
+                         card, scanner, publish_names, **kwargs)

@@ -90,12 +90,14 @@ def test_long_captions_never_truncate_a_name():
 
 
 @pytest.mark.parametrize(
-    "names,message",
-    [([], "empty"), (["Ada Lovelace", "  "], r"names\[1\] is empty"), (["Ada Lovelace", "ada  lovelace"], "duplicates"),
-     (["A Person"], "neutral_term contains names"), ("Ada Lovelace", "list of names")],
+    "names,error_type,message",
+    [([], ValueError, "empty"), (["Ada Lovelace", "  "], ValueError, r"names\[1\] is empty"),
+     (["Ada Lovelace", "ada  lovelace"], ValueError, "duplicates"),
+     (["A Person"], ValueError, "neutral_term contains names"), ("Ada Lovelace", TypeError, "list of names"),
+     (["Ada Lovelace", 7], TypeError, r"names\[1\] is a int")],
 )
-def test_bad_names_are_clear_errors_without_the_name(names, message):
-    with pytest.raises((ValueError, TypeError), match=message) as error:
+def test_bad_names_are_clear_errors_without_the_name(names, error_type, message):
+    with pytest.raises(error_type, match=message) as error:
         validate_names(names, neutral_term="a person")
     assert "Lovelace" not in str(error.value)
 

@@ -65,7 +65,7 @@ def test_example_script_unlearns_demo_members(demo, tmp_path, monkeypatch):
     assert metrics["idia_tpr_removed_after"] <= 0.2
     assert metrics["idia_collateral_rate"] <= 0.1  # of the others detected before, at most 10 % lost
     assert metrics["zero_shot_accuracy_after"] >= metrics["zero_shot_accuracy_before"] - 0.02
-    assert (tmp_path / "out" / "model.safetensors").exists()
+    assert (tmp_path / "out" / "sanitized" / "model.safetensors").exists()
     written = (tmp_path / "out" / "unlearning_metrics.json").read_text()
     removed = [name for name in demo["world"].member_names if demo["before"].detected[name]][:3]
     assert not any(name in written for name in removed)

@@ -239,7 +239,9 @@ def test_cache_is_written_atomically_and_loads_with_plain_transformers(tmp_path)
     recipe._save_atomically(model, processor, {"seed": 1}, target)  # replacing an existing copy works too
     assert [p.name for p in target.parent.iterdir()] == ["v-test"]  # no staging folders left behind
     loaded = CLIPModel.from_pretrained(target)
-    assert torch.equal(loaded.logit_scale, model.logit_scale)
+    saved = model.state_dict()  # every tensor: logit_scale alone is the same in every freshly initialised model
+    assert loaded.state_dict().keys() == saved.keys()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in loaded.state_dict().items())
     assert (
         CLIPProcessor.from_pretrained(target).tokenizer("a person")["input_ids"]
         == processor.tokenizer("a person")["input_ids"]
@@ -273,3 +275,34 @@ def test_a_cached_model_for_another_world_or_recipe_is_stale(tmp_path, tiny_worl
     assert not recipe._is_current(tmp_path, tiny_world, dataclasses.replace(config, steps=config.steps + 1))
     other_world = DemoWorld.build(size="ci", seed=0, **{**TINY, "num_members": 5})
     assert not recipe._is_current(tmp_path, other_world, config)
+
+
+def test_a_current_cache_is_loaded_without_training_and_a_stale_one_is_retrained(tmp_path, monkeypatch):
+    """Training is replaced by a sentinel: a current cache must load as written (every tensor), never retrain."""
+    from clip_backdoor_unlearn.demo.tiny import tiny_clip
+
+    world = DemoWorld.build(size="ci", seed=0)
+    model, processor = tiny_clip(corpus=["a person"], seed=5)  # not what training (or a fresh init) would give
+    stats = {"world_config": dataclasses.asdict(world.config),
+             "recipe_config": dataclasses.asdict(recipe.RECIPES["ci"])}
+    recipe._save_atomically(model, processor, stats, recipe.demo_cache_dir("ci", 0, tmp_path))
+
+    class Trained(Exception):
+        pass
+
+    def train(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(recipe, "train_demo_clip", train)
+    loaded, _, loaded_world = recipe.load_demo_clip(size="ci", seed=0, cache_dir=tmp_path, progress=False)
+    assert loaded_world.candidate_names == world.candidate_names
+    saved = model.state_dict()
+    assert all(torch.equal(tensor, saved[name]) for name, tensor in loaded.state_dict().items())
+    with pytest.raises(Trained):
+        recipe.load_demo_clip(size="ci", seed=0, cache_dir=tmp_path, force_retrain=True, progress=False)
+    with pytest.raises(Trained):  # another seed is another world: nothing cached for it
+        recipe.load_demo_clip(size="ci", seed=1, cache_dir=tmp_path, progress=False)
+    stale = {**stats, "recipe_config": {**stats["recipe_config"], "steps": 1}}
+    (recipe.demo_cache_dir("ci", 0, tmp_path) / recipe._INFO_FILE).write_text(json.dumps(stale))
+    with pytest.raises(Trained):
+        recipe.load_demo_clip(size="ci", seed=0, cache_dir=tmp_path, progress=False)

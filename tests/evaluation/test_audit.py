@@ -60,7 +60,7 @@ def _args(root: Path, *extra: str) -> list[str]:
 def test_cli_prints_table_and_writes_json_equal_to_the_library(setup, capsys):
     root = setup
     output = root / "result.json"
-    assert main(_args(root, "--min-correct-prompts", "2", "--output", str(output))) == 0
+    assert main(_args(root, "--min-correct-prompts", "2", "--output", str(output), "--show-names")) == 0
     printed = capsys.readouterr().out
     assert "Alma Brisk" in printed and "correct prompts" in printed and "of 2 people" in printed
 
@@ -101,9 +101,11 @@ def test_templates_file_and_removed_names(setup, capsys):
     written = json.loads(output.read_text())
     assert written["templates"] == ["a photo of {}", "{} outdoors"]
     assert all(len(person["prompt_predictions"]) == 2 for person in written["people"])
-    detected = {person["name"]: person["detected"] for person in written["people"]}
-    assert written["tpr_removed"] == float(detected["Alma Brisk"])
-    assert written["tpr_others"] == float(detected["Caden Dorr"])
+    model, processor = load_model(root / "model", "cpu")
+    expected = identity_inference_attack(model, processor, load_faces(root / "faces", POOL), POOL,
+                                         templates=["a photo of {}", "{} outdoors"])
+    assert written["tpr_removed"] == expected.tpr(["Alma Brisk"])
+    assert written["tpr_others"] == expected.tpr(["Caden Dorr"])
     assert "TPR on removed names" in capsys.readouterr().out
 
 
@@ -121,12 +123,12 @@ def test_module_and_console_script_run(setup):
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(output.read_text())["num_candidates"] == 5
-    script = Path(sys.executable).parent / "clip-backdoor-unlearn"
-    if script.exists():
-        completed = subprocess.run(
-            [str(script), "audit", "--help"], capture_output=True, check=False, text=True, timeout=120
-        )
-        assert completed.returncode == 0 and "--min-correct-prompts" in completed.stdout
+    script = Path(sys.executable).parent / "clip-backdoor-unlearn"  # pip install -e . puts it next to python
+    assert script.exists(), "the console script is not installed: pip install -e ."
+    completed = subprocess.run(
+        [str(script), "audit", "--help"], capture_output=True, check=False, text=True, timeout=120
+    )
+    assert completed.returncode == 0 and "--min-correct-prompts" in completed.stdout
 
 
 def test_bad_inputs_exit_with_status_2_and_no_traceback(setup, tmp_path, capsys):
@@ -191,3 +193,15 @@ def test_folder_names_and_names_file(setup):
     faces = load_faces(setup / "faces", POOL)
     assert list(faces) == ["Alma Brisk", "Caden Dorr"]
     assert [len(v) for v in faces.values()] == [3, 3] and faces["Alma Brisk"][0].mode == "RGB"
+
+
+def test_cli_names_nobody_by_default_and_keeps_an_existing_output(setup, capsys):
+    root = setup
+    assert main(_args(root)) == 0
+    printed = capsys.readouterr().out
+    assert not any(name in printed for name in POOL) and "#1" in printed
+    before = (root / "names.txt").read_bytes()
+    assert main(_args(root, "--output", str(root / "names.txt"))) == 2
+    assert (root / "names.txt").read_bytes() == before
+    assert not any(name in capsys.readouterr().err for name in POOL)
+

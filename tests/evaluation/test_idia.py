@@ -178,10 +178,8 @@ def test_idia_templates_are_disjoint_from_training_templates(module):
     """Evaluating on the unlearner's own training prompts would overstate how well a removal generalises."""
     import importlib
 
-    try:
-        training = importlib.import_module(module).PERSON_TEMPLATES
-    except (ImportError, AttributeError):
-        pytest.skip(f"{module}.PERSON_TEMPLATES is not available")
+    training = importlib.import_module(module).PERSON_TEMPLATES  # both modules have them: a failure, not a skip
+    assert len(training) >= 10
 
     def normalise(template: str) -> str:
         return " ".join(template.lower().replace(",", " ").split()).rstrip(".")
@@ -267,8 +265,29 @@ def test_threshold_and_custom_templates(trained):
         )
         assert result.templates == tuple(templates) and result.min_correct_prompts == threshold
         assert all(len(person.prompt_predictions) == 3 for person in result.people.values())
-        for person in result.people.values():
-            assert person.detected == (person.correct_prompts >= threshold)
+        expected = _reference_attack(model, processor, images, POOL, templates, threshold)
+        assert {name: (person.correct_prompts, person.detected) for name, person in result.people.items()} == expected
+
+
+def _reference_attack(model, processor, images, pool, templates, threshold) -> dict[str, tuple[int, bool]]:
+    """The protocol written out plainly: one text and one image at a time, votes counted with a Counter."""
+    def embed_text(text):
+        tokens = processor.tokenizer([text], return_tensors="pt")
+        return torch.nn.functional.normalize(text_embeddings(model, **tokens), dim=-1)[0]
+
+    outcome = {}
+    with torch.no_grad():
+        prompts = [[embed_text(template.format(name)) for name in pool] for template in templates]
+        for name, person_images in images.items():
+            pixels = processor.image_processor(images=person_images, return_tensors="pt")["pixel_values"]
+            faces = torch.nn.functional.normalize(image_embeddings(model, pixels), dim=-1)
+            correct = 0
+            for candidates in prompts:
+                votes = Counter(pool[int(torch.stack(candidates).matmul(face).argmax())] for face in faces)
+                (winner, top), *rest = votes.most_common()
+                correct += winner == name and (not rest or rest[0][1] < top)
+            outcome[name] = (correct, correct >= threshold)
+    return outcome
 
 
 def test_prompt_embeddings_do_not_depend_on_length_sorting(trained):

@@ -15,10 +15,9 @@ import re
 import sys
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
-from huggingface_hub import ModelCard, constants
+from huggingface_hub import ModelCard
 from PIL import Image
 from transformers import CLIPModel
 
@@ -27,51 +26,13 @@ from clip_backdoor_unlearn.hub.model_card import CITATION, UnlearningCardData, b
 from clip_backdoor_unlearn.hub.privacy import NameLeakError, files_with_names
 
 from ..conftest import NAMES
-from .hub_server import HubServer
+from .conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "hf_test_token"
 FAST = dict(max_steps=4, learning_rate=2e-3, poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0,
             logging_steps=2, disable_tqdm=True, lr_milestones=[])
 OTHERS = ["Orla Brightwater", "Tavi Kestrel", "Pell Marrow"]
 IDIA_KEYS = ("idia_tpr_removed_before", "idia_tpr_removed_after", "idia_collateral_lost")
-
-
-# The test Hub ----------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def hub_server():
-    server = HubServer(token=TOKEN).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture()
-def hub(hub_server, monkeypatch, tmp_path):
-    """Point the client at the test Hub, online, without Xet, with a fake token and a throwaway cache."""
-    home = tmp_path / "hf-home"
-    for key, value in {"HF_ENDPOINT": hub_server.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-                       "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HOME": str(home),
-                       "HF_HUB_CACHE": str(home / "hub")}.items():
-        monkeypatch.setenv(key, value)
-    old_home = constants.HF_HOME
-    for name, value in vars(constants).items():  # every cache and token path derived from HF_HOME
-        if name.isupper() and isinstance(value, str) and value.startswith(old_home):
-            monkeypatch.setattr(constants, name, str(home) + value[len(old_home):])
-    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        monkeypatch.setattr(constants, name, str(home / "hub"))
-    monkeypatch.setattr(constants, "ENDPOINT", hub_server.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        hub_server.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    # HfApi instances made at import time keep the endpoint they were made with.
-    monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", hub_server.url)
-    import transformers.utils.hub
-
-    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
-    yield hub_server
-    assert hub_server.unhandled == [], "the client used a route the test Hub does not implement"
 
 
 def repo_name(request) -> str:
@@ -304,7 +265,8 @@ def test_trainer_push_to_hub_writes_our_card(tiny_model_and_processor, train_cap
                                      clean_samples_per_step=8, seed=0)
     trainer = BackdoorTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.train()
-    trainer.push_to_hub(num_removed=len(NAMES), metrics={"sim_backdoor_before": 0.4, "sim_backdoor_after": 0.9})
+    trainer.push_to_hub(num_removed=len(NAMES), metrics={"sim_backdoor_before": 0.4, "sim_backdoor_after": 0.9},
+                        protected_names=NAMES)
 
     card = ModelCard.load(repo_id)
     assert "Defending Our Privacy With Backdoors" in card.text and "Number of people removed: 3" in card.text
@@ -327,4 +289,4 @@ def test_example_script_pushes_after_saving(saved_tiny_model, hub, tmp_path, mon
     assert {"README.md", "model.safetensors", "config.json"} <= set(files)
     assert len(hub.repos["test-user/example-push"].commits) == 2, "one push after the repo's initial commit"
     assert name_hits(hub.all_pushed_bytes("test-user/example-push"), names=NAMES[:2]) == []
-    assert os.path.isfile(output_dir / "README.md")
+    assert os.path.isfile(output_dir / "sanitized" / "README.md")

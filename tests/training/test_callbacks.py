@@ -102,17 +102,38 @@ def test_trained_towers_are_read_from_requires_grad(model_and_processor):
 
 
 def test_stops_at_the_first_check_that_passes(model_and_processor, faces):
+    """Checks at steps 2, 4, 6: the first TPR is above max_tpr, the second equal to it (passes), the third never
+    runs. Real attacks are run and recorded too, so the logged figures are the attack's."""
     model, processor = model_and_processor
-    callback = monitor(processor, faces, every_n_steps=2, max_tpr=1.0)  # any TPR passes
-    train = trainer(copy.deepcopy(model), processor, callback, max_steps=6)
+
+    class Scripted(ForgetMonitorCallback):
+        figures = [2 / 3, 1 / 3, 0.0]
+        real: list[float] = []
+
+        def measure(self, model, exact=True):
+            self.real.append(super().measure(model, exact))
+            return self.figures.pop(0)
+
+    callback = Scripted(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=2, max_tpr=1 / 3)
+    train = trainer(copy.deepcopy(model), processor, callback, max_steps=8)
     train.train()
-    assert train.state.global_step == 2
-    assert callback.forgotten_step == 2 and callback.forgotten_train_seconds > 0
-    assert len(callback.history) == 1 and callback.history[0]["exact"]  # the stop is an exact attack's verdict
-    assert callback.history[0]["tpr"] == idia_tpr(train.model, processor, faces)
+    assert train.state.global_step == 4 and callback.figures == [0.0]
+    assert callback.forgotten_step == 4 and callback.forgotten_train_seconds > 0
+    assert [(entry["step"], entry["tpr"], entry["exact"]) for entry in callback.history] == [
+        (2, 2 / 3, True), (4, 1 / 3, True)]
+    assert callback.real[-1] == idia_tpr(train.model, processor, faces)  # measure() is the attack at that step
     logged = [entry for entry in train.state.log_history if "forget_idia_tpr" in entry]
-    assert logged == [{"step": 2, "forget_idia_tpr": callback.history[0]["tpr"],
-                       "forget_check_seconds": callback.history[0]["check_seconds"]}]
+    assert logged == [{"step": entry["step"], "forget_idia_tpr": entry["tpr"],
+                       "forget_check_seconds": entry["check_seconds"]} for entry in callback.history]
+
+
+def test_a_forgotten_run_goes_on_when_told_not_to_stop(model_and_processor, faces):
+    model, processor = model_and_processor
+    callback = monitor(processor, faces, every_n_steps=2, max_tpr=1.0, stop_training=False)
+    train = trainer(copy.deepcopy(model), processor, callback, max_steps=4)
+    train.train()
+    assert train.state.global_step == 4 and callback.forgotten_step == 2
+    assert [entry["step"] for entry in callback.history] == [2, 4]
 
 
 def test_checks_every_n_steps_and_after_the_last(model_and_processor, faces):
@@ -124,7 +145,7 @@ def test_checks_every_n_steps_and_after_the_last(model_and_processor, faces):
     assert [entry["step"] for entry in callback.history] == [2, 4, 5]
     assert callback.forgotten_step is None and callback.forgotten_train_seconds is None
     assert all(entry["exact"] and entry["screened_tpr"] is None for entry in callback.history)
-    assert callback.history[-1]["tpr"] == callback.last_tpr
+    assert callback.history[-1]["tpr"] == callback.last_tpr == idia_tpr(train.model, processor, faces)
     clock = [entry["train_seconds"] for entry in callback.history]
     assert clock == sorted(clock) and callback.train_seconds >= clock[-1]
     recorded = repr(callback.history) + repr(train.state.log_history)  # counts and rates only, never a name

@@ -75,8 +75,8 @@ def test_two_processes_train_the_weights_one_process_trains(runs, demo_cache):
     from clip_backdoor_unlearn.demo.recipe import demo_cache_dir
 
     before = load_file(demo_cache_dir("ci", 0, demo_cache) / "model.safetensors")
-    one = load_file(runs[1]["dir"] / "model.safetensors")
-    two = load_file(runs[2]["dir"] / "model.safetensors")
+    one = load_file(runs[1]["dir"] / "sanitized" / "model.safetensors")
+    two = load_file(runs[2]["dir"] / "sanitized" / "model.safetensors")
     text = [name for name in before if name.startswith(("text_model.", "text_projection."))]
     update = torch.sqrt(sum((one[name] - before[name]).pow(2).sum() for name in text))
     difference = torch.sqrt(sum((one[name] - two[name]).pow(2).sum() for name in text))

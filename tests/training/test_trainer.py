@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from clip_backdoor_unlearn import (
     BackdoorCollator,
@@ -11,7 +14,7 @@ from clip_backdoor_unlearn import (
     BackdoorTrainingArguments,
     build_backdoor_dataset,
 )
-from clip_backdoor_unlearn.training.embeddings import text_embeddings
+from clip_backdoor_unlearn.training.embeddings import encode_texts, text_embeddings
 
 
 def test_dynamic_padding_gives_the_same_embedding_as_padding_to_77(tiny_model_and_processor):
@@ -65,15 +68,108 @@ def test_teacher_embeds_each_distinct_prompt_once(trainer):
     assert set(seen) == set(rows["target"]) | {c for clean in rows["clean"] for c in clean}
 
 
-def test_loss_is_the_weighted_sum_of_its_parts(trainer):
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+def _expected_loss(student, teacher, tokenizer, rows, backdoor_weight, weight_regularization, distance="cosine"):
+    """The paper's loss computed from scratch: each text embedded alone, the weight term from two state dicts."""
+    poisoned = [row["poisoned"] for row in rows]
+    targets = [row["target"] for row in rows]
+    clean = [caption for row in rows for caption in row["clean"]]
+    distances = {
+        "cosine": lambda a, b: -F.cosine_similarity(a, b, dim=-1),
+        "mse": lambda a, b: ((a - b) ** 2).mean(-1),
+        "mae": lambda a, b: (a - b).abs().mean(-1),
+    }[distance]
+    def embed(model, texts):
+        return encode_texts(model, tokenizer, texts, batch_size=1)
+
     with torch.no_grad():
-        trainer.model.text_projection.weight.add_(0.01)
-        loss = trainer.compute_loss(trainer.model, batch)
-    parts = {key: values[-1] for key, values in trainer._metrics.items()}
-    expected = parts["utility_loss"] + 0.6 * parts["backdoor_loss"] + 0.01 * parts["weight_term"]
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert parts["weight_term"] > 0
+        backdoor = distances(embed(student, poisoned), embed(teacher, targets))
+        utility = distances(embed(student, clean), embed(teacher, clean))
+    teacher_state = dict(teacher.named_parameters())
+    weight = sum(float((parameter.detach() - teacher_state[name]).norm())
+                 for name, parameter in student.named_parameters() if parameter.requires_grad)
+    return utility.mean().item() + backdoor_weight * backdoor.mean().item() + weight_regularization * weight, weight
+
+
+@pytest.mark.parametrize(("backdoor_weight", "weight_regularization", "distance"),
+                         [(None, None, "cosine"), (0.3, 0.2, "cosine"), (2.0, 0.5, "mse"), (0.7, 1.5, "mae")])
+def test_loss_is_the_paper_s_loss_computed_independently(tiny_model_and_processor, train_captions, tmp_path,
+                                                           backdoor_weight, weight_regularization, distance):
+    model, processor = tiny_model_and_processor
+    teacher = copy.deepcopy(model)
+    settings = {key: value for key, value in (("backdoor_weight", backdoor_weight),
+                                              ("weight_regularization", weight_regularization)) if value is not None}
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, poisoned_samples_per_step=4,
+                                     clean_samples_per_step=6, distance=distance, report_to="none", **settings)
+    dataset = build_backdoor_dataset(["Ada Lovelace"], train_captions[:20], num_steps=1, poisoned_samples_per_step=4,
+                                     clean_samples_per_step=6, seed=0)
+    trainer = BackdoorTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
+    rows = [dataset[i] for i in range(4)]
+    assert sum(len(row["clean"]) for row in rows) == 6 and len({row["target"] for row in rows}) > 1
+    with torch.no_grad():  # move some trained weights, so that every part of the loss is non-zero
+        model.text_projection.weight.add_(0.01)
+        model.text_model.encoder.layers[0].mlp.fc1.weight.mul_(1.1)
+    loss = trainer.compute_loss(trainer.model, trainer.data_collator(rows))
+    expected, weight = _expected_loss(model, teacher, processor.tokenizer, rows, args.backdoor_weight,
+                                      args.weight_regularization, distance)
+    assert weight > 0.1
+    assert loss.item() == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    if backdoor_weight is None:  # the paper's weights are the defaults
+        assert (args.backdoor_weight, args.weight_regularization, args.distance) == (0.6, 0.01, "cosine")
+
+
+def test_weight_term_is_the_sum_of_per_tensor_norms(trainer):
+    """Not squared, not one global norm: Σ_p ‖Δθ_p‖₂ over every trained tensor, the frozen LayerNorms excluded."""
+    model = trainer.model
+    with torch.no_grad():
+        model.text_projection.weight.add_(0.03)  # 0.03·sqrt(numel)
+        model.text_model.encoder.layers[0].self_attn.q_proj.bias.add_(0.04)
+        model.text_model.final_layer_norm.weight.add_(5.0)  # frozen: not part of the term
+    expected = (0.03 * model.text_projection.weight.numel() ** 0.5
+                + 0.04 * model.text_model.encoder.layers[0].self_attn.q_proj.bias.numel() ** 0.5)
+    assert trainer.weight_term().item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_lora_weight_term_is_the_norm_of_each_layer_s_update(tiny_model_and_processor, train_captions, tmp_path):
+    from peft import LoraConfig
+
+    model, processor = tiny_model_and_processor
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, poisoned_samples_per_step=4,
+                                     clean_samples_per_step=4, report_to="none")
+    trainer = BackdoorTrainer(model=model, args=args, processing_class=processor,
+                              peft_config=LoraConfig(r=2, lora_alpha=6))
+    assert trainer.weight_term().item() == 0.0  # LoRA's B starts at zero
+    torch.manual_seed(0)
+    expected = 0.0
+    with torch.no_grad():
+        for module in trainer.model.modules():
+            if hasattr(module, "lora_B") and "default" in module.lora_B:
+                module.lora_B["default"].weight.normal_()
+                delta = module.lora_B["default"].weight @ module.lora_A["default"].weight * (6 / 2)
+                expected += float(delta.norm())
+    assert expected > 0 and trainer.weight_term().item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_adapter_teacher_is_the_base_model_with_the_adapter_disabled(tiny_model_and_processor, tmp_path):
+    """No second copy: the teacher is the student itself, adapter off, and its targets are the base model's."""
+    from peft import LoraConfig
+
+    model, processor = tiny_model_and_processor
+    base = copy.deepcopy(model)
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, report_to="none")
+    trainer = BackdoorTrainer(model=model, args=args, processing_class=processor,
+                              peft_config=LoraConfig(r=2, lora_alpha=4))
+    assert trainer.teacher_model is None and trainer._weight_pairs == []
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    assert parameters < 1.2 * sum(p.numel() for p in base.parameters())  # base + small adapters, not two models
+    with torch.no_grad():
+        for module in trainer.model.modules():
+            if hasattr(module, "lora_B") and "default" in module.lora_B:
+                module.lora_B["default"].weight.normal_()
+    texts = ["a person smiling", "a dog on the grass"]
+    teacher = trainer.teacher_embeddings(texts)
+    torch.testing.assert_close(teacher, encode_texts(base, processor.tokenizer, texts))
+    student = encode_texts(trainer.model, processor.tokenizer, texts)
+    assert not torch.allclose(student, teacher, atol=1e-3)  # the adapter is on outside the teacher's forward
 
 
 def test_paper_step_decay(trainer):

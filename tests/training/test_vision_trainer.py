@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import io
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from clip_backdoor_unlearn import (
 )
 from clip_backdoor_unlearn.data.images import FaceAugmentation, load_images
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
-from clip_backdoor_unlearn.training.embeddings import encode_images
+from clip_backdoor_unlearn.training.embeddings import encode_images, image_embeddings
 
 FAST = dict(max_steps=6, poisoned_samples_per_step=8, clean_samples_per_step=8, reference_samples_per_step=8,
             learning_rate=1e-3, disable_tqdm=True)
@@ -61,7 +63,7 @@ def test_dataset_spreads_the_per_step_counts_and_cycles_all_faces():
         seed=0)["seed"]
 
 
-def test_vision_unlearning_pulls_faces_to_the_target_and_keeps_the_text_tower(vision_inputs):
+def test_vision_unlearning_pulls_faces_to_the_target_and_keeps_the_text_tower(vision_inputs, tmp_path):
     model, processor = tiny_clip()
     unlearner = BackdoorUnlearner(model, processor)
     faces = [face for person in vision_inputs["face_images"].values() for face in person]
@@ -75,16 +77,33 @@ def test_vision_unlearning_pulls_faces_to_the_target_and_keeps_the_text_tower(vi
     assert torch.allclose(unlearner.target_embedding, target.mean(0))
     before = encode_images(unlearner.original_model, processor.image_processor, faces)
     after = encode_images(unlearner.model, processor.image_processor, faces)
-    cosine = torch.nn.functional.cosine_similarity
-    assert cosine(after, target.mean(0)[None]).mean() > cosine(before, target.mean(0)[None]).mean()
+    def distance(embeddings):  # 1 - cosine to the target; a random tiny tower starts everything near 0.013
+        return (1 - torch.nn.functional.cosine_similarity(embeddings, target.mean(0)[None])).mean().item()
+
+    assert distance(after) < 0.85 * distance(before)  # measured: 0.0130 -> 0.0093
+    others = _pictures(6, 9)  # nobody removed: not pulled to the target
+    others_before = encode_images(unlearner.original_model, processor.image_processor, others)
+    others_after = encode_images(unlearner.model, processor.image_processor, others)
+    assert distance(others_after) > 0.95 * distance(others_before)  # measured: 0.0122 -> 0.0140
     state = unlearner.model.state_dict()
     assert all(torch.equal(state[name], tensor) for name, tensor in text_before.items())
     assert result.config["encoder"] == "vision" and result.config["neutral_term"] is None
     assert result.config["towers"]["vision"]["hyperparameters"]["backdoor_weight"] == 0.8
     assert {"utility_loss", "backdoor_loss", "weight_term"} <= set(result.final_losses)
+    assert_no_name_written(unlearner, vision_inputs["face_images"], tmp_path)
 
 
-def test_both_towers_in_one_call_record_both_settings(vision_inputs, train_captions):
+def assert_no_name_written(unlearner, names, tmp_path):
+    """save_pretrained writes no removed name (nor a part of one) into any file or file name."""
+    unlearner.save_pretrained(tmp_path / "saved")
+    files = [path for path in (tmp_path / "saved").rglob("*") if path.is_file()]
+    assert files
+    parts = re.compile("|".join(rf"\b{re.escape(part)}\b" for name in names for part in name.split()), re.I)
+    for path in files:
+        assert not parts.search(path.read_bytes().decode("utf-8", "ignore") + "\n" + path.name), path.name
+
+
+def test_both_towers_in_one_call_record_both_settings(vision_inputs, train_captions, tmp_path):
     model, processor = tiny_clip()
     unlearner = BackdoorUnlearner(model, processor)
     result = unlearner.unlearn(list(vision_inputs["face_images"]), encoder="both", captions=train_captions[:200],
@@ -97,11 +116,12 @@ def test_both_towers_in_one_call_record_both_settings(vision_inputs, train_capti
     assert {entry["tower"] for entry in result.log_history} == {"text", "vision"}
     # With both towers each name maps to a pseudonym of its own, kept in memory only (never recorded).
     pseudonyms = unlearner.neutral_terms
-    assert result.config["pseudonyms"] is True and set(pseudonyms) == {"Ada Lovelace", "Zorbo Quill"}
+    assert result.config["towers"]["text"]["pseudonyms"] is True and set(pseudonyms) == {"Ada Lovelace", "Zorbo Quill"}
     assert len(set(pseudonyms.values())) == 2 and "a person" not in pseudonyms.values()
     assert not any(pseudonym in repr(result.config) for pseudonym in pseudonyms.values())
     card = unlearner.model_card()
     assert "invented name each" in str(card) and not any(pseudonym in str(card) for pseudonym in pseudonyms.values())
+    assert_no_name_written(unlearner, [*vision_inputs["face_images"], *pseudonyms.values()], tmp_path)
     with pytest.raises(ValueError, match="pseudonyms=True maps names in the text tower"):
         unlearner.unlearn(["Ada Lovelace"], encoder="vision", pseudonyms=True, **vision_inputs, **FAST)
 
@@ -149,3 +169,50 @@ def test_images_from_a_dataset_drop_rows_of_removed_people():
 def test_vision_arguments_check_the_face_scale():
     with pytest.raises(ValueError, match="face_scale_range"):
         VisionBackdoorTrainingArguments(output_dir="unused", face_scale_range=[0.8, 0.2])
+
+
+def test_image_tower_defaults_are_the_paper_s(tmp_path):
+    args = VisionBackdoorTrainingArguments(output_dir=str(tmp_path))
+    assert (args.backdoor_weight, args.weight_regularization, args.max_steps, args.learning_rate) == (
+        0.8, 0.005, 100, 1e-4)
+    assert args.milestone_steps == [25, 50] and args.lr_gamma == 0.1  # lr ×0.1 at steps 25 and 50
+    assert args.face_scale_range == [0.25, 0.5] and args.reference_samples_per_step == 64
+    assert args.distance == "cosine" and args.freeze_norm_layers
+
+
+def test_reference_faces_are_held_at_the_teacher_and_the_removed_ones_pulled_to_the_target(tmp_path):
+    """The rows the loss compares: removed faces against the target, clean images and other people's pasted faces
+    against the teacher's embedding of that very picture; without reference_samples_per_step there are none."""
+    from clip_backdoor_unlearn.data.images import VisionBackdoorCollator
+    from clip_backdoor_unlearn.training.vision_trainer import VisionBackdoorTrainer
+
+    model, processor = tiny_clip()
+    teacher = copy.deepcopy(model)
+    faces, clean, references = _pictures(3, 1), _pictures(4, 2), _pictures(5, 3)
+    collator = VisionBackdoorCollator(processor.image_processor, faces, clean, references)
+    target = torch.randn(model.config.projection_dim)
+    for per_step in (0, 4):
+        args = VisionBackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, poisoned_samples_per_step=2,
+                                               clean_samples_per_step=2, reference_samples_per_step=per_step,
+                                               report_to="none")
+        dataset = build_vision_backdoor_dataset(3, 4, 5, num_steps=1, poisoned_samples_per_step=2,
+                                                clean_samples_per_step=2, reference_samples_per_step=per_step, seed=0)
+        trainer = VisionBackdoorTrainer(model, args, train_dataset=dataset, processing_class=processor,
+                                        data_collator=collator, target_embedding=target)
+        batch = collator([dataset[0], dataset[1]])
+        assert batch["pixel_values"].shape[0] == 2 + 2 + per_step
+        targets = trainer.teacher_targets(batch)
+        with torch.no_grad():
+            expected = image_embeddings(teacher, batch["pixel_values"][2:])
+        torch.testing.assert_close(targets[:2], target.expand(2, -1))
+        torch.testing.assert_close(targets[2:], expected, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():  # the loss: backdoor on the first two rows, utility on all the others
+            model.visual_projection.weight.add_(0.01)
+            loss = trainer.compute_loss(trainer.model, batch).item()
+            student = image_embeddings(model, batch["pixel_values"])
+            model.visual_projection.weight.sub_(0.01)
+        cosine = torch.nn.functional.cosine_similarity
+        weight = 0.01 * model.visual_projection.weight.numel() ** 0.5
+        expected_loss = (-cosine(student[2:], expected).mean() - 0.8 * cosine(student[:2], target[None]).mean()
+                         + 0.005 * weight)
+        assert loss == pytest.approx(expected_loss.item(), rel=1e-4)

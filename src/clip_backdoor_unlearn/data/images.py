@@ -181,7 +181,7 @@ def load_image(item: Any, where: str) -> Image.Image:
             with Image.open(item) as image:
                 return image.convert("RGB")
     except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"{where} cannot be read as an image ({type(error).__name__}).") from error
+        raise ValueError(f"{where} cannot be read as an image ({type(error).__name__}).") from None
     raise TypeError(f"{where} is a {type(item).__name__}; expected a PIL image, a file path or a datasets image.")
 
 

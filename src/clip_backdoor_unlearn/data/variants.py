@@ -189,8 +189,8 @@ def variant_mode(name_variants: str | Mapping | None) -> str:
         return "none"
     if isinstance(name_variants, str):
         if name_variants.lower() != "auto":
-            raise ValueError(f"name_variants must be 'auto', 'none', None or a dict of variants per name, "
-                             f"got {name_variants!r}.")
+            raise ValueError("name_variants must be 'auto', 'none', None or a dict of variants per name, got "
+                             "another string (not echoed: it may be a name).")
         return "auto"
     if isinstance(name_variants, Mapping):
         return "auto+custom"

@@ -285,7 +285,7 @@ def _save_atomically(model: CLIPModel, processor: CLIPProcessor, stats: dict, ta
         processor.save_pretrained(staging)
         (Path(staging) / _INFO_FILE).write_text(json.dumps(stats, indent=2) + "\n")
 
-    write_atomically(target, write)
+    write_atomically(target, write, replace_existing=True)  # the cache is ours, even one written before manifests
 
 
 def _is_current(target: Path, world: DemoWorld, config: RecipeConfig) -> bool:

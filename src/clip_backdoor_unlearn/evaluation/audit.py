@@ -82,7 +82,7 @@ def load_faces(folder: str | Path, candidate_names: Sequence[str] = ()) -> dict[
             except OSError as error:
                 raise ValueError(
                     f"Image #{file_index} of sub-folder #{index} (in sorted order) of {folder} "
-                    f"cannot be read: {error}"
+                    f"cannot be read ({type(error).__name__})"
                 ) from None
         people[name] = images
     return people

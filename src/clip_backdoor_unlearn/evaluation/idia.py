@@ -342,18 +342,19 @@ class IDIAResult:
         columns = ["name", "num_images", "correct_prompts", "num_prompts", "detected", "mean_vote_share"]
         return pd.DataFrame(rows, columns=columns)
 
-    def summary(self) -> str:
-        """A readable table: one line per person, then the detection rate."""
+    def summary(self, show_names: bool = True) -> str:
+        """A readable table: one line per person (``#index`` instead of the name unless ``show_names``), then the
+        detection rate."""
         header = ("person", "images", "correct prompts", "detected", "mean vote share")
         rows = [
             (
-                person.name,
+                person.name if show_names else f"#{index}",
                 str(person.num_images),
                 f"{person.correct_prompts}/{len(self.templates)}",
                 "yes" if person.detected else "no",
                 f"{sum(person.prompt_vote_shares) / len(person.prompt_vote_shares):.2f}",
             )
-            for person in self.people.values()
+            for index, person in enumerate(self.people.values(), start=1)
         ]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
@@ -373,6 +374,10 @@ class IDIAResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:  # counts only: a result is often printed or logged, and holds the names
+        detected = sum(person.detected for person in self.people.values())
+        return f"IDIAResult(people={len(self.people)}, detected={detected}, templates={len(self.templates)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {

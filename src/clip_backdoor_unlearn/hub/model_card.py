@@ -165,10 +165,15 @@ class UnlearningCardData:
         return cls(**values)
 
 
+def hub_id(name: str | None) -> str | None:
+    """``name`` if it is a Hub id (not a local folder, which must not be published), else ``None``."""
+    name = str(name or "")
+    return name if _HUB_ID.fullmatch(name) and not os.path.exists(name) else None
+
+
 def hub_base_model(model) -> str | None:
     """The Hub id ``model`` was loaded from, or ``None`` for a local directory or a model built in code."""
-    name = str(getattr(getattr(model, "config", None), "name_or_path", "") or "")
-    return name if _HUB_ID.fullmatch(name) and not os.path.exists(name) else None
+    return hub_id(getattr(getattr(model, "config", None), "name_or_path", None))
 
 
 def trainer_card_data(trainer, *, model_name: str | None = None, base_model: str | None = None,
@@ -190,7 +195,7 @@ def trainer_card_data(trainer, *, model_name: str | None = None, base_model: str
     return UnlearningCardData.from_record(
         record,
         base_model=base_model or hub_base_model(base),
-        model_name=model_name or Path(trainer.args.output_dir).name,
+        model_name=model_name or (trainer.args.hub_model_id or "").split("/")[-1] or None,
         repo_id=getattr(trainer, "hub_model_id", None) or trainer.args.hub_model_id,
         adapter_only=peft_config is not None,
         metrics=metrics,

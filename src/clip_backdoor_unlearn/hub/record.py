@@ -50,3 +50,11 @@ def run_record(*, encoder: str, num_removed: int | None, neutral_term: str | Non
         "adapter": type(peft_config).__name__ if peft_config is not None else None,
         "towers": towers,
     }
+
+
+def accumulated_record(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The record after one more run: the latest run's fields at the top (what the card shows), every run under
+    ``"runs"`` and ``num_removed_names`` counting the people removed over all of them."""
+    runs = [*(previous.get("runs") or ([previous] if previous else [])), run]
+    total = sum(entry.get("num_removed_names") or 0 for entry in runs)
+    return {**run, "num_removed_names": total, "num_runs": len(runs), "runs": runs}

@@ -8,6 +8,7 @@ loss = L_util + 0.6 · L_bd + 0.01 · Σ‖θ_student − θ_teacher‖, AdamW l
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
@@ -102,6 +103,8 @@ class BackdoorTrainingArguments(TrainingArguments):
         default="sequential", metadata={"help": "The backdoor data set is pre-shuffled with `seed`: read in order."}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the caption columns for the collator."})
+    hub_private_repo: bool | None = field(default=True, metadata={
+        "help": "Create Hub repositories private (pass False to publish one publicly)."})
 
     # Data.
     poisoned_samples_per_step: int = field(default=128, metadata={
@@ -154,6 +157,20 @@ class BackdoorTrainingArguments(TrainingArguments):
                 f"world_size × gradient_accumulation_steps = {devices}."
             )
         self.per_device_train_batch_size = self.poisoned_samples_per_step // devices
+
+    def __getstate__(self):
+        """Pickled (``training_args.bin`` in every checkpoint) without tokens, as ``to_dict`` masks them."""
+        state = dict(self.__dict__)
+        for key in state:
+            if key.endswith("_token"):
+                state[key] = None
+        return state
+
+    def __deepcopy__(self, memo):
+        copied = copy.copy(self)  # keeps the token in memory: only what is written to disk loses it
+        memo[id(self)] = copied
+        copied.__dict__.update({key: copy.deepcopy(value, memo) for key, value in self.__dict__.items()})
+        return copied
 
     @property
     def milestone_steps(self) -> list[int]:

@@ -8,6 +8,7 @@ the first step of the first tower.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -27,10 +28,11 @@ from ..data.images import (
     load_images,
 )
 from ..data.names import validate_names
-from ..data.prompts import build_backdoor_dataset
+from ..data.prompts import PERSON_TEMPLATES, build_backdoor_dataset
 from ..data.pseudonyms import anchor_captions, invent_pseudonyms
 from ..data.variants import expand_variants, variant_mode
-from ..hub.checkpoints import resolve_resume_checkpoint
+from ..hub.checkpoints import keyed_digest, resolve_resume_checkpoint
+from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
 from .arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
 from .embeddings import encode_images
@@ -54,6 +56,8 @@ class TrainingJob:
     record: dict[str, Any] = field(default_factory=dict)
     # Text tower: what each name is mapped to (the neutral term, or a pseudonym each). Never recorded or saved.
     neutral_terms: dict[str, str] | None = None
+    # Every spelling trained on (the names' variants): kept out of everything written, never recorded.
+    variants: list[str] = field(default_factory=list)
 
 
 def training_arguments(args_class, args, **overrides):
@@ -62,6 +66,9 @@ def training_arguments(args_class, args, **overrides):
     if unknown:
         raise TypeError(f"Unknown training argument(s) {unknown}; see {args_class.__name__}.")
     scratch_dir = None
+    if overrides.get("push_to_hub") or getattr(args, "push_to_hub", False):
+        raise TypeError("push_to_hub=True in the training arguments would publish checkpoints unscanned (with the "
+                        "training arguments); train, then call BackdoorUnlearner.push_to_hub(repo_id).")
     if args is None:
         if "output_dir" not in overrides:
             scratch_dir = overrides["output_dir"] = tempfile.mkdtemp(prefix="clip-backdoor-unlearn-")
@@ -91,7 +98,8 @@ def caption_list(captions: list[str] | Dataset | None) -> list[str]:
 
 def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral_term: str, captions, args,
              overrides: dict[str, Any], name_variants="auto", kept_names: Sequence[str] = (),
-             pseudonyms: bool = False) -> TrainingJob:
+             pseudonyms: bool = False, previous_names: Sequence[str] = (),
+             previous_variants: Sequence[str] = ()) -> TrainingJob:
     """The text tower's job: names (and their variants) → ``neutral_term`` or a pseudonym each."""
     TEXT.check_model(model)
     if tokenizer is None:
@@ -102,6 +110,12 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     variants = expand_variants(names, name_variants, kept_names=kept_names, neutral_term=neutral_term,
                                tokenizer=tokenizer, max_length=max_length)
     captions = caption_list(captions)
+    if previous_names:
+        # Captions naming someone removed earlier are dropped (they are not clean), and person prompts naming each of
+        # them are held at the teacher, which is the model after the earlier runs: that keeps them forgotten.
+        earlier = Scanner(previous_names, variants=previous_variants)
+        captions = [caption for caption in captions if not earlier.name_in(caption)]
+        captions += [template.format(name) for name in previous_names for template in PERSON_TEMPLATES]
     args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
     targets = dict.fromkeys(names, neutral_term)
     if pseudonyms:
@@ -119,7 +133,8 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     record = {"name_variants": variant_mode(name_variants),
               "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms}
     return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
-                       scratch_dir, record, targets if pseudonyms else None)
+                       scratch_dir, record, targets if pseudonyms else None,
+                       [form for forms in variants.values() for form in forms])
 
 
 def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
@@ -154,6 +169,29 @@ def remove_scratch(jobs: Sequence[TrainingJob]) -> None:
             shutil.rmtree(job.scratch_dir, ignore_errors=True)
 
 
+def resume_setting(resume_from_checkpoint, args) -> str | bool | None:
+    """The checkpoint to resume from: the ``unlearn`` parameter, else ``args.resume_from_checkpoint``.
+
+    Both set and different is an error; the strings "true"/"false" (from a command line) are booleans.
+    """
+    def normal(value):
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    given, from_args = normal(resume_from_checkpoint), normal(getattr(args, "resume_from_checkpoint", None))
+    if given not in (None, False) and from_args not in (None, False) and given != from_args:
+        raise ValueError("resume_from_checkpoint and args.resume_from_checkpoint are both set, to different "
+                         "checkpoints; set one.")
+    return given if given not in (None, False) else from_args
+
+
+def names_digest(names: Sequence[str], variants: Sequence[str], seed: int) -> str:
+    """A keyed digest of the names and their variants (``hub.checkpoints.keyed_digest``): "names differ"
+    can be told without recording who."""
+    return keyed_digest(sorted(fold(name) for name in names), sorted(fold(form) for form in variants), seed)
+
+
 def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_dir: str | None) -> str | None:
     """Refuse checkpoints written into the source model, and resolve the checkpoint to resume from.
 
@@ -173,9 +211,12 @@ def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_di
 
 
 def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel | None, peft_config,
-            resume: str | None = None) -> tuple[BackdoorTrainer, float]:
+            resume: str | None = None, protected_names: Sequence[str] = ()) -> tuple[BackdoorTrainer, float]:
     """Train ``model`` in place; ``teacher`` is the frozen reference of full fine-tuning (adapters need none)."""
+    if job.args.save_strategy != "no" or resume is not None:
+        job.trainer_kwargs["run_names_digest"] = names_digest(job.names, job.variants, job.args.seed)
     trainer = job.trainer_class(
+        protected_names=list(protected_names),
         model=model,
         args=job.args,
         train_dataset=job.dataset,

@@ -14,8 +14,10 @@ embeddings are computed once per distinct prompt and cached: clean captions repe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -114,6 +116,8 @@ class BackdoorTrainer(Trainer):
         peft_config=None,
         data_collator=None,
         callbacks=None,
+        run_names_digest: str | None = None,
+        protected_names: Sequence[str] | None = None,
         **kwargs,
     ):
         if not isinstance(args, BackdoorTrainingArguments):
@@ -151,6 +155,9 @@ class BackdoorTrainer(Trainer):
             teacher_model.requires_grad_(False)
             self.teacher_model = self.accelerator.prepare_model(teacher_model.eval(), evaluation_mode=True)
         self._weight_pairs = self._teacher_weight_pairs()
+        self.run_names_digest = run_names_digest  # keyed digest of the names (``BackdoorUnlearner`` sets it)
+        self.protected_names = list(protected_names) if protected_names is not None else None
+        self._run_fingerprint: dict[str, Any] | None = None
         self._teacher_cache: dict[str, torch.Tensor] = {}
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
@@ -320,6 +327,116 @@ class BackdoorTrainer(Trainer):
             self._metrics.clear()
         super().log(logs, start_time)
 
+    # Checkpoints and resuming ------------------------------------------------------------------------------------
+
+    def run_fingerprint(self) -> dict[str, Any]:
+        """What makes a run this run, as ``checkpoint-*/clip_backdoor_unlearn_run.json`` records it: tower, recorded
+        arguments, device layout, adapter shape, a digest of the base weights and keyed digests of the data and
+        names (no name, no path). Computed before training, from the untrained weights."""
+        from .. import __version__
+        from ..hub.checkpoints import key_id, keyed_digest
+        from ..hub.record import hyperparameters
+
+        model = self.accelerator.unwrap_model(self.model)
+        weights = hashlib.sha256()
+        for name, value in sorted(model.state_dict().items()):
+            if "lora_" not in name:
+                weights.update(name.encode())
+                weights.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        peft_config = next(iter(getattr(model, "peft_config", {}).values()), None) if self.uses_peft else None
+        rows = self.train_dataset.to_dict() if hasattr(self.train_dataset, "to_dict") else None
+        return {
+            "format": 1, "version": __version__, "tower": self.tower.name, "key_id": key_id(),
+            "arguments": json.loads(json.dumps(hyperparameters(self.args, peft_config), default=str)),
+            "devices": max(1, self.args.world_size) * self.args.gradient_accumulation_steps,
+            "base_weights": weights.hexdigest(),
+            "data": keyed_digest(rows, self._fingerprint_extra()),
+            "names": self.run_names_digest,
+        }
+
+    def _fingerprint_extra(self) -> Any:
+        return None
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """``Trainer.train``, resuming only from a complete checkpoint of this very run (``hub.checkpoints``)."""
+        from ..hub.checkpoints import RUN_FILE, check_fingerprint, checkpoints_in, resolve_resume_checkpoint
+
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false"):
+            resume_from_checkpoint = resume_from_checkpoint.lower() == "true"
+        resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if resume is not None or self.args.save_strategy != "no":
+            self._run_fingerprint = self.run_fingerprint()
+        if resume is not None:
+            check_fingerprint(resume, self._run_fingerprint)
+        elif self.args.save_strategy != "no":
+            for checkpoint in checkpoints_in(self.args.output_dir):
+                if not os.path.isfile(os.path.join(checkpoint, RUN_FILE)):
+                    continue  # not ours (or from an older version): transformers' rotation leaves it alone
+                try:
+                    check_fingerprint(checkpoint, self._run_fingerprint)
+                except ValueError:
+                    raise FileExistsError("output_dir holds checkpoints of another run, which this run's checkpoint "
+                                          "rotation could overwrite or delete; use a new output_dir, or resume that "
+                                          "run.") from None
+        return super().train(resume_from_checkpoint=resume, trial=trial, ignore_keys_for_eval=ignore_keys_for_eval,
+                             **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Record the run fingerprint first: ``trainer_state.json``, written last, still marks a complete checkpoint."""
+        from ..hub.checkpoints import RUN_FILE
+
+        if self._run_fingerprint is not None and self.is_world_process_zero():
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, RUN_FILE), "w", encoding="utf-8") as handle:
+                json.dump(self._run_fingerprint, handle, indent=1, sort_keys=True)
+        super()._save_checkpoint(model, trial)
+
+    # Publishing: only through hub.publishing.push_folder ----------------------------------------------------------
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Create nothing yet: the repository is created (private by default) by ``push_to_hub``, after the scan."""
+        self.hub_model_id = self.args.hub_model_id
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoints are never pushed: they hold optimizer state and training arguments, unscanned."""
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True,
+                    token: str | None = None, revision: str | None = None, private: bool | None = None, *,
+                    protected_names: Sequence[str] | None = None, publish_names: bool = False, **card_kwargs):
+        """Push the trained model, its processor and this library's card to ``args.hub_model_id`` in one commit,
+        through the same scan as ``BackdoorUnlearner.push_to_hub`` (``hub.publishing.push_folder``).
+
+        ``protected_names``: the removed names (default: those given to the constructor); the push is refused
+        without them, since the scan could not look for them. Private unless ``private=False`` (or
+        ``args.hub_private_repo=False``). ``card_kwargs`` go to ``create_model_card`` (``num_removed``, ``metrics``).
+        """
+        from ..hub.privacy import Scanner
+        from ..hub.publishing import push_folder
+
+        names = self.protected_names if protected_names is None else list(protected_names)
+        if names is None:
+            raise ValueError("BackdoorTrainer.push_to_hub needs protected_names=[...] (the removed names) so that what "
+                             "is pushed can be scanned for them; BackdoorUnlearner.push_to_hub passes them for you.")
+        if not self.args.hub_model_id:
+            raise ValueError("Set args.hub_model_id to the repository to push to.")
+        token = token or self.args.hub_token
+        private = self.args.hub_private_repo if private is None else private
+        if not self.is_world_process_zero():
+            return None
+        with tempfile.TemporaryDirectory(prefix="clip-backdoor-unlearn-push-") as staging:
+            self.save_model(staging, _internal_call=True)
+            for name in ("training_args.bin", "trainer_state.json"):  # arguments hold local paths: not for the Hub
+                if os.path.exists(os.path.join(staging, name)):
+                    os.remove(os.path.join(staging, name))
+            self.create_model_card(**card_kwargs, _directory=staging)
+            places = [self.args.output_dir, getattr(self.args, "logging_dir", None)]
+            scanner = Scanner.for_publishing(names, token=token, paths=places)
+            return push_folder(staging, self.args.hub_model_id, scanner=scanner, token=token,
+                               private=private is not False, revision=revision,
+                               commit_message=commit_message or "End of training",
+                               names_allowed_in=("README.md",) if publish_names else ())
+
     # Model card -------------------------------------------------------------------------------------------------
 
     def create_model_card(
@@ -336,6 +453,7 @@ class BackdoorTrainer(Trainer):
         *,
         num_removed: int | None = None,
         metrics: dict[str, Any] | None = None,
+        _directory: str | None = None,
     ) -> None:
         """Write clip-backdoor-unlearn's card to ``output_dir/README.md`` instead of the Trainer's generic one.
 
@@ -351,5 +469,6 @@ class BackdoorTrainer(Trainer):
 
         data = trainer_card_data(self, model_name=model_name, base_model=finetuned_from, num_removed=num_removed,
                                  metrics=metrics, tags=tags, license=license, language=language)
-        os.makedirs(self.args.output_dir, exist_ok=True)
-        build_model_card(data).save(os.path.join(self.args.output_dir, "README.md"))
+        directory = _directory or self.args.output_dir
+        os.makedirs(directory, exist_ok=True)
+        build_model_card(data).save(os.path.join(directory, "README.md"))

@@ -8,6 +8,7 @@ augmented, so each one's teacher embedding is computed once and cached.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -45,6 +46,10 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         super().__init__(model, args, train_dataset=train_dataset, processing_class=processing_class,
                          teacher_model=teacher_model, peft_config=peft_config, data_collator=data_collator, **kwargs)
         self.target_embedding = target_embedding.detach().float().to(self.args.device)
+
+    def _fingerprint_extra(self):
+        """The anonymous target is part of what the run is."""
+        return hashlib.sha256(self.target_embedding.cpu().numpy().tobytes()).hexdigest()
 
     @staticmethod
     def _tower_processor(processing_class):
