@@ -21,6 +21,8 @@ CONFIGS = {
     "defaults": {},  # ADAPTER_DEFAULTS and the adapter's pseudonyms default
     "no_pseudonyms": {"pseudonyms": False},
     "paper_lr": {"learning_rate": 1e-4, "pseudonyms": False},  # LoRA at the full fine-tuning settings
+    "lr3e-3": {"learning_rate": 3e-3},
+    "lr3e-3_no_pseudonyms": {"learning_rate": 3e-3, "pseudonyms": False},
 }
 
 
