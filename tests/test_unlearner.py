@@ -188,22 +188,19 @@ def test_adapter_defaults_apply_only_where_unset(saved_tiny_model, train_caption
     unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2), max_steps=2,
                       poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True)
     text = unlearner.unlearning_config["towers"]["text"]
-    assert text["hyperparameters"]["learning_rate"] == 1e-3 and text["pseudonyms"]
+    assert text["hyperparameters"]["learning_rate"] == 1e-3 and not text["pseudonyms"]
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2), max_steps=2,
-                      poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True, learning_rate=5e-4,
-                      pseudonyms=False)
-    text = unlearner.unlearning_config["towers"]["text"]
-    assert text["hyperparameters"]["learning_rate"] == 5e-4 and not text["pseudonyms"]
+                      poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True, learning_rate=5e-4)
+    assert unlearner.unlearning_config["towers"]["text"]["hyperparameters"]["learning_rate"] == 5e-4
 
 
 @pytest.mark.slow  # 300 adapter steps
 def test_lora_adapter_merged_and_unmerged(saved_tiny_model, train_captions, held_out_captions, tmp_path):
     import peft  # a dependency of the package: its absence is a failure, not a skip
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
-    # pseudonyms=False: this checks the mapping onto "a person" (adapters default to pseudonyms).
     unlearner.unlearn(NAMES, captions=train_captions, peft_config=peft.LoraConfig(r=8, lora_alpha=16),
-                      pseudonyms=False, **{**FAST, "learning_rate": 1e-2})
+                      **{**FAST, "learning_rate": 1e-2})
     assert sim_backdoor_to_teacher(unlearner) >= LORA_SIM_BACKDOOR
     assert sim_clean_to_teacher(unlearner, held_out_captions) >= 0.95
 
