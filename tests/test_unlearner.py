@@ -182,6 +182,19 @@ def test_callbacks_reach_the_trainer_and_can_stop_it(saved_tiny_model, train_cap
     assert result.seconds_per_step > 0 and max(entry.get("step", 0) for entry in result.log_history) == 3
 
 
+def test_adapter_defaults_apply_only_where_unset(saved_tiny_model, train_captions):
+    peft = pytest.importorskip("peft")
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2), max_steps=2,
+                      poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True)
+    text = unlearner.unlearning_config["towers"]["text"]
+    assert text["hyperparameters"]["learning_rate"] == 1e-3 and not text["pseudonyms"]
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2), max_steps=2,
+                      poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True, learning_rate=5e-4)
+    assert unlearner.unlearning_config["towers"]["text"]["hyperparameters"]["learning_rate"] == 5e-4
+
+
 @pytest.mark.slow  # 300 adapter steps
 def test_lora_adapter_merged_and_unmerged(saved_tiny_model, train_captions, held_out_captions, tmp_path):
     import peft  # a dependency of the package: its absence is a failure, not a skip

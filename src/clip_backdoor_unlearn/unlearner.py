@@ -175,8 +175,7 @@ class BackdoorUnlearner:
             neutral_term: what the names are mapped to; ``None``: ``args.neutral_term`` (default "a person", the
                 paper's).
             pseudonyms: (text) map each name to an invented name of its own (``pseudonyms.invent_pseudonyms``)
-                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"`` or a ``peft_config``, off
-                otherwise. With both
+                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"``, off otherwise. With both
                 towers edited, "a person" and the anonymous face are the same point, so the anonymous face would
                 retrieve the removed names first (measured: the attack then still finds everyone). The pseudonyms
                 are drawn from ``args.seed``, kept in memory for ``evaluate`` and never saved or published.
@@ -221,9 +220,7 @@ class BackdoorUnlearner:
                 key: value for key, value in overrides.items() if key in text_fields}
             if peft_config is not None:
                 text_overrides = unset_defaults(args, text_overrides, ADAPTER_DEFAULTS)
-            # Adapters too: LoRA moving every name onto "a person" drags that phrase and the people near it along
-            # (benchmarks/RESULTS.md, LoRA defaults).
-            use_pseudonyms = (encoder == "both" or peft_config is not None) if pseudonyms is None else bool(pseudonyms)
+            use_pseudonyms = encoder == "both" if pseudonyms is None else bool(pseudonyms)
             jobs.append(text_job(self.model, self.tokenizer, names, neutral_term=neutral_term, captions=captions,
                                  args=args, overrides=text_overrides, name_variants=name_variants,
                                  kept_names=kept_names, pseudonyms=use_pseudonyms,

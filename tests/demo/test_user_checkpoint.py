@@ -62,13 +62,13 @@ def test_script_on_a_saved_checkpoint_writes_the_attack_into_the_card(user_files
         "--clean_samples_per_step", "32", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "out"),
     ])
     assert outcome["result"].config["towers"]["text"]["hyperparameters"]["max_steps"] == 40
-    card = ModelCard.load(tmp_path / "out" / "README.md")
+    card = ModelCard.load(tmp_path / "out" / "sanitized" / "README.md")
     figures = {result.metric_type: result.metric_value for result in card.data.eval_results}
     assert figures["idia_tpr_removed_before"] == 1.0
     assert figures["idia_tpr_removed_after"] <= 0.5
     assert "idia_others_detected_before" in figures and "idia_collateral_rate" in figures
     assert "a pool of 40 candidate names, 21 prompt wordings, 4 pictures per person" in card.text
-    config = json.loads((tmp_path / "out" / "unlearning_config.json").read_text())
+    config = json.loads((tmp_path / "out" / "sanitized" / "unlearning_config.json").read_text())
     assert config["neutral_term"] == "someone"  # --neutral_term reaches the training, not only the parser
     assert not any(name in card.content for name in user_files["removed"])
 

@@ -3,6 +3,7 @@
 from .idia import (
     IDIAResult,
     PersonResult,
+    attack_predictions,
     embed_people,
     embed_prompts,
     evaluation_mode,
@@ -11,16 +12,22 @@ from .idia import (
     predict_candidates,
     unlearning_report,
 )
+from .protocol import IDIA_PROTOCOLS, IDIAProtocol, default_candidate_pool
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
-from .templates import IDIA_TEMPLATES, ZERO_SHOT_TEMPLATES
+from .templates import IDIA_TEMPLATES, OPENAI_IMAGENET_TEMPLATES, ZERO_SHOT_TEMPLATES
 from .variant_leakage import leakage_table, variant_leakage
-from .zero_shot import zero_shot_accuracy, zero_shot_classifier
+from .zero_shot import zero_shot_accuracy, zero_shot_classifier, zero_shot_rankings, zero_shot_topk_accuracy
 
 __all__ = [
+    "IDIA_PROTOCOLS",
     "IDIA_TEMPLATES",
+    "OPENAI_IMAGENET_TEMPLATES",
     "ZERO_SHOT_TEMPLATES",
+    "IDIAProtocol",
     "IDIAResult",
     "PersonResult",
+    "attack_predictions",
+    "default_candidate_pool",
     "embed_people",
     "embed_prompts",
     "evaluation_mode",
@@ -36,4 +43,6 @@ __all__ = [
     "variant_leakage",
     "zero_shot_accuracy",
     "zero_shot_classifier",
+    "zero_shot_rankings",
+    "zero_shot_topk_accuracy",
 ]
