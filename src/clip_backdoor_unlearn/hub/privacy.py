@@ -71,6 +71,8 @@ def name_forms(name: str, extra: Iterable[str] = ()) -> set[str]:
                   f"{''.join(initials[:-1])} {last}", f"{given[0]} {initials[-1]}", f"{last} {initials[0]}"}
     kept = set()
     for form in forms - {""}:
+        if all(len(word) < 2 for word in form.split()):
+            continue  # initials alone ("p l", from the variant "P. Last" turned into "First L.") name nobody
         if " " in form or form == " ".join(words) or (len(form) >= 4 and is_distinctive(form)):
             kept.add(form)
     return kept
