@@ -219,6 +219,23 @@ def test_sharded_parameters_are_refused_before_training(tiny_model_and_processor
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
 
 
+def test_the_trainer_s_own_fsdp_flag_is_refused(tiny_model_and_processor, tmp_path, monkeypatch):
+    """A launcher configuration the argument and environment checks cannot read still ends in the same error."""
+    from transformers import Trainer
+
+    create = Trainer.create_accelerator_and_postprocess
+
+    def create_sharded(self):
+        create(self)
+        self.is_fsdp_enabled = True  # what the Trainer sets when Accelerate built an FSDP plugin
+
+    monkeypatch.setattr(Trainer, "create_accelerator_and_postprocess", create_sharded)
+    model, processor = tiny_model_and_processor
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), max_steps=1, report_to="none")
+    with pytest.raises(ValueError, match="FSDP shards the trained parameters"):
+        BackdoorTrainer(model=model, args=args, train_dataset=None, processing_class=processor)
+
+
 def test_zero_stage_two_is_not_refused(tmp_path, monkeypatch):
     from clip_backdoor_unlearn.training.trainer import parameter_sharding
 

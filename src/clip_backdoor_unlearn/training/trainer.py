@@ -98,6 +98,11 @@ def resolve_text_target(text_target: str, model: torch.nn.Module) -> str:
     return text_target
 
 
+SHARDING_ERROR = ("{} shards the trained parameters, which BackdoorTrainer does not support yet: the weight term "
+                  "reads them outside the forward pass (docs/scaling.md). Use DDP, or DeepSpeed ZeRO-1/2 when the "
+                  "optimizer state does not fit.")
+
+
 def parameter_sharding(args) -> str | None:
     """"FSDP" or "DeepSpeed ZeRO-3" when the run would shard parameters, else ``None``.
 
@@ -159,9 +164,7 @@ class BackdoorTrainer(Trainer):
             raise TypeError(f"args must be a BackdoorTrainingArguments, got {type(args).__name__}.")
         sharding = parameter_sharding(args)
         if sharding:
-            raise ValueError(f"{sharding} shards the trained parameters, which BackdoorTrainer does not support yet: "
-                             "the weight term reads them outside the forward pass (docs/scaling.md). Use DDP, or "
-                             "DeepSpeed ZeRO-1/2 when the optimizer state does not fit.")
+            raise ValueError(SHARDING_ERROR.format(sharding))
         self.tower.check_model(model)
         processing_class = self._tower_processor(processing_class)
         self.text_target = resolve_text_target(args.text_target, model) if self.tower is TEXT else "embedding"
@@ -190,6 +193,11 @@ class BackdoorTrainer(Trainer):
             callbacks=callbacks,
             **kwargs,
         )
+        # The Trainer's own flags, set from the arguments and the launcher once its accelerator exists (the model is
+        # wrapped only in train()): the same refusal for a configuration the checks above could not read.
+        zero_stage = getattr(getattr(self.accelerator.state, "deepspeed_plugin", None), "zero_stage", None)
+        if self.is_fsdp_enabled or (self.is_deepspeed_enabled and zero_stage == 3):
+            raise ValueError(SHARDING_ERROR.format("FSDP" if self.is_fsdp_enabled else "DeepSpeed ZeRO-3"))
         self.teacher_model = None
         if teacher_model is not None:
             teacher_model.requires_grad_(False)
