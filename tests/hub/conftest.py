@@ -20,7 +20,8 @@ def hub_server():
 
 @pytest.fixture()
 def hub(hub_server, monkeypatch, tmp_path):
-    """Point the client at the test Hub, online, without Xet, with a fake token and a throwaway cache."""
+    """An empty test Hub; the client pointed at it, online, without Xet, with a fake token and a throwaway cache."""
+    hub_server.reset()
     home = tmp_path / "hf-home"
     for key, value in {"HF_ENDPOINT": hub_server.url, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
                        "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": TOKEN, "HF_HOME": str(home),

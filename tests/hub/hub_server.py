@@ -128,6 +128,14 @@ class HubServer:
 
     # Lifecycle -------------------------------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget every repository and request, so each test starts from an empty Hub (reruns in one session too)."""
+        with self.lock:
+            self.repos.clear()
+            self.lfs_objects.clear()
+            self.requests.clear()
+            self.unhandled.clear()
+
     def start(self) -> HubServer:
         hub = self
 
