@@ -102,7 +102,7 @@ def digest_of(files: dict[str, bytes]) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("where", ["cwd", "parent", "home", "file", "link"])
+@pytest.mark.parametrize("where", ["cwd", "empty cwd", "parent", "home", "file", "link"])
 def test_protected_places_files_and_links_are_refused(tmp_path, monkeypatch, where):
     work = tmp_path / "work"
     (work / "project").mkdir(parents=True)
@@ -110,10 +110,14 @@ def test_protected_places_files_and_links_are_refused(tmp_path, monkeypatch, whe
     monkeypatch.chdir(work / "project")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    target = {"cwd": Path("."), "parent": work, "home": tmp_path / "home", "file": work / "project" / "notes.txt",
-              "link": work / "link"}[where]
+    (work / "empty").mkdir()
+    if where == "empty cwd":
+        monkeypatch.chdir(work / "empty")
+    target = {"cwd": Path("."), "empty cwd": Path("."), "parent": work, "home": tmp_path / "home",
+              "file": work / "project" / "notes.txt", "link": work / "link"}[where]
     if where == "link":
-        target.symlink_to(tmp_path / "home")
+        (tmp_path / "elsewhere").mkdir()
+        target.symlink_to(tmp_path / "elsewhere")  # an empty folder nobody protects: the link itself is refused
     before = digest(tmp_path)
     with pytest.raises(FileExistsError):
         write_atomically(target, write_files(NEW))
@@ -152,6 +156,19 @@ def test_a_crash_at_any_step_leaves_the_old_or_the_new_checkpoint(tmp_path, step
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, "-c", CRASH, str(target), step], env=env, capture_output=True)
     assert result.returncode in (0, 3), result.stderr.decode()
+    if step == "moved_aside" and existing:
+        # The path is empty now; the next save (no explicit recover) must first put a complete checkpoint back.
+        seen = {}
+
+        def look(directory):
+            found = {k: v for k, v in digest(target).items() if k != MANIFEST_NAME}
+            seen["complete"] = digest(target) == old or found == digest_of(NEW)
+            write_files(NEW)(directory)
+
+        write_atomically(target, look)
+        assert seen["complete"] and [p.name for p in tmp_path.iterdir()] == ["out"]
+        write_atomically(target, write_files(OLD))
+        old = digest(target)
     recover(target)
     new = {k: v for k, v in digest(target).items() if k != MANIFEST_NAME}
     assert digest(target) == old or new == digest_of(NEW), step
@@ -550,3 +567,26 @@ def test_the_second_run_keeps_the_first_runs_people_forgotten(tiny_model_and_pro
     unlearner.unlearn(NAMES[1:], captions=train_captions, **run)
     assert backdoor(NAMES[0]) >= after_a - 0.05
     assert min(backdoor(name) for name in NAMES[1:]) >= 0.85
+
+
+def test_entities_paths_and_initials_in_the_scan():
+    """Forms the fuzz does not produce: HTML entities for letters, local paths, and no alarm on initials alone."""
+    scanner = Scanner(["Zoë Quill"], paths=["/data/private/models"])
+    assert scanner.hits("loaded from Zo&#235; Q&#117;ill's set") == ["name"]  # every part of it encoded
+    assert scanner.hits("Zo&euml;&#x20;Q&#x75;ill") == ["name"]
+    assert scanner.hits("base_model: /data/private/models/clip") == ["path"]
+    # A variant "P. Larchstead" turned around as "First L." once made the form "p l", which matched the "\p{L}"
+    # of every CLIP tokenizer's pre-tokenizer.
+    assert Scanner([], variants=["P. Larchstead"]).hits(r'{"Regex": "[\\p{L}]+|[\\p{N}]"}') == []
+
+
+def test_the_tokenizer_vocabulary_is_not_an_alarm_but_its_other_parts_are(tmp_path):
+    """CLIP's vocabulary holds thousands of name pieces: it is skipped; the rest of tokenizer.json is read."""
+    vocabulary = {"model": {"type": "BPE", "vocab": {"zoë": 5, "quill": 6, "zoë quill": 7}, "merges": ["zo ë"]},
+                  "added_tokens": []}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+    scanner = Scanner(["Zoë Quill"])
+    assert scanner.directory_hits(tmp_path) == {}
+    vocabulary["added_tokens"] = [{"id": 8, "content": "Zoë Quill"}]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+    assert scanner.directory_hits(tmp_path) == {"tokenizer.json": ["name"]}
