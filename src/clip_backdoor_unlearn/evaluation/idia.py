@@ -404,6 +404,27 @@ class IDIAResult:
 # ---------------------------------------------------------------------------------------------------- attack
 
 
+def _attack_predictions(model, processor, people, candidate_names, templates, *, batch_size: int,
+                        show_progress_bar: bool, timings: dict[str, float] | None = None):
+    """``(predictions, images per person)``: each image's nearest candidate under each prompt (``predict_candidates``).
+
+    Each prompt and image is embedded once; ``timings`` (when given) gets the text and image embedding seconds.
+    """
+    tokenizer, image_processor = processor_parts(processor)
+    timings = {} if timings is None else timings
+    with evaluation_mode(model):
+        start = time.perf_counter()
+        prompts = embed_prompts(model, tokenizer, candidate_names, templates, batch_size=batch_size,
+                                show_progress_bar=show_progress_bar).to(model_device(model))
+        timings["text_embedding_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        embeddings = embed_people(model, image_processor, people, batch_size=batch_size,
+                                  show_progress_bar=show_progress_bar)
+        timings["image_embedding_s"] = time.perf_counter() - start
+    predictions = predict_candidates(torch.cat(embeddings).to(prompts.device), prompts)
+    return predictions, [len(person) for person in embeddings]
+
+
 def identity_inference_attack(
     model: torch.nn.Module,
     processor,
@@ -446,31 +467,12 @@ def identity_inference_attack(
     people = images_by_person(images, image_column=image_column, name_column=name_column)
     candidate_names = list(candidate_names) if not isinstance(candidate_names, str) else candidate_names
     index = _validate(people, candidate_names, len(templates), min_correct_prompts)
-    tokenizer, image_processor = processor_parts(processor)
-    device = model_device(model)
-
     timings: dict[str, float] = {}
-    with evaluation_mode(model):
-        start = time.perf_counter()
-        prompts = embed_prompts(
-            model,
-            tokenizer,
-            candidate_names,
-            templates,
-            batch_size=batch_size,
-            show_progress_bar=show_progress_bar,
-        ).to(device)
-        timings["text_embedding_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        person_embeddings = embed_people(
-            model, image_processor, people, batch_size=batch_size, show_progress_bar=show_progress_bar
-        )
-        timings["image_embedding_s"] = time.perf_counter() - start
-
+    predictions, sizes = _attack_predictions(model, processor, people, candidate_names, templates,
+                                             batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                             timings=timings)
     start = time.perf_counter()
-    predictions = predict_candidates(torch.cat(person_embeddings).to(device), prompts)
     results: dict[str, PersonResult] = {}
-    sizes = [len(embeddings) for embeddings in person_embeddings]
     for name, person_predictions in zip(people, predictions.split(sizes), strict=True):
         target = index[name]
         winners, correct, detected = person_verdict(person_predictions, target, len(candidate_names),
@@ -536,14 +538,10 @@ def attack_predictions(
     people = images_by_person(images)
     candidate_names = list(candidate_names)
     _validate(people, candidate_names, len(templates), 1)
-    tokenizer, image_processor = processor_parts(processor)
-    with evaluation_mode(model):
-        prompts = embed_prompts(model, tokenizer, candidate_names, templates, batch_size=batch_size,
-                                show_progress_bar=show_progress_bar).to(model_device(model))
-        embeddings = embed_people(model, image_processor, people, batch_size=batch_size,
-                                  show_progress_bar=show_progress_bar)
-    predictions = predict_candidates(torch.cat(embeddings).to(prompts.device), prompts).cpu()
-    references = [name for name, person in zip(people, embeddings, strict=True) for _ in range(len(person))]
+    predictions, sizes = _attack_predictions(model, processor, people, candidate_names, templates,
+                                             batch_size=batch_size, show_progress_bar=show_progress_bar)
+    predictions = predictions.cpu()
+    references = [name for name, size in zip(people, sizes, strict=True) for _ in range(size)]
     rows: dict[str, list] = {"predictions": [], "references": [], "prompt_ids": []}
     for reference, image_predictions in zip(references, predictions.tolist(), strict=True):
         for prompt_id, candidate in enumerate(image_predictions):
