@@ -242,14 +242,15 @@ class BackdoorUnlearner:
         self._incomplete = True
 
         log_history, seconds, steps, peft_model = [], 0.0, 0, None
+        first_run = not self.unlearning_config
+        # The teacher is the model as it is at the start of this run (the original in the first), so sequential runs
+        # add up. One copy serves every tower: they share no parameter, so training one leaves the other's teacher
+        # as it was. Adapters use the disabled base instead.
+        teacher = None
+        if peft_config is None:
+            teacher = self.original_model if first_run else copy.deepcopy(self.model).eval().requires_grad_(False)
         with redacting(self._scanner()):
             for job in jobs:
-                # The teacher is the model as it is now (after earlier runs), so sequential runs add up; the first
-                # run reuses the original model. Adapters use the disabled base, which is the current model too.
-                teacher = None
-                if peft_config is None:
-                    teacher = self.original_model if not self.unlearning_config and job is jobs[0] else \
-                        copy.deepcopy(self.model).eval().requires_grad_(False)
                 trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
                                                protected_names=self._protected_names)
                 log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
@@ -260,7 +261,6 @@ class BackdoorUnlearner:
                     self.model = copy.deepcopy(trained).merge_and_unload().eval()
                 else:
                     self.model = trained
-        first_run = not self.unlearning_config
         # An adapter alone stands for one tower of one run; otherwise only the merged model describes the change.
         self.peft_model = peft_model if len(jobs) == 1 and first_run else None
         run = run_record(
