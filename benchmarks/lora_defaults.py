@@ -26,6 +26,13 @@ CONFIGS = {
 }
 
 
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="ci")
@@ -34,9 +41,14 @@ def main() -> None:
     parser.add_argument("--training_seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--configs", nargs="+", default=["defaults"], choices=sorted(CONFIGS))
     parser.add_argument("--lora_r", type=int, default=8)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="training-argument overrides for every config, e.g. max_steps=200 learning_rate=3e-3")
+    parser.add_argument("--target_modules", default=None,
+                        help="LoRA target regex (default: the library's, every linear layer of the text tower)")
     parser.add_argument("--threads", type=int, default=1)  # more threads than free cores slow a busy machine
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
+    overrides = {key: _value(value) for key, value in (item.split("=", 1) for item in options.set)}
 
     from peft import LoraConfig
 
@@ -56,11 +68,12 @@ def main() -> None:
     for name in options.configs:
         for seed in options.training_seeds:
             unlearner = BackdoorUnlearner(copy.deepcopy(model), processor)
-            config = dict(CONFIGS[name])
+            config = {**CONFIGS[name], **overrides}
             pseudonyms = config.pop("pseudonyms", None)
             start = time.perf_counter()
             unlearner.unlearn(removed, captions=train, kept_names=kept, pseudonyms=pseudonyms, seed=seed,
-                              peft_config=LoraConfig(r=options.lora_r, lora_alpha=2 * options.lora_r),
+                              peft_config=LoraConfig(r=options.lora_r, lora_alpha=2 * options.lora_r,
+                                                     target_modules=options.target_modules),
                               disable_tqdm=True, **config)
             seconds = time.perf_counter() - start
             metrics = unlearner.evaluate(removed, face_images=faces, candidate_names=world.candidate_names,
