@@ -126,6 +126,25 @@ def test_both_towers_in_one_call_record_both_settings(vision_inputs, train_capti
         unlearner.unlearn(["Ada Lovelace"], encoder="vision", pseudonyms=True, **vision_inputs, **FAST)
 
 
+@pytest.mark.slow
+def test_both_towers_equal_the_image_tower_then_the_text_tower_in_separate_runs(vision_inputs, train_captions):
+    """``both`` trains each tower against the original model, and the towers share no parameter: the same as the
+    image tower alone, then the text tower alone on a fresh unlearner (what the demo regression relies on)."""
+    names, settings = list(vision_inputs["face_images"]), {**FAST, "seed": 3}
+    model, processor = tiny_clip()
+    both = BackdoorUnlearner(copy.deepcopy(model), processor)
+    both.unlearn(names, encoder="both", captions=train_captions[:200], **vision_inputs, **settings)
+    vision = BackdoorUnlearner(copy.deepcopy(model), processor)
+    vision.unlearn(names, encoder="vision", **vision_inputs, **settings)
+    text = BackdoorUnlearner(vision.model, processor)
+    text_settings = {key: value for key, value in settings.items() if key != "reference_samples_per_step"}
+    text.unlearn(names, encoder="text", pseudonyms=True, captions=train_captions[:200], **text_settings)
+    expected, sanitized, original = text.model.state_dict(), both.model.state_dict(), model.state_dict()
+    assert any(not torch.equal(original[name], sanitized[name]) for name in original if name.startswith("vision"))
+    assert all(torch.allclose(expected[name], sanitized[name], atol=1e-6) for name in expected), [
+        name for name in expected if not torch.allclose(expected[name], sanitized[name], atol=1e-6)]
+
+
 def test_vision_lora_adapter_trains_only_the_image_tower(vision_inputs):
     from peft import LoraConfig
 
