@@ -76,7 +76,7 @@ def test_script_on_a_saved_checkpoint_writes_the_attack_into_the_card(user_files
 def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     from transformers import HfArgumentParser
 
-    from clip_backdoor_unlearn import VisionBackdoorTrainingArguments
+    from clip_backdoor_unlearn import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
     from clip_backdoor_unlearn.demo.recipe import DEMO_TEXT_SETTINGS, DEMO_VISION_SETTINGS
 
     example = load_example(monkeypatch)
@@ -87,6 +87,11 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     assert (text.backdoor_weight, vision.backdoor_weight) == (0.3, 0.3)
     assert not text.freeze_norm_layers and not vision.freeze_norm_layers
     assert text.learning_rate == DEMO_TEXT_SETTINGS["learning_rate"]
+    assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
+    # With adapters the demo's full-fine-tuning text settings stay off, so that unlearn() applies ADAPTER_DEFAULTS.
+    text, vision = example.tower_arguments(parser, [], None, use_peft=True)
+    default = BackdoorTrainingArguments(output_dir="x")
+    assert (text.learning_rate, text.max_steps) == (default.learning_rate, default.max_steps)
     assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
     text, vision = example.tower_arguments(parser, [], "me/clip")
     assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
