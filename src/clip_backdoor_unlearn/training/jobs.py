@@ -117,6 +117,8 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
         captions = [caption for caption in captions if not earlier.name_in(caption)]
         captions += [template.format(name) for name in previous_names for template in PERSON_TEMPLATES]
     args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
+    # The budget is resolved once, here: the data set, the schedule, the Trainer and the record all read max_steps.
+    args = args.for_names(len(names))
     targets = dict.fromkeys(names, neutral_term)
     if pseudonyms:
         # The pseudonyms avoid every word the model is trained on here and every name that must stay findable;
@@ -149,6 +151,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     references = load_images(reference_faces, "reference_faces", exclude_names=names)
     clean_images = load_images(images, "images")
     args, scratch_dir = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
+    args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     faces = [face for person_faces in faces_by_person for face in person_faces]
     dataset = build_vision_backdoor_dataset(
         len(faces), len(clean_images), len(references), num_steps=args.max_steps,
