@@ -110,6 +110,16 @@ class BackdoorTrainingArguments(TrainingArguments):
             With `budget="per_name"`: the fewest steps of a run, however short the list (the paper's 400, so that
             the per-name budget never trains fewer steps than the fixed one). `max_steps` still wins.
 
+        > Stopping early (off by default)
+
+        early_stop_similarity (`float` or `None`, *optional*, defaults to `None`):
+            Text tower: stop once every removed name's held-out person prompts embed at least this close (cosine
+            similarity, the worst wording of each name) to the teacher's embedding of the same prompts with the
+            name's target (`stopping.NeutralTargetStopCallback`; needs no faces). `None`: off, train every step.
+            Off by default until its agreement with the attack is measured.
+        early_stop_every_n_steps (`int`, *optional*, defaults to `20`):
+            Optimisation steps between two checks of `early_stop_similarity` (a check embeds names × 8 prompts).
+
         > Schedule (the paper's step decay)
 
         lr_milestones (`list[float]`, *optional*, defaults to `[0.5, 0.75]`):
@@ -182,6 +192,14 @@ class BackdoorTrainingArguments(TrainingArguments):
     min_steps: int = field(default=400, metadata={
         "help": "With budget='per_name': the fewest steps of a run, however short the list (the paper's 400); "
                 "max_steps still wins."})
+    # Stopping early.
+    early_stop_similarity: float | None = field(default=None, metadata={
+        "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
+                "(cosine, worst wording per name) to the teacher's embedding of the same prompts with the name's "
+                "target; needs no faces. Unset: off, train every step."})
+    early_stop_every_n_steps: int = field(default=20, metadata={
+        "help": "Optimisation steps between two checks of early_stop_similarity (a check embeds names × 8 "
+                "prompts)."})
     # Schedule.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75], metadata={
         "help": "Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty "
@@ -198,7 +216,7 @@ class BackdoorTrainingArguments(TrainingArguments):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}.")
-        for name in ("poisoned_samples_per_name", "min_steps"):
+        for name in ("poisoned_samples_per_name", "min_steps", "early_stop_every_n_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if not 0.0 <= self.person_prompt_ratio <= 1.0:

@@ -36,6 +36,7 @@ from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
 from .arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
 from .embeddings import encode_images
+from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION
 from .trainer import BackdoorTrainer, resolve_text_target
 from .vision_trainer import VisionBackdoorTrainer
@@ -144,6 +145,9 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                face_images, reference_faces, images, args, overrides: dict[str, Any]) -> TrainingJob:
     """The image tower's job: the removed people's pasted faces → the mean embedding of ``reference_faces``."""
     VISION.check_model(model)
+    if (overrides.get("early_stop_similarity", getattr(args, "early_stop_similarity", None))) is not None:
+        raise ValueError("early_stop_similarity is the text tower's stop rule (it embeds the names); for the image "
+                         "tower pass callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
     if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
         raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
     names = validate_names(names)
@@ -228,6 +232,10 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
         peft_config=peft_config,
         **job.trainer_kwargs,
     )
+    if job.tower == "text" and job.args.early_stop_similarity is not None:
+        trainer.add_callback(NeutralTargetStopCallback(
+            trainer, job.names, job.neutral_terms or job.args.neutral_term, threshold=job.args.early_stop_similarity,
+            every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)
