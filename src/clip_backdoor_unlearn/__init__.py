@@ -17,6 +17,7 @@ _EXPORTS = {
     "BackdoorTrainingArguments": ".training.arguments",
     "BackdoorUnlearner": ".unlearner",
     "ForgetMonitorCallback": ".training.callbacks",
+    "NeutralTargetStopCallback": ".training.stopping",
     "UnlearningResult": ".unlearner",
     "PERSON_TEMPLATES": ".data.prompts",
     "build_backdoor_dataset": ".data.prompts",
@@ -36,6 +37,7 @@ __all__ = [
     "BackdoorUnlearner",
     "ForgetMonitorCallback",
     "IDIAResult",
+    "NeutralTargetStopCallback",
     "UnlearningResult",
     "VisionBackdoorCollator",
     "VisionBackdoorTrainer",
@@ -53,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .evaluation import IDIAResult, identity_inference_attack
     from .training.arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
     from .training.callbacks import ForgetMonitorCallback
+    from .training.stopping import NeutralTargetStopCallback
     from .training.trainer import BackdoorCollator, BackdoorTrainer
     from .training.vision_trainer import VisionBackdoorTrainer
     from .unlearner import BackdoorUnlearner, UnlearningResult

@@ -200,8 +200,11 @@ class BackdoorUnlearner:
                 (``save_strategy="steps"``), or ``True`` for the latest complete one in ``output_dir``. Training
                 continues from it and ends with the same model as an uninterrupted run. Checked before training.
             callbacks: ``transformers.TrainerCallback``s added to each tower's Trainer (e.g.
-                ``callbacks.ForgetMonitorCallback``, which stops training once the people are forgotten).
-            overrides: any training-argument fields, applied on top of ``args`` (and of ``vision_args``).
+                ``callbacks.ForgetMonitorCallback``, which stops training once the attack no longer finds the people
+                in the faces given). Without faces, the field ``early_stop_similarity=0.95`` stops the text tower
+                once the names embed like their targets on held-out prompts (``training.stopping``; off by default).
+            overrides: any training-argument fields, applied on top of ``args`` (and of ``vision_args``; with
+                ``encoder="both"``, ``early_stop_similarity`` stays with the text tower).
         """
         if encoder not in ENCODERS:
             raise ValueError(f"Unknown encoder {encoder!r}; choose one of {ENCODERS}.")
@@ -226,9 +229,11 @@ class BackdoorUnlearner:
                                  kept_names=kept_names, pseudonyms=use_pseudonyms,
                                  previous_names=self._protected_names, previous_variants=self._protected_variants))
         if encoder in ("vision", "both"):
+            # With "both", the text tower's stop rule stays with the text tower.
+            vision_overrides = overrides if encoder == "vision" else {**overrides, "early_stop_similarity": None}
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
-                                   args=vision_args, overrides=overrides))
+                                   args=vision_args, overrides=vision_overrides))
         names = jobs[0].names
         variants = [form for job in jobs for form in job.variants]
         for job in jobs:
@@ -254,6 +259,7 @@ class BackdoorUnlearner:
                 trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
                                                protected_names=self._protected_names)
                 log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
+                job.record["trained_steps"] = trainer.state.global_step  # fewer than max_steps after an early stop
                 seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
                 trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
                 if peft_config is not None:

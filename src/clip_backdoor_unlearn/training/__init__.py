@@ -7,6 +7,7 @@
     embeddings.py      the embeddings both training and evaluation compare
     jobs.py            one unlearn() call turned into checked, prepared training jobs
     callbacks.py       ForgetMonitorCallback (stop once the attack no longer finds the people)
+    stopping.py        NeutralTargetStopCallback (stop once the names embed like their targets; no faces)
 
 Nothing is imported here, so evaluation code can use ``embeddings`` without loading the Trainer.
 """

@@ -3,13 +3,16 @@
 Defaults are the paper's (arXiv 2310.08320; docs/method.md): for the text tower
 loss = L_util + 0.6 · L_bd + 0.01 · Σ‖θ_student − θ_teacher‖, AdamW lr 1e-4 without weight decay, 400 steps,
 128 poisoned + 128 clean captions a step, learning rate halved at steps 200 and 300; the image tower's in
-``VisionBackdoorTrainingArguments``.
+``VisionBackdoorTrainingArguments``. ``budget="per_name"`` (opt-in) sets the number of steps from the number of
+people removed instead (``BackdoorTrainingArguments.for_names``).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,6 +22,8 @@ from ..data.names import NEUTRAL_TERM
 
 DISTANCES = ("cosine", "mse", "mae")
 TEXT_TARGETS = ("auto", "embedding", "sequence", "pooled", "sequence+pooled")
+BUDGETS = ("fixed", "per_name")
+logger = logging.getLogger(__name__)
 
 # Text-tower settings for adapters (``peft_config``), applied where the caller left the field at its default: LoRA
 # moves far less per step than full fine-tuning, so the paper's settings barely forget (benchmarks/RESULTS.md).
@@ -90,11 +95,37 @@ class BackdoorTrainingArguments(TrainingArguments):
             Compute the frozen teacher's embedding of each distinct input once and reuse it: clean inputs repeat
             many times over a run.
 
+        > Budget: how many steps
+
+        budget (`Literal["fixed", "per_name"]`, *optional*, defaults to `"fixed"`):
+            `"fixed"`: `max_steps` steps whatever the number of names (the paper's). `"per_name"`: enough steps
+            for each name to be seen in `poisoned_samples_per_name` poisoned samples, `max(min_steps,
+            ceil(names × poisoned_samples_per_name / poisoned_samples_per_step))`, never more than `max_steps`
+            (raise `max_steps` to let a long list train longer). Resolved once per run, before the data set is built
+            (`for_names`); the resolved count is then `max_steps`, which the run record and the card show.
+        poisoned_samples_per_name (`int`, *optional*, defaults to `800`):
+            With `budget="per_name"`: poisoned samples each name should appear in over the run. 800 is the share
+            each name gets from the paper's fixed budget (400 × 128) at its largest list, 64 names.
+        min_steps (`int`, *optional*, defaults to `400`):
+            With `budget="per_name"`: the fewest steps of a run, however short the list (the paper's 400, so that
+            the per-name budget never trains fewer steps than the fixed one). `max_steps` still wins.
+
+        > Stopping early (off by default)
+
+        early_stop_similarity (`float` or `None`, *optional*, defaults to `None`):
+            Text tower: stop once every removed name's held-out person prompts embed at least this close (cosine
+            similarity, the worst wording of each name) to the teacher's embedding of the same prompts with the
+            name's target (`stopping.NeutralTargetStopCallback`; needs no faces). `None`: off, train every step.
+            Off by default until its agreement with the attack is measured.
+        early_stop_every_n_steps (`int`, *optional*, defaults to `20`):
+            Optimisation steps between two checks of `early_stop_similarity` (a check embeds names × 8 prompts).
+
         > Schedule (the paper's step decay)
 
         lr_milestones (`list[float]`, *optional*, defaults to `[0.5, 0.75]`):
-            Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty this
-            step decay replaces `lr_scheduler_type`; an empty list uses a transformers scheduler instead.
+            Fractions of `max_steps` (the resolved steps with `budget="per_name"`) at which the learning rate is
+            multiplied by `lr_gamma`. When non-empty this step decay replaces `lr_scheduler_type`; an empty list
+            uses a transformers scheduler instead.
         lr_gamma (`float`, *optional*, defaults to `0.5`):
             Factor applied at each milestone.
 
@@ -150,6 +181,25 @@ class BackdoorTrainingArguments(TrainingArguments):
     cache_teacher_embeddings: bool = field(default=True, metadata={
         "help": "Compute the frozen teacher's embedding of each distinct input once and reuse it: clean inputs "
                 "repeat many times over a run."})
+    # Budget.
+    budget: Literal["fixed", "per_name"] = field(default="fixed", metadata={
+        "help": "'fixed': max_steps steps whatever the number of names (the paper's). 'per_name': enough steps for "
+                "each name to be seen in poisoned_samples_per_name poisoned samples, max(min_steps, ceil(names × "
+                "poisoned_samples_per_name / poisoned_samples_per_step)), never more than max_steps."})
+    poisoned_samples_per_name: int = field(default=800, metadata={
+        "help": "With budget='per_name': poisoned samples each name should appear in over the run (800: each "
+                "name's share of the paper's 400 × 128 at its largest list, 64 names)."})
+    min_steps: int = field(default=400, metadata={
+        "help": "With budget='per_name': the fewest steps of a run, however short the list (the paper's 400); "
+                "max_steps still wins."})
+    # Stopping early.
+    early_stop_similarity: float | None = field(default=None, metadata={
+        "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
+                "(cosine, worst wording per name) to the teacher's embedding of the same prompts with the name's "
+                "target; needs no faces. Unset: off, train every step."})
+    early_stop_every_n_steps: int = field(default=20, metadata={
+        "help": "Optimisation steps between two checks of early_stop_similarity (a check embeds names × 8 "
+                "prompts)."})
     # Schedule.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75], metadata={
         "help": "Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty "
@@ -163,6 +213,11 @@ class BackdoorTrainingArguments(TrainingArguments):
             raise ValueError(f"text_target must be one of {TEXT_TARGETS}, got {self.text_target!r}.")
         for name in ("poisoned_samples_per_step", "clean_samples_per_step"):
             if getattr(self, name) < (1 if name.startswith("poisoned") else 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}.")
+        for name in ("poisoned_samples_per_name", "min_steps", "early_stop_every_n_steps"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if not 0.0 <= self.person_prompt_ratio <= 1.0:
             raise ValueError(f"person_prompt_ratio must be in [0, 1], got {self.person_prompt_ratio}.")
@@ -192,6 +247,25 @@ class BackdoorTrainingArguments(TrainingArguments):
         memo[id(self)] = copied
         copied.__dict__.update({key: copy.deepcopy(value, memo) for key, value in self.__dict__.items()})
         return copied
+
+    def steps_for(self, num_names: int) -> int:
+        """Optimisation steps for a run removing ``num_names`` people, as `budget` says."""
+        if self.budget == "fixed":
+            return self.max_steps
+        needed = math.ceil(num_names * self.poisoned_samples_per_name / self.poisoned_samples_per_step)
+        if needed > self.max_steps:
+            logger.warning("The per-name budget asks for %d steps for %d names; max_steps=%d caps it.", needed,
+                           num_names, self.max_steps)
+        return min(self.max_steps, max(self.min_steps, needed))
+
+    def for_names(self, num_names: int) -> BackdoorTrainingArguments:
+        """A copy whose `max_steps` is ``steps_for(num_names)``: what the data set, the schedule and the record use.
+
+        Called once per run, before the data set is built. Resolving again gives the same count (the resolved count
+        is at most the cap it replaces and at least `min_steps`, unless the cap was below it).
+        """
+        steps = self.steps_for(num_names)
+        return self if steps == self.max_steps else dataclasses.replace(self, max_steps=steps)
 
     @property
     def milestone_steps(self) -> list[int]:
@@ -224,7 +298,8 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
-    `lr_gamma=0.1`.
+    `lr_gamma=0.1`; for `budget="per_name"`, `min_steps=100` and `poisoned_samples_per_name=200` (the same rule as
+    the text tower's: the paper's 100 steps, and each of 64 people's share of 100 × 128).
     """
 
     backdoor_weight: float = field(default=0.8, metadata={"help": "Weight of the backdoor loss (the paper's 0.8)."})
@@ -234,6 +309,13 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
         default_factory=lambda: [0.25, 0.5], metadata={"help": "Step-decay milestones as fractions of max_steps."}
     )
     lr_gamma: float = field(default=0.1, metadata={"help": "Step-decay factor (the paper's 0.1)."})
+    poisoned_samples_per_name: int = field(default=200, metadata={
+        "help": "With budget='per_name': poisoned samples (pasted faces) each person should appear in over the run "
+                "(200 for the image tower, 800 for the text tower: each of 64 people's share of the paper's fixed "
+                "budget)."})
+    min_steps: int = field(default=100, metadata={
+        "help": "With budget='per_name': the fewest steps of a run (the paper's fixed budget: 100 for the image "
+                "tower, 400 for the text tower); max_steps still wins."})
     reference_samples_per_step: int = field(default=64, metadata={
         "help": "Faces of other people, pasted like the poisoned ones, held at the teacher's embedding (part of "
                 "the utility loss). Without them the tower loses everyone's identity. 0 gives the paper's loss."})

@@ -36,6 +36,7 @@ from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
 from .arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
 from .embeddings import encode_images
+from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION
 from .trainer import BackdoorTrainer, resolve_text_target
 from .vision_trainer import VisionBackdoorTrainer
@@ -117,6 +118,8 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
         captions = [caption for caption in captions if not earlier.name_in(caption)]
         captions += [template.format(name) for name in previous_names for template in PERSON_TEMPLATES]
     args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
+    # The budget is resolved once, here: the data set, the schedule, the Trainer and the record all read max_steps.
+    args = args.for_names(len(names))
     targets = dict.fromkeys(names, neutral_term)
     if pseudonyms:
         # The pseudonyms avoid every word the model is trained on here and every name that must stay findable;
@@ -142,6 +145,9 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                face_images, reference_faces, images, args, overrides: dict[str, Any]) -> TrainingJob:
     """The image tower's job: the removed people's pasted faces → the mean embedding of ``reference_faces``."""
     VISION.check_model(model)
+    if (overrides.get("early_stop_similarity", getattr(args, "early_stop_similarity", None))) is not None:
+        raise ValueError("early_stop_similarity is the text tower's stop rule (it embeds the names); for the image "
+                         "tower pass callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
     if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
         raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
     names = validate_names(names)
@@ -149,6 +155,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     references = load_images(reference_faces, "reference_faces", exclude_names=names)
     clean_images = load_images(images, "images")
     args, scratch_dir = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
+    args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     faces = [face for person_faces in faces_by_person for face in person_faces]
     dataset = build_vision_backdoor_dataset(
         len(faces), len(clean_images), len(references), num_steps=args.max_steps,
@@ -225,6 +232,10 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
         peft_config=peft_config,
         **job.trainer_kwargs,
     )
+    if job.tower == "text" and job.args.early_stop_similarity is not None:
+        trainer.add_callback(NeutralTargetStopCallback(
+            trainer, job.names, job.neutral_terms or job.args.neutral_term, threshold=job.args.early_stop_similarity,
+            every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)

@@ -290,6 +290,32 @@ class BackdoorTrainer(Trainer):
         batch = self.processing_class(texts, padding=True, truncation=True, return_tensors="pt").to(self.args.device)
         return self._teacher_forward(self._text_features, batch["input_ids"], batch["attention_mask"])
 
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str], *, teacher: bool = False, batch_size: int = 256) -> torch.Tensor:
+        """The projected embedding (pooled output for a plain tower) of each text, float32, on the training device.
+
+        ``teacher=False``: the student as it is now, unwrapped (no gradient synchronisation) and in eval mode;
+        ``teacher=True``: the teacher the loss reads (the frozen copy, or the student with its adapter disabled).
+        Both under the run's autocast. For checks during training (``stopping.NeutralTargetStopCallback``).
+        """
+        from ..evaluation.idia import evaluation_mode
+
+        student = self.accelerator.unwrap_model(self.model)
+        chunks = []
+        with evaluation_mode(student):
+            for start in range(0, len(texts), batch_size):
+                batch = self.processing_class(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                                              return_tensors="pt").to(self.args.device)
+                inputs = (batch["input_ids"], batch["attention_mask"])
+                if teacher:
+                    chunks.append(self._teacher_forward(text_embeddings, *inputs))
+                else:
+                    with self.accelerator.autocast():
+                        chunks.append(text_embeddings(student, *inputs).float())
+        if not chunks:
+            raise ValueError("embed_texts got no texts to embed.")
+        return torch.cat(chunks)
+
     def cached_teacher(self, keys: Sequence[Hashable], embed_rows: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
         """The teacher's embedding of each row, computed once per distinct ``key`` when caching is on.
 

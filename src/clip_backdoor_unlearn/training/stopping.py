@@ -1,0 +1,206 @@
+"""``NeutralTargetStopCallback``: stop unlearning once every removed name embeds like its target; no faces needed.
+
+    trainer = BackdoorTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.add_callback(NeutralTargetStopCallback(trainer, names, "a person", threshold=0.95))
+    trainer.train()                     # stops at the first check where every name passes
+    # or: BackdoorUnlearner.unlearn(names, early_stop_similarity=0.95)
+
+``ForgetMonitorCallback`` stops on the identity inference attack, which needs pictures of the people. This rule
+needs only the names: every ``every_n_steps`` optimisation steps (and after the last) it embeds, with the student
+text tower, held-out person prompts filled with each removed name, and compares each with the teacher's embedding
+of the same prompt filled with that name's target (the neutral term, or the name's pseudonym). The prompts are
+``STOP_TEMPLATES``, wordings that neither training (``data.prompts.PERSON_TEMPLATES``) nor the attack
+(``evaluation.templates.IDIA_TEMPLATES``) uses: a rule checked on the training wordings would pass on what was
+fitted, and one checked on the attack's would tune the stop to the evaluation. A name's score is its *lowest*
+cosine similarity over the wordings (``reduction="min"``): the attack finds a person through any one wording that
+still works (τ = 1). Training stops once every name's score is at least ``threshold``.
+
+The teacher's embeddings of the target prompts are computed once, when training begins (one per distinct prompt:
+``len(templates)`` when every name maps to one neutral term), and kept; a check embeds ``len(names) ×
+len(templates)`` prompts with the student, and its cost is kept off the training clock as in
+``ForgetMonitorCallback`` (``train_seconds`` = wall seconds since training began minus checking seconds; the
+targets and the check before the first step count as checking). Both sides come from the trainer
+(``BackdoorTrainer.embed_texts``): with full fine-tuning the teacher is the frozen model the trainer holds, with
+PEFT adapters the same model with its adapters disabled.
+
+Nothing recorded or logged holds a name, only counts and rates: each check is appended to ``state.log_history`` as
+``forget_proxy_min_similarity``, ``forget_proxy_mean_similarity``, ``forget_proxy_names_below`` and
+``forget_proxy_check_seconds`` (with the step). With several processes each one computes the figures on the same
+synchronised weights, and the main process's figures are broadcast to all, so every process takes the same decision
+even where rounding differs between devices.
+
+How well this rule agrees with the attack is not measured yet; ``BackdoorTrainingArguments.early_stop_similarity``
+is off by default until it is (docs/method.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import broadcast
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from ..data.prompts import neutral_terms
+from ..evaluation.templates import validate_templates
+from .towers import TEXT
+
+# Held-out person prompts: none is a training wording (PERSON_TEMPLATES) or an attack wording (IDIA_TEMPLATES);
+# tests/training/test_stopping.py checks it. The name sits at the start, in the middle and at the end.
+STOP_TEMPLATES: tuple[str, ...] = (
+    "a photograph showing {}",
+    "{} looking into the lens",
+    "a studio portrait of {}",
+    "{} standing in front of a building",
+    "this is a picture of {}",
+    "{} sitting at a desk",
+    "an old photograph of {}",
+    "a recent photo of {}",
+)
+REDUCTIONS = ("min", "mean")
+
+
+class NeutralTargetStopCallback(TrainerCallback):
+    """Every ``every_n_steps`` steps, score each removed name against its target; stop once all reach ``threshold``.
+
+    Args:
+        trainer: the ``BackdoorTrainer`` training the text tower; the student and the teacher are read through it.
+        names: the people being removed.
+        targets: what the names are mapped to: one neutral term for all, or ``{name: target}`` (pseudonyms).
+        threshold: training counts as done once every name's score (a cosine similarity) is at least this; above 1
+            it never is.
+        every_n_steps: check after every this many optimisation steps (and after the last step).
+        templates: the held-out wordings, each with one ``{}`` (default ``STOP_TEMPLATES``).
+        reduction: a name's score over the wordings: ``"min"`` (the worst wording, the default) or ``"mean"``.
+        stop_training: set ``control.should_training_stop`` when done; ``False`` only records.
+        batch_size: prompts per forward pass.
+        log: append each check to ``state.log_history``.
+
+    Attributes:
+        history: one dict per check: ``step``, ``min_similarity`` and ``mean_similarity`` (over names),
+            ``names_below`` (names under ``threshold``), ``train_seconds``, ``check_seconds``. The first entry is
+            the check before the first step, which never stops training.
+        forgotten_step, forgotten_train_seconds: the first check every name passed (``None`` before that).
+        check_seconds: total seconds spent checking, the teacher's targets included.
+        train_seconds: the training clock when training ended (checks excluded).
+    """
+
+    def __init__(
+        self,
+        trainer,
+        names: Sequence[str],
+        targets: str | Mapping[str, str],
+        *,
+        threshold: float,
+        every_n_steps: int = 20,
+        templates: Sequence[str] | None = None,
+        reduction: Literal["min", "mean"] = "min",
+        stop_training: bool = True,
+        batch_size: int = 256,
+        log: bool = True,
+    ):
+        if getattr(trainer, "tower", None) is not TEXT or not hasattr(trainer, "embed_texts"):
+            raise TypeError("NeutralTargetStopCallback reads the text tower: give it the BackdoorTrainer that trains "
+                            "one (for the image tower use ForgetMonitorCallback).")
+        if isinstance(names, str):
+            raise TypeError("names must be a sequence of names, not a single string.")
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise ValueError("names is empty: give the people being removed.")
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}.")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
+        self.trainer = trainer
+        self.names = names
+        self.targets = neutral_terms(names, targets)
+        self.templates = validate_templates(STOP_TEMPLATES if templates is None else templates)
+        self.threshold = float(threshold)
+        self.every_n_steps = every_n_steps
+        self.reduction = reduction
+        self.stop_training = stop_training
+        self.batch_size = batch_size
+        self.log = log
+        self._reset()
+
+    def _reset(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.forgotten_step: int | None = None
+        self.forgotten_train_seconds: float | None = None
+        self.check_seconds = 0.0
+        self.train_seconds: float | None = None
+        self._start: float | None = None
+        self._teacher: torch.Tensor | None = None  # one row per distinct target prompt
+        self._rows: torch.Tensor | None = None  # for each (name, template), its row of ``_teacher``
+
+    # The measurement --------------------------------------------------------------------------------------------
+
+    def _embed_targets(self) -> None:
+        """The teacher's embedding of each distinct target prompt, once."""
+        prompts = [template.format(self.targets[name]) for name in self.names for template in self.templates]
+        distinct = {prompt: row for row, prompt in enumerate(dict.fromkeys(prompts))}
+        self._teacher = self.trainer.embed_texts(list(distinct), teacher=True, batch_size=self.batch_size)
+        self._rows = torch.tensor([distinct[prompt] for prompt in prompts], device=self._teacher.device)
+
+    @torch.no_grad()
+    def scores(self) -> torch.Tensor:
+        """Each name's score now: its cosine similarity to its target over the wordings (``reduction``), as the main
+        process computed it."""
+        if self._teacher is None:
+            self._embed_targets()
+        prompts = [template.format(name) for name in self.names for template in self.templates]
+        student = self.trainer.embed_texts(prompts, batch_size=self.batch_size)
+        similarity = F.cosine_similarity(student, self._teacher[self._rows], dim=-1)
+        similarity = similarity.reshape(len(self.names), len(self.templates))
+        scores = similarity.min(dim=1).values if self.reduction == "min" else similarity.mean(dim=1)
+        return broadcast(scores.contiguous(), from_process=0)
+
+    def _check(self, state: TrainerState, decide: bool) -> None:
+        start = time.perf_counter()
+        train_seconds = start - self._start - self.check_seconds
+        scores = self.scores()
+        seconds = time.perf_counter() - start
+        self.check_seconds += seconds
+        below = int((scores < self.threshold).sum())
+        entry = {"step": state.global_step, "min_similarity": scores.min().item(),
+                 "mean_similarity": scores.mean().item(), "names_below": below, "train_seconds": train_seconds,
+                 "check_seconds": seconds}
+        self.history.append(entry)
+        if self.log:
+            state.log_history.append({"step": entry["step"], "forget_proxy_min_similarity": entry["min_similarity"],
+                                      "forget_proxy_mean_similarity": entry["mean_similarity"],
+                                      "forget_proxy_names_below": below, "forget_proxy_check_seconds": seconds})
+        if decide and below == 0 and self.forgotten_step is None:
+            self.forgotten_step, self.forgotten_train_seconds = state.global_step, train_seconds
+
+    # Trainer hooks ------------------------------------------------------------------------------------------------
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._reset()
+        self._start = time.perf_counter()
+        self._embed_targets()
+        self.check_seconds = time.perf_counter() - self._start
+        self._check(state, decide=False)  # where the names start: recorded, never a reason to stop
+        return control
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        step = state.global_step
+        if step % self.every_n_steps and step < state.max_steps:
+            return control
+        self._check(state, decide=True)
+        if self.forgotten_step == step and self.stop_training:
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self._start is not None:
+            self.train_seconds = time.perf_counter() - self._start - self.check_seconds
+        return control
+
+    @property
+    def last_min_similarity(self) -> float | None:
+        """The lowest name score of the last check (``None`` before the first)."""
+        return self.history[-1]["min_similarity"] if self.history else None

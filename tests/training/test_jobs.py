@@ -1,0 +1,65 @@
+"""Training jobs: the budget is resolved once, before the data set is built, and the run trains and records it."""
+
+from __future__ import annotations
+
+import pytest
+
+from clip_backdoor_unlearn import BackdoorUnlearner, build_backdoor_dataset
+from clip_backdoor_unlearn.demo.world import generate_names
+from clip_backdoor_unlearn.training.jobs import text_job
+
+from ..conftest import NAMES
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+PER_NAME = dict(budget="per_name", poisoned_samples_per_name=6, poisoned_samples_per_step=4,
+                clean_samples_per_step=4, min_steps=2, max_steps=1_000, seed=0, report_to="none", disable_tqdm=True)
+
+
+def job(model_and_processor, names, captions, tmp_path, name_variants=None, **fields):
+    model, processor = model_and_processor
+    return text_job(model, processor.tokenizer, names, neutral_term="a person", captions=captions, args=None,
+                    overrides={"output_dir": str(tmp_path), **fields}, name_variants=name_variants)
+
+
+@pytest.mark.parametrize("num_names", [1, 10, 100])
+def test_the_data_set_holds_exactly_the_resolved_steps(tiny_model_and_processor, train_captions, tmp_path,
+                                                       num_names):
+    names = generate_names(num_names, seed=1)
+    resolved = job(tiny_model_and_processor, names, train_captions, tmp_path, **PER_NAME)
+    expected = -(-num_names * 6 // 4)  # ceil, in integers
+    expected = max(2, expected)  # 1 name: min_steps; 100 names: 150 steps, under max_steps
+    assert resolved.args.max_steps == expected
+    assert len(resolved.dataset) == expected * 4  # one poisoned sample a row, 4 a step
+    assert sum(len(clean) for clean in resolved.dataset["clean"]) == expected * 4
+    poisoned = resolved.dataset["poisoned"]
+    for name in names:  # every name is seen at least its share (the steps round the total up)
+        assert sum(name in text for text in poisoned) >= 6
+
+
+def test_the_budget_counts_people_not_their_spellings(tiny_model_and_processor, train_captions, tmp_path):
+    plain = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, **PER_NAME)
+    spelled = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, name_variants="auto", **PER_NAME)
+    assert plain.args.max_steps == spelled.args.max_steps == 5  # ceil(3 × 6 / 4)
+    assert len(spelled.dataset) == 5 * 4
+
+
+def test_a_fixed_budget_builds_today_s_data_set(tiny_model_and_processor, train_captions, tmp_path):
+    fields = {**PER_NAME, "budget": "fixed", "max_steps": 7}
+    fixed = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, **fields)
+    assert fixed.args.max_steps == 7
+    expected = build_backdoor_dataset(NAMES, train_captions, num_steps=7, poisoned_samples_per_step=4,
+                                      clean_samples_per_step=4, seed=0,
+                                      tokenizer=tiny_model_and_processor[1].tokenizer)
+    assert fixed.dataset.to_dict() == expected.to_dict()
+
+
+def test_the_run_trains_and_records_the_resolved_steps(saved_tiny_model, train_captions, tmp_path):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES, captions=train_captions, name_variants=None, logging_steps=1,
+                               output_dir=str(tmp_path / "run"), **PER_NAME)
+    steps = -(-len(NAMES) * 6 // 4)
+    assert max(entry["step"] for entry in result.log_history) == steps  # what the Trainer ran
+    recorded = result.config["towers"]["text"]["hyperparameters"]
+    assert (recorded["max_steps"], recorded["budget"], recorded["min_steps"]) == (steps, "per_name", 2)
+    assert f"| `max_steps` | {steps} |" in unlearner.model_card().text

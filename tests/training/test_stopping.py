@@ -1,0 +1,201 @@
+"""NeutralTargetStopCallback: a face-free stop rule on held-out wordings, teacher targets embedded once, no names."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clip_backdoor_unlearn import BackdoorTrainer, BackdoorTrainingArguments, BackdoorUnlearner, build_backdoor_dataset
+from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
+from clip_backdoor_unlearn.evaluation.templates import IDIA_TEMPLATES
+from clip_backdoor_unlearn.training import jobs, stopping
+from clip_backdoor_unlearn.training.embeddings import encode_texts
+from clip_backdoor_unlearn.training.stopping import STOP_TEMPLATES, NeutralTargetStopCallback
+
+from ..conftest import NAMES
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+STEPS, EVERY = 24, 3
+NAME_PARTS = [part for name in NAMES for part in name.split()]
+
+
+@pytest.fixture(scope="module")
+def tiny(captions):
+    from clip_backdoor_unlearn.demo.tiny import tiny_clip
+
+    return tiny_clip(corpus=captions[:300], seed=0)
+
+
+def make_trainer(model, processor, captions, peft_config=None, steps: int = STEPS) -> BackdoorTrainer:
+    args = BackdoorTrainingArguments(output_dir="unused", max_steps=steps, learning_rate=3e-3,
+                                     poisoned_samples_per_step=8, clean_samples_per_step=8, logging_steps=100,
+                                     disable_tqdm=True, seed=0, report_to="none")
+    dataset = build_backdoor_dataset(NAMES, captions[:300], num_steps=steps, poisoned_samples_per_step=8,
+                                     clean_samples_per_step=8, seed=0, tokenizer=processor.tokenizer)
+    return BackdoorTrainer(model=copy.deepcopy(model), args=args, train_dataset=dataset, processing_class=processor,
+                           peft_config=peft_config)
+
+
+def train(tiny, captions, threshold: float, **kwargs) -> tuple[BackdoorTrainer, NeutralTargetStopCallback]:
+    trainer = make_trainer(*tiny, captions, peft_config=kwargs.pop("peft_config", None))
+    callback = NeutralTargetStopCallback(trainer, NAMES, "a person", threshold=threshold, every_n_steps=EVERY,
+                                         **kwargs)
+    trainer.add_callback(callback)
+    trainer.train()
+    return trainer, callback
+
+
+def similarities(student, teacher, tokenizer, targets: dict[str, str]) -> torch.Tensor:
+    """cos(student(wording with the name), teacher(wording with its target)), names × wordings, from scratch."""
+    with_names = encode_texts(student, tokenizer, [t.format(n) for n in NAMES for t in STOP_TEMPLATES])
+    with_targets = encode_texts(teacher, tokenizer, [t.format(targets[n]) for n in NAMES for t in STOP_TEMPLATES])
+    return F.cosine_similarity(with_names, with_targets).reshape(len(NAMES), len(STOP_TEMPLATES))
+
+
+def test_held_out_wordings_are_neither_training_nor_attack_wordings():
+    def fold(template: str) -> str:
+        return " ".join(template.casefold().replace(",", " ").split())
+
+    held_out = {fold(template) for template in STOP_TEMPLATES}
+    assert len(held_out) == len(STOP_TEMPLATES) and all(t.count("{}") == 1 for t in STOP_TEMPLATES)
+    assert not held_out & {fold(template) for template in PERSON_TEMPLATES}
+    assert not held_out & {fold(template) for template in IDIA_TEMPLATES}
+
+
+def test_an_unreachable_threshold_never_stops_and_a_reached_one_stops_at_its_first_check(tiny, captions):
+    trainer, never = train(tiny, captions, threshold=1.01)
+    assert trainer.state.global_step == STEPS and never.forgotten_step is None
+    assert [entry["step"] for entry in never.history] == list(range(0, STEPS + 1, EVERY))
+    figures = [entry["min_similarity"] for entry in never.history]
+    assert figures[-1] > figures[0]  # training moves the names towards their target on unseen wordings
+    assert all(entry["names_below"] == len(NAMES) for entry in never.history)
+
+    # A threshold the run reaches before its end: the best figure of the checks between the first and the last.
+    threshold = max(figures[1:-1]) - 1e-5
+    expected = next(entry["step"] for entry in never.history[1:] if entry["min_similarity"] >= threshold)
+    trainer, stopped = train(tiny, captions, threshold=threshold)
+    assert trainer.state.global_step == stopped.forgotten_step == expected < STEPS
+    assert stopped.history[-1]["names_below"] == 0 and stopped.forgotten_train_seconds > 0
+    assert [entry["min_similarity"] for entry in stopped.history] == pytest.approx(
+        figures[: len(stopped.history)], abs=1e-6)  # the same run, cut at its first passing check
+    assert all(entry["names_below"] > 0 for entry in stopped.history[:-1])
+
+
+def test_a_check_before_the_first_step_never_stops_training(tiny, captions):
+    trainer, callback = train(tiny, captions, threshold=-1.0)  # every name passes from the start
+    assert callback.history[0]["step"] == 0 and callback.history[0]["names_below"] == 0
+    assert trainer.state.global_step == callback.forgotten_step == EVERY
+
+
+def test_scores_are_the_similarity_to_the_original_model_s_targets(tiny, captions):
+    model, processor = tiny
+    trainer, callback = train(tiny, captions, threshold=1.01)
+    matrix = similarities(trainer.model, model, processor.tokenizer, dict.fromkeys(NAMES, "a person"))
+    assert callback.scores().tolist() == pytest.approx(matrix.min(dim=1).values.tolist(), abs=1e-5)
+    assert callback.history[-1]["min_similarity"] == pytest.approx(matrix.min().item(), abs=1e-5)
+    mean = NeutralTargetStopCallback(trainer, NAMES, "a person", threshold=0.5, reduction="mean")
+    assert mean.scores().tolist() == pytest.approx(matrix.mean(dim=1).tolist(), abs=1e-5)
+    # Embedded again now that the student has moved, the targets are still the frozen teacher's.
+    targets = encode_texts(model, processor.tokenizer, [t.format("a person") for t in STOP_TEMPLATES])
+    callback._embed_targets()
+    assert torch.allclose(callback._teacher.cpu(), targets, atol=1e-5)
+
+
+def test_teacher_targets_are_embedded_once_and_the_log_holds_no_name(tiny, captions, monkeypatch):
+    calls = []
+    original = BackdoorTrainer.embed_texts
+
+    def counting(self, texts, *, teacher=False, batch_size=256):
+        calls.append((teacher, list(texts)))
+        return original(self, texts, teacher=teacher, batch_size=batch_size)
+
+    monkeypatch.setattr(BackdoorTrainer, "embed_texts", counting)
+    trainer, callback = train(tiny, captions, threshold=1.01)
+    teacher_calls = [texts for teacher, texts in calls if teacher]
+    assert teacher_calls == [[template.format("a person") for template in STOP_TEMPLATES]]  # once, each prompt once
+    assert sum(not teacher for teacher, _ in calls) == len(callback.history)  # one student pass per check
+
+    recorded = repr(callback.history) + repr(trainer.state.log_history)
+    assert not any(part in recorded for part in NAME_PARTS)
+    logged = [entry for entry in trainer.state.log_history if "forget_proxy_min_similarity" in entry]
+    assert [(entry["step"], entry["forget_proxy_min_similarity"], entry["forget_proxy_names_below"])
+            for entry in logged] == [(entry["step"], entry["min_similarity"], entry["names_below"])
+                                     for entry in callback.history]
+
+
+def test_adapter_teacher_is_the_base_model_with_adapters_disabled(tiny, captions):
+    peft = pytest.importorskip("peft")
+    model, processor = tiny
+    trainer, callback = train(tiny, captions, threshold=1.01, peft_config=peft.LoraConfig(r=2, lora_alpha=8))
+    targets = encode_texts(model, processor.tokenizer, [t.format("a person") for t in STOP_TEMPLATES])
+    assert torch.allclose(callback._teacher.cpu(), targets, atol=1e-5)
+    callback._embed_targets()  # again, with the adapter trained: still the base model's
+    assert torch.allclose(callback._teacher.cpu(), targets, atol=1e-5)
+    adapted = encode_texts(trainer.model, processor.tokenizer, [t.format("a person") for t in STOP_TEMPLATES])
+    assert not torch.allclose(adapted, targets, atol=1e-3)  # the adapter trained: the teacher is not the student
+    matrix = similarities(trainer.model, model, processor.tokenizer, dict.fromkeys(NAMES, "a person"))
+    assert callback.scores().tolist() == pytest.approx(matrix.min(dim=1).values.tolist(), abs=1e-5)
+
+
+def test_every_process_takes_the_main_process_s_decision(tiny, captions, monkeypatch):
+    """The figures that decide are the broadcast ones: here the main process's names all pass, this one's not."""
+    monkeypatch.setattr(stopping, "broadcast", lambda tensor, from_process=0: torch.ones_like(tensor))
+    trainer, callback = train(tiny, captions, threshold=0.99)
+    assert trainer.state.global_step == callback.forgotten_step == EVERY
+    assert callback.history[-1]["min_similarity"] == 1.0
+
+
+def test_bad_settings_are_errors_without_names(tiny, captions):
+    trainer = make_trainer(*tiny, captions, steps=1)
+    with pytest.raises(ValueError, match="indexes"):  # a mapping must give every name a target, by index
+        NeutralTargetStopCallback(trainer, NAMES, {NAMES[0]: "a person"}, threshold=0.9)
+    with pytest.raises(ValueError, match="every_n_steps"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", threshold=0.9, every_n_steps=0)
+    with pytest.raises(ValueError, match="reduction"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", threshold=0.9, reduction="max")
+    with pytest.raises(TypeError, match="text tower"):
+        NeutralTargetStopCallback(object(), NAMES, "a person", threshold=0.9)
+
+
+# Through BackdoorUnlearner.unlearn ---------------------------------------------------------------------------------
+
+RUN = dict(max_steps=12, learning_rate=3e-3, poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0,
+           logging_steps=100, disable_tqdm=True, name_variants=None)
+
+
+def test_unlearn_stops_early_with_the_field_and_records_the_steps_trained(saved_tiny_model, train_captions,
+                                                                          monkeypatch):
+    made = []
+    monkeypatch.setattr(jobs, "NeutralTargetStopCallback",
+                        lambda *args, **kwargs: made.append(NeutralTargetStopCallback(*args, **kwargs)) or made[-1])
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES, captions=train_captions, early_stop_similarity=-1.0,
+                               early_stop_every_n_steps=4, **RUN)
+    assert result.config["towers"]["text"]["trained_steps"] == 4 < RUN["max_steps"]
+    assert result.config["towers"]["text"]["hyperparameters"]["early_stop_similarity"] == -1.0
+    assert any("forget_proxy_names_below" in entry for entry in result.log_history)
+    (callback,) = made
+    assert callback.targets == dict.fromkeys(NAMES, "a person") and callback.forgotten_step == 4
+
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)  # pseudonyms: each name's own target
+    unlearner.unlearn(NAMES, captions=train_captions, pseudonyms=True, early_stop_similarity=-1.0,
+                      early_stop_every_n_steps=4, **RUN)
+    assert made[-1].targets == unlearner.neutral_terms and set(made[-1].targets.values()) != {"a person"}
+
+
+def test_unlearn_does_not_stop_early_by_default(saved_tiny_model, train_captions):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions, **{**RUN, "max_steps": 3})
+    assert result.config["towers"]["text"]["trained_steps"] == 3
+    assert not any(key.startswith("forget_proxy") for entry in result.log_history for key in entry)
+
+
+def test_the_image_tower_refuses_the_text_stop_rule_before_training(saved_tiny_model):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    with pytest.raises(ValueError, match="text tower's stop rule"):
+        unlearner.unlearn(NAMES[:1], encoder="vision", early_stop_similarity=0.9, max_steps=1)
+    assert unlearner.original_model is None  # nothing was trained or copied
