@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTextModelWithProjection
 
-from clip_backdoor_unlearn import BackdoorUnlearner
+from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
 from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
 from clip_backdoor_unlearn.training.embeddings import encode_texts
 
@@ -183,12 +183,16 @@ def test_callbacks_reach_the_trainer_and_can_stop_it(saved_tiny_model, train_cap
 
 
 def test_adapter_defaults_apply_only_where_unset(saved_tiny_model, train_captions):
-    peft = pytest.importorskip("peft")
+    import peft
+
+    from clip_backdoor_unlearn.training.arguments import ADAPTER_DEFAULTS
+
+    assert ADAPTER_DEFAULTS["learning_rate"] != BackdoorTrainingArguments(output_dir="x").learning_rate
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2), max_steps=2,
                       poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True)
     text = unlearner.unlearning_config["towers"]["text"]
-    assert text["hyperparameters"]["learning_rate"] == 1e-3 and not text["pseudonyms"]
+    assert text["hyperparameters"]["learning_rate"] == ADAPTER_DEFAULTS["learning_rate"] and not text["pseudonyms"]
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2), max_steps=2,
                       poisoned_samples_per_step=4, clean_samples_per_step=4, disable_tqdm=True, learning_rate=5e-4)

@@ -39,7 +39,7 @@ class Tower:
     config_class: type
     config_attribute: str  # where a CLIPConfig keeps this tower's config
     standalone_class: type  # the projected standalone model, used for teachers
-    lora_targets: str  # LoRA target regex: attention and MLP projections of every encoder layer
+    lora_modules: str  # LoRA target regex, relative to the tower: see ``_LAYERS`` and ``_TOKENS``
     plain_class: type  # the tower without projection (CLIPTextModel, CLIPVisionModel): all its weights are the tower
 
     def is_plain(self, model: torch.nn.Module) -> bool:
@@ -51,9 +51,15 @@ class Tower:
         """The parameter-name prefixes of this tower in ``model``: every parameter (``""``) of a plain tower."""
         return ("",) if self.is_plain(model) else self.prefixes
 
+    @property
+    def lora_targets(self) -> str:
+        """The LoRA target regex for this tower inside a ``CLIPModel`` or a projected standalone tower."""
+        return rf".*{self.prefixes[0].rstrip('.')}\.({self.lora_modules})"
+
     def lora_targets_of(self, model: torch.nn.Module) -> str:
-        """The LoRA target regex for this tower in ``model`` (a plain tower's layers have no tower prefix)."""
-        return _layer_targets(None) if self.is_plain(model) else self.lora_targets
+        """The LoRA target regex for this tower in ``model`` (a plain tower's modules are top-level and anchored, so
+        nothing else can match)."""
+        return f"({self.lora_modules})" if self.is_plain(model) else self.lora_targets
 
     def is_parameter(self, name: str, model: torch.nn.Module | None = None) -> bool:
         return name.startswith(self.prefixes if model is None else self.prefixes_of(model))
@@ -75,16 +81,16 @@ class Tower:
         )
 
 
-def _layer_targets(prefix: str | None) -> str:
-    layers = r"encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.fc1|mlp\.fc2)"
-    # A plain tower's layers are top-level ("encoder.layers.0…"): anchored, so nothing else can match.
-    return layers if prefix is None else rf".*{prefix}\.{layers}"
-
+# Attention and MLP projections of every encoder layer.
+_LAYERS = r"encoder\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|out_proj)|mlp\.fc1|mlp\.fc2)"
+# The text tower's token embedding as well: a name is its tokens, and an adapter on the layers alone left some
+# people findable on one demo world (benchmarks/RESULTS.md, "LoRA defaults").
+_TOKENS = r"embeddings\.token_embedding"
 
 TEXT = Tower("text", ("text_model.", "text_projection."), CLIPTextConfig, "text_config", CLIPTextModelWithProjection,
-             _layer_targets(r"text_model"), CLIPTextModel)
+             f"{_LAYERS}|{_TOKENS}", CLIPTextModel)
 VISION = Tower("vision", ("vision_model.", "visual_projection."), CLIPVisionConfig, "vision_config",
-               CLIPVisionModelWithProjection, _layer_targets(r"vision_model"), CLIPVisionModel)
+               CLIPVisionModelWithProjection, _LAYERS, CLIPVisionModel)
 
 CLIP_MODEL_CLASSES = (CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, CLIPTextModel,
                       CLIPVisionModel)
