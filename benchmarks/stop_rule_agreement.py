@@ -3,6 +3,7 @@
     python benchmarks/stop_rule_agreement.py                     # full demo world (seed 0), 1 4 10 32, seeds 42 7
     python benchmarks/stop_rule_agreement.py --world_seed 1      # a second world, to report on what was tuned on 0
     python benchmarks/stop_rule_agreement.py --size ci --removed 1 4 --seed 42 --json /tmp/agreement-ci.json
+    python benchmarks/stop_rule_agreement.py --rescore /tmp/agreement-ci.json --thresholds 0.8 0.85 --max_tpr 0
 
 For each count k of removed people (the first k detected members) and each training seed, runs ONE text-tower
 training with the README's main-job settings (``DEMO_TEXT_SETTINGS``: 200 steps, lr 1e-3, 64 poisoned + 64 clean
@@ -21,7 +22,9 @@ attack's TPR there, the first check whose TPR is at most ``--max_tpr``, and the 
 ``--max_tpr`` at the rule's stop), *too early* (above it) or *never* (the threshold is not reached within the
 steps). Steps saved are ``max_steps`` minus the stop step (0 for *never*). A stopped run would have had the same
 weights at its stop step as this one (the rule only reads the model), so one full run gives every threshold's
-outcome. The learning-rate schedule is the 200-step one throughout.
+outcome; ``--rescore`` scores other thresholds (or another ``--max_tpr``) on a recorded ``--json`` without
+training. "stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not
+monotonic). The learning-rate schedule is the 200-step one throughout.
 
 Seconds: the whole ``unlearn`` call (both monitors' checks included), and each monitor's checks alone.
 """
@@ -46,8 +49,8 @@ from clip_backdoor_unlearn.training.callbacks import ForgetMonitorCallback
 THRESHOLDS = (0.90, 0.93, 0.95, 0.97, 0.99)
 UNREACHABLE = 2.0  # a cosine similarity never reaches it: the face-free rule records and never stops
 OUTCOMES = ("agrees", "too early", "never")
-COLUMNS = ("removed", "seed", "stops at", "score there", "TPR there", "attack ≤ max TPR at", "TPR at end", "outcome",
-           "steps saved")
+COLUMNS = ("removed", "seed", "stops at", "score there", "TPR there", "attack ≤ max TPR at", "stays ≤ from",
+           "TPR at end", "outcome", "steps saved")
 
 
 def run(setup: dict, count: int, settings: dict, options: argparse.Namespace) -> dict:
@@ -86,6 +89,9 @@ def outcome(row: dict, threshold: float, max_tpr: float) -> dict:
     series = row["series"]
     stop = next((check for check in series if check["min_similarity"] >= threshold), None)
     forgotten = next((check["step"] for check in series if check["tpr"] <= max_tpr), None)
+    # The first check from which every later one is at most max_tpr too (the attack's TPR is not monotonic).
+    stays = next((check["step"] for index, check in enumerate(series)
+                  if all(later["tpr"] <= max_tpr for later in series[index:])), None)
     if stop is None:
         verdict = "never"
     else:
@@ -95,7 +101,7 @@ def outcome(row: dict, threshold: float, max_tpr: float) -> dict:
         "stops at": None if stop is None else stop["step"],
         "score there": None if stop is None else stop["min_similarity"],
         "TPR there": None if stop is None else stop["tpr"],
-        "attack ≤ max TPR at": forgotten, "TPR at end": series[-1]["tpr"], "outcome": verdict,
+        "attack ≤ max TPR at": forgotten, "stays ≤ from": stays, "TPR at end": series[-1]["tpr"], "outcome": verdict,
         "steps saved": 0 if stop is None else row["max_steps"] - stop["step"],
     }
 
@@ -105,6 +111,33 @@ def summary(outcomes: list[dict]) -> str:
     saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
     return (f"{counts['agrees']} of {len(outcomes)} agree, {counts['too early']} too early, {counts['never']} never; "
             f"mean steps saved {saved:.1f}")
+
+
+def report(rows: list[dict], thresholds: list[float], max_tpr: float) -> dict:
+    """Print a table per threshold, the summary and the seconds; return each threshold's outcomes."""
+    results = {}
+    for threshold in thresholds:
+        outcomes = [outcome(row, threshold, max_tpr) for row in rows]
+        results[threshold] = outcomes
+        print(f"\n### Threshold {threshold:g}: {summary(outcomes)}\n")
+        print(" | ".join(COLUMNS))
+        print(" | ".join("---" for _ in COLUMNS))
+        for entry in outcomes:
+            print(" | ".join(cell(entry[column]) for column in COLUMNS))
+
+    print("\nthreshold | agrees | too early | never | mean steps saved")
+    print("--- | --- | --- | --- | ---")
+    for threshold, outcomes in results.items():
+        counts = [sum(entry["outcome"] == name for entry in outcomes) for name in OUTCOMES]
+        saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
+        print(f"{threshold:g} | " + " | ".join(str(n) for n in counts) + f" | {saved:.1f}")
+
+    print("\nremoved | seed | score before | unlearn() s | attack checks s | proxy checks s")
+    print("--- | --- | --- | --- | --- | ---")
+    for row in rows:
+        print(f"{row['removed']} | {row['seed']} | {row['similarity_before']:.3f} | {row['unlearn_seconds']:.1f} | "
+              f"{row['attack_check_seconds']:.1f} | {row['proxy_check_seconds']:.1f}")
+    return results
 
 
 def main() -> None:
@@ -118,7 +151,16 @@ def main() -> None:
     parser.add_argument("--max_tpr", type=float, default=0.1, help="the attack counts the people forgotten at <= this")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
                         help="stop-rule thresholds to score (cosine similarity)")
+    parser.add_argument("--rescore", metavar="JSON",
+                        help="train nothing: score --thresholds and --max_tpr on the series a --json file recorded")
     options = parser.parse_args()
+    if options.rescore:
+        with open(options.rescore, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+        print(f"{recorded['size']} demo world (seed {recorded['world_seed']}), seeds {recorded['seeds']}, "
+              f"recorded by: {recorded['machine']}")
+        report(recorded["rows"], options.thresholds, options.max_tpr)
+        return
     seeds = options.seed
 
     load_before = os.getloadavg()
@@ -144,28 +186,7 @@ def main() -> None:
                   flush=True)
     load_after = os.getloadavg()
 
-    results = {}
-    for threshold in options.thresholds:
-        outcomes = [outcome(row, threshold, options.max_tpr) for row in rows]
-        results[threshold] = outcomes
-        print(f"\n### Threshold {threshold:.2f}: {summary(outcomes)}\n")
-        print(" | ".join(COLUMNS))
-        print(" | ".join("---" for _ in COLUMNS))
-        for entry in outcomes:
-            print(" | ".join(cell(entry[column]) for column in COLUMNS))
-
-    print("\nthreshold | agrees | too early | never | mean steps saved")
-    print("--- | --- | --- | --- | ---")
-    for threshold, outcomes in results.items():
-        counts = [sum(entry["outcome"] == name for entry in outcomes) for name in OUTCOMES]
-        saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
-        print(f"{threshold:.2f} | " + " | ".join(str(n) for n in counts) + f" | {saved:.1f}")
-
-    print("\nremoved | seed | score before | unlearn() s | attack checks s | proxy checks s")
-    print("--- | --- | --- | --- | --- | ---")
-    for row in rows:
-        print(f"{row['removed']} | {row['seed']} | {row['similarity_before']:.3f} | {row['unlearn_seconds']:.1f} | "
-              f"{row['attack_check_seconds']:.1f} | {row['proxy_check_seconds']:.1f}")
+    results = report(rows, options.thresholds, options.max_tpr)
     print("\n" + machine_line(load_before, load_after))
     print(f"total {time.perf_counter() - started:.0f}s (the world, the attack before, and every run)")
     if options.json:
@@ -173,7 +194,7 @@ def main() -> None:
             json.dump({"settings": settings, "seeds": seeds, "size": options.size, "world_seed": options.world_seed,
                        "every_n_steps": options.every_n_steps, "max_tpr": options.max_tpr,
                        "machine": machine_line(load_before, load_after), "rows": rows,
-                       "outcomes": {f"{threshold:.2f}": outcomes for threshold, outcomes in results.items()}},
+                       "outcomes": {f"{threshold:g}": outcomes for threshold, outcomes in results.items()}},
                       handle, indent=2)
 
 
