@@ -29,8 +29,9 @@ Nothing recorded or logged holds a name, only counts and rates: each check is ap
 synchronised weights, and the main process's figures are broadcast to all, so every process takes the same decision
 even where rounding differs between devices.
 
-How well this rule agrees with the attack is not measured yet; ``BackdoorTrainingArguments.early_stop_similarity``
-is off by default until it is (docs/method.md).
+How well this rule agrees with the attack is measured by ``benchmarks/stop_rule_agreement.py`` (figures in
+benchmarks/RESULTS.md, issue 17): the score's scale moves with the world, so a threshold safe on one demo world
+stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`` is off by default (docs/method.md).
 """
 
 from __future__ import annotations

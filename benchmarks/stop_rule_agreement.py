@@ -1,0 +1,202 @@
+"""Does the face-free stop rule agree with the attack? Where ``early_stop_similarity`` would stop, and the TPR there.
+
+    python benchmarks/stop_rule_agreement.py                     # full demo world (seed 0), 1 4 10 32, seeds 42 7
+    python benchmarks/stop_rule_agreement.py --world_seed 1      # a second world, to report on what was tuned on 0
+    python benchmarks/stop_rule_agreement.py --size ci --removed 1 4 --seed 42 --json /tmp/agreement-ci.json
+    python benchmarks/stop_rule_agreement.py --rescore /tmp/agreement-ci.json --thresholds 0.8 0.85 --max_tpr 0
+
+For each count k of removed people (the first k detected members) and each training seed, runs ONE text-tower
+training with the README's main-job settings (``DEMO_TEXT_SETTINGS``: 200 steps, lr 1e-3, 64 poisoned + 64 clean
+captions a step, the world's unlearning captions minus every 7th, every other candidate kept) with both monitors
+recording every ``--every_n_steps`` steps and neither stopping:
+
+* the face-free rule (``NeutralTargetStopCallback``, wired by ``unlearn(early_stop_similarity=...)`` with an
+  unreachable threshold, 2.0): the lowest name score, each name's worst held-out wording against the teacher's
+  embedding of the same wording with "a person" (``forget_proxy_min_similarity`` in the log history);
+* the identity inference attack (``ForgetMonitorCallback`` with ``max_tpr=-1``): the removed people's fresh ``eval``
+  pictures, the 21 IDIA prompts, the whole candidate pool re-embedded at every check (the exact TPR).
+
+From the two series, for each threshold in ``--thresholds``: the step the rule would stop at (the first check, after
+training began, whose lowest score is at least the threshold; the check before the first step never stops), the
+attack's TPR there, the first check whose TPR is at most ``--max_tpr``, and the outcome: *agrees* (TPR at most
+``--max_tpr`` at the rule's stop), *too early* (above it) or *never* (the threshold is not reached within the
+steps). Steps saved are ``max_steps`` minus the stop step (0 for *never*). A stopped run would have had the same
+weights at its stop step as this one (the rule only reads the model), so one full run gives every threshold's
+outcome; ``--rescore`` scores other thresholds (or another ``--max_tpr``) on a recorded ``--json`` without
+training. "stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not
+monotonic). The learning-rate schedule is the 200-step one throughout.
+
+Seconds: the whole ``unlearn`` call (both monitors' checks included), and each monitor's checks alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+import time
+import warnings
+
+from time_to_forget import add_common_arguments, cell, machine_line, prepare, text_inputs, text_settings
+
+from clip_backdoor_unlearn import BackdoorUnlearner
+from clip_backdoor_unlearn.data.variants import VariantConflictWarning
+from clip_backdoor_unlearn.evaluation.idia import images_by_person
+from clip_backdoor_unlearn.training.callbacks import ForgetMonitorCallback
+
+THRESHOLDS = (0.90, 0.93, 0.95, 0.97, 0.99)
+UNREACHABLE = 2.0  # a cosine similarity never reaches it: the face-free rule records and never stops
+OUTCOMES = ("agrees", "too early", "never")
+COLUMNS = ("removed", "seed", "stops at", "score there", "TPR there", "attack ≤ max TPR at", "stays ≤ from",
+           "TPR at end", "outcome", "steps saved")
+
+
+def run(setup: dict, count: int, settings: dict, options: argparse.Namespace) -> dict:
+    """One training with both monitors recording; the two series, step by step."""
+    removed = setup["detected"][:count]
+    people = setup["people"]
+    attack = ForgetMonitorCallback(
+        setup["processor"], {name: people[name] for name in removed}, removed, setup["world"].candidate_names,
+        every_n_steps=options.every_n_steps, max_tpr=-1.0,
+    )
+    unlearner = BackdoorUnlearner(copy.deepcopy(setup["model"]), setup["processor"])
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stop-rule-agreement-") as output_dir, warnings.catch_warnings():
+        warnings.simplefilter("ignore", VariantConflictWarning)  # expected: kept names share name parts
+        result = unlearner.unlearn(removed, callbacks=[attack], output_dir=output_dir, disable_tqdm=True,
+                                   logging_strategy="no", early_stop_similarity=UNREACHABLE,
+                                   early_stop_every_n_steps=options.every_n_steps, **text_inputs(setup, removed),
+                                   **settings)
+    seconds = time.perf_counter() - start
+    proxy = [entry for entry in result.log_history if "forget_proxy_min_similarity" in entry]
+    similarity = {entry["step"]: entry["forget_proxy_min_similarity"] for entry in proxy if entry["step"] > 0}
+    tpr = {entry["step"]: entry["tpr"] for entry in attack.history}
+    if sorted(similarity) != sorted(tpr):
+        raise RuntimeError(f"The monitors checked at different steps: {sorted(similarity)} and {sorted(tpr)}.")
+    return {
+        "removed": count, "seed": settings["seed"], "max_steps": settings["max_steps"],
+        "series": [{"step": step, "min_similarity": similarity[step], "tpr": tpr[step]} for step in sorted(tpr)],
+        "similarity_before": next(entry["forget_proxy_min_similarity"] for entry in proxy if entry["step"] == 0),
+        "unlearn_seconds": seconds, "attack_check_seconds": attack.check_seconds,
+        "proxy_check_seconds": sum(entry["forget_proxy_check_seconds"] for entry in proxy),
+    }
+
+
+def outcome(row: dict, threshold: float, max_tpr: float) -> dict:
+    """Where the rule at ``threshold`` would have stopped this run, and what the attack said there."""
+    series = row["series"]
+    stop = next((check for check in series if check["min_similarity"] >= threshold), None)
+    forgotten = next((check["step"] for check in series if check["tpr"] <= max_tpr), None)
+    # The first check from which every later one is at most max_tpr too (the attack's TPR is not monotonic).
+    stays = next((check["step"] for index, check in enumerate(series)
+                  if all(later["tpr"] <= max_tpr for later in series[index:])), None)
+    if stop is None:
+        verdict = "never"
+    else:
+        verdict = "agrees" if stop["tpr"] <= max_tpr else "too early"
+    return {
+        "removed": row["removed"], "seed": row["seed"],
+        "stops at": None if stop is None else stop["step"],
+        "score there": None if stop is None else stop["min_similarity"],
+        "TPR there": None if stop is None else stop["tpr"],
+        "attack ≤ max TPR at": forgotten, "stays ≤ from": stays, "TPR at end": series[-1]["tpr"], "outcome": verdict,
+        "steps saved": 0 if stop is None else row["max_steps"] - stop["step"],
+    }
+
+
+def summary(outcomes: list[dict]) -> str:
+    counts = {name: sum(entry["outcome"] == name for entry in outcomes) for name in OUTCOMES}
+    saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
+    return (f"{counts['agrees']} of {len(outcomes)} agree, {counts['too early']} too early, {counts['never']} never; "
+            f"mean steps saved {saved:.1f}")
+
+
+def report(rows: list[dict], thresholds: list[float], max_tpr: float) -> dict:
+    """Print a table per threshold, the summary and the seconds; return each threshold's outcomes."""
+    results = {}
+    for threshold in thresholds:
+        outcomes = [outcome(row, threshold, max_tpr) for row in rows]
+        results[threshold] = outcomes
+        print(f"\n### Threshold {threshold:g}: {summary(outcomes)}\n")
+        print(" | ".join(COLUMNS))
+        print(" | ".join("---" for _ in COLUMNS))
+        for entry in outcomes:
+            print(" | ".join(cell(entry[column]) for column in COLUMNS))
+
+    print("\nthreshold | agrees | too early | never | mean steps saved")
+    print("--- | --- | --- | --- | ---")
+    for threshold, outcomes in results.items():
+        counts = [sum(entry["outcome"] == name for entry in outcomes) for name in OUTCOMES]
+        saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
+        print(f"{threshold:g} | " + " | ".join(str(n) for n in counts) + f" | {saved:.1f}")
+
+    print("\nremoved | seed | score before | unlearn() s | attack checks s | proxy checks s")
+    print("--- | --- | --- | --- | --- | ---")
+    for row in rows:
+        print(f"{row['removed']} | {row['seed']} | {row['similarity_before']:.3f} | {row['unlearn_seconds']:.1f} | "
+              f"{row['attack_check_seconds']:.1f} | {row['proxy_check_seconds']:.1f}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     conflict_handler="resolve")
+    add_common_arguments(parser, removed=[1, 4, 10, 32])
+    parser.set_defaults(world_seed=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[42, 7],
+                        help="training seeds (backdoor data order and shuffling); one run per count and seed")
+    parser.add_argument("--every_n_steps", type=int, default=10, help="both monitors check every N steps")
+    parser.add_argument("--max_tpr", type=float, default=0.1, help="the attack counts the people forgotten at <= this")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
+                        help="stop-rule thresholds to score (cosine similarity)")
+    parser.add_argument("--rescore", metavar="JSON",
+                        help="train nothing: score --thresholds and --max_tpr on the series a --json file recorded")
+    options = parser.parse_args()
+    if options.rescore:
+        with open(options.rescore, encoding="utf-8") as handle:
+            recorded = json.load(handle)
+        print(f"{recorded['size']} demo world (seed {recorded['world_seed']}), seeds {recorded['seeds']}, "
+              f"recorded by: {recorded['machine']}")
+        report(recorded["rows"], options.thresholds, options.max_tpr)
+        return
+    seeds = options.seed
+
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    setup = prepare(argparse.Namespace(**{**vars(options), "seed": seeds[0]}))
+    setup["people"] = images_by_person(setup["faces"])
+    settings = text_settings(argparse.Namespace(**{**vars(options), "seed": seeds[0]}))
+    print(f"settings: {settings} (seeds {seeds}), name_variants auto, kept_names = every other candidate; both "
+          f"monitors every {options.every_n_steps} steps, neither stopping; forgotten at TPR <= {options.max_tpr}")
+    print(machine_line(load_before), flush=True)
+    rows = []
+    for count in options.removed:
+        if count > len(setup["detected"]):
+            print(f"{count} removed: skipped, the world has only {len(setup['detected'])} detected members")
+            continue
+        for seed in seeds:
+            rows.append(run(setup, count, {**settings, "seed": seed}, options))
+            row = rows[-1]
+            print(f"{count} removed, seed {seed}: {row['unlearn_seconds']:.0f}s (attack checks "
+                  f"{row['attack_check_seconds']:.0f}s, proxy checks {row['proxy_check_seconds']:.1f}s), load "
+                  f"{os.getloadavg()[0]:.2f}; step:score/TPR "
+                  + " ".join(f"{c['step']}:{c['min_similarity']:.3f}/{c['tpr']:.2f}" for c in row["series"]),
+                  flush=True)
+    load_after = os.getloadavg()
+
+    results = report(rows, options.thresholds, options.max_tpr)
+    print("\n" + machine_line(load_before, load_after))
+    print(f"total {time.perf_counter() - started:.0f}s (the world, the attack before, and every run)")
+    if options.json:
+        with open(options.json, "w", encoding="utf-8") as handle:
+            json.dump({"settings": settings, "seeds": seeds, "size": options.size, "world_seed": options.world_seed,
+                       "every_n_steps": options.every_n_steps, "max_tpr": options.max_tpr,
+                       "machine": machine_line(load_before, load_after), "rows": rows,
+                       "outcomes": {f"{threshold:g}": outcomes for threshold, outcomes in results.items()}},
+                      handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
