@@ -1,73 +1,84 @@
-"""Regression for ``encoder="both"`` on a CI-sized demo world: why names map to pseudonyms, not to "a person".
+"""Regression for ``encoder="both"`` on the full demo world: why names map to pseudonyms, not to "a person".
 
-With both towers edited, "a person" and the mean face are the same point, so the anonymous face retrieves the
-removed names and names the model never learned drift towards the faces. On the CI world of seed 0, removing 10
-of its 20 members (the attack's pool as ``kept_names``, the settings of ``examples/unlearn.py``), measured:
+With both towers edited, "a person" and the anonymous mean face are close: the removed people's pictures retrieve
+the removed names as a group (all of them at "a person"), and what is left of each identity picks the right one.
+Measured on the full demo world of seed 0, 5 of its members removed (the attack's pool as ``kept_names``; the
+text settings of ``examples/unlearn.py``, ``DEMO_VISION_SETTINGS`` for the image tower): the image tower alone
+leaves TPR 0.4; with the text tower mapping names to "a person" on top TPR is 1.0, with pseudonyms 0.0.
 
-* "a person": TPR after 0.1, and 2 non-members whom the attack never found before are found (TPR 0.1 on them);
-* pseudonyms (the default for "both"): TPR after 0.1 as well, no non-member found, nobody newly found.
-
-On this world the difference shows in the names the model never learned, not in the removed people's TPR (the
-full world's 1.0 → 0.0 does not reproduce at CI size; 3 removed reach 0 either way). Each run trains both towers
-of the CI demo CLIP, about 4 minutes on two quiet cores (20+ on a shared machine), so the module is marked
-``regression`` as well as ``slow`` and is left out of the default run: ``python -m pytest -m regression tests``.
+``both`` equals the image tower, then the text tower in a second run (the towers share no parameter and each is
+trained against the original model: ``tests/training/test_vision_trainer.py`` checks the weights are the same), so
+the image tower is trained once and both text variants start from it. About 6 minutes on two quiet cores (training
+the full demo CLIP, if not cached, another 5), so the module is marked ``regression`` as well as ``slow`` and is
+left out of the default run: ``python -m pytest -m regression tests``. The CI world does not show the effect
+(there the text tower lowers the image tower's TPR whichever target it uses).
 """
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner, VisionBackdoorTrainingArguments
-from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, load_demo_clip
+from clip_backdoor_unlearn.demo.recipe import DEMO_TEXT_SETTINGS, DEMO_VISION_SETTINGS, load_demo_clip
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 
 pytestmark = [pytest.mark.slow, pytest.mark.regression, pytest.mark.usefixtures("single_thread")]
 
-NUM_REMOVED = 10
+NUM_REMOVED = 5
 
 
 @pytest.fixture(scope="module")
-def world(demo_cache):
-    model, processor, world = load_demo_clip(size="ci", seed=0, cache_dir=demo_cache, progress=False)
-    faces = world.faces()["eval"]
-    before = identity_inference_attack(model, processor, faces, world.candidate_names)
-    removed = [name for name in world.member_names if before.detected[name]][:NUM_REMOVED]
+def world(tmp_path_factory):
+    model, processor, demo = load_demo_clip(size="full", seed=0, progress=False)  # the user's demo cache
+    faces = demo.faces()["eval"]
+    before = identity_inference_attack(model, processor, faces, demo.candidate_names)
+    removed = [name for name in demo.member_names if before.detected[name]][:NUM_REMOVED]
     assert len(removed) == NUM_REMOVED
-    return {"model": model, "processor": processor, "world": world, "faces": faces, "before": before,
-            "removed": removed}
+    common = dict(output_dir=str(tmp_path_factory.mktemp("vision")), seed=0, disable_tqdm=True, report_to="none")
+    image_tower = BackdoorUnlearner(copy.deepcopy(model), processor)
+    image_tower.unlearn(removed, encoder="vision", vision_args=VisionBackdoorTrainingArguments(
+        **common, **DEMO_VISION_SETTINGS), **demo.vision_unlearning_inputs(removed))
+    vision_only = identity_inference_attack(image_tower.model, processor, faces, demo.candidate_names)
+    return {"processor": processor, "world": demo, "faces": faces, "before": before, "removed": removed,
+            "image_tower": image_tower.model, "vision_only": vision_only}
 
 
-def unlearn_both(world, tmp_path, pseudonyms):
+def text_on_top(world, tmp_path, pseudonyms: bool):
+    """The text tower of ``both`` trained on the model whose image tower was edited."""
     demo, removed = world["world"], world["removed"]
     captions = [caption for index, caption in enumerate(demo.unlearning_captions()) if index % 7]
-    common = dict(output_dir=str(tmp_path), seed=0, disable_tqdm=True, report_to="none", logging_steps=50)
-    args = BackdoorTrainingArguments(max_steps=150, learning_rate=1e-3, poisoned_samples_per_step=64,
-                                     clean_samples_per_step=64, **common)
-    vision = demo.vision_unlearning_inputs(removed)
-    vision["vision_args"] = VisionBackdoorTrainingArguments(**common, **DEMO_VISION_SETTINGS)
-    unlearner = BackdoorUnlearner(world["model"], world["processor"])
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path), seed=0, disable_tqdm=True, report_to="none",
+                                     **DEMO_TEXT_SETTINGS)
+    unlearner = BackdoorUnlearner(copy.deepcopy(world["image_tower"]), world["processor"])
     kept = [name for name in demo.candidate_names if name not in set(removed)]
-    unlearner.unlearn(removed, encoder="both", captions=captions, args=args, kept_names=kept, pseudonyms=pseudonyms,
-                      **vision)
-    after = identity_inference_attack(unlearner.model, world["processor"], world["faces"], demo.candidate_names)
-    before = world["before"]
-    newly = [name for name in demo.member_names + demo.non_member_names
-             if after.detected[name] and not before.detected[name]]
-    return after, newly
+    unlearner.unlearn(removed, encoder="text", captions=captions, args=args, kept_names=kept, pseudonyms=pseudonyms)
+    return identity_inference_attack(unlearner.model, world["processor"], world["faces"], demo.candidate_names)
 
 
-def test_the_world_knows_its_members_and_not_the_others(world):
+def newly_found(world, after) -> list[str]:
     demo, before = world["world"], world["before"]
-    assert before.tpr(demo.member_names) == 1.0 and before.tpr(demo.non_member_names) == 0.0
+    return [name for name in demo.member_names + demo.non_member_names
+            if after.detected[name] and not before.detected[name]]
 
 
-def test_a_person_as_the_target_finds_people_the_model_never_learned(world, tmp_path):
-    after, newly = unlearn_both(world, tmp_path, pseudonyms=False)
-    assert newly, "'a person' no longer finds new people on this world: update the README and this module"
-    assert after.tpr(world["world"].non_member_names) > 0  # measured 0.1: 2 non-members
+def test_the_world_knows_its_members_and_the_image_tower_alone_leaves_some(world):
+    demo, before = world["world"], world["before"]
+    assert before.tpr(demo.member_names) >= 0.9 and before.tpr(demo.non_member_names) <= 0.05
+    assert before.tpr(world["removed"]) == 1.0
+    assert world["vision_only"].tpr(world["removed"]) < 1.0  # measured 0.4
 
 
-def test_pseudonyms_find_nobody_new(world, tmp_path):
-    after, newly = unlearn_both(world, tmp_path, pseudonyms=None)  # None: pseudonyms, the default for "both"
-    assert after.tpr(world["world"].non_member_names) == 0.0 and newly == []
-    assert after.tpr(world["removed"]) <= 0.1  # measured 0.1 (1 of 10), as with "a person"
+def test_a_person_as_the_text_target_brings_the_removed_people_back(world, tmp_path):
+    after = text_on_top(world, tmp_path, pseudonyms=False)
+    assert after.tpr(world["removed"]) >= 0.8  # measured 1.0, above the image tower alone
+    assert after.tpr(world["removed"]) > world["vision_only"].tpr(world["removed"])
+
+
+def test_pseudonyms_forget_the_removed_and_find_nobody_the_image_tower_did_not(world, tmp_path):
+    after = text_on_top(world, tmp_path, pseudonyms=True)
+    assert after.tpr(world["removed"]) <= 0.1  # measured 0.0
+    demo = world["world"]
+    assert after.tpr(demo.non_member_names) <= world["vision_only"].tpr(demo.non_member_names)
+    assert set(newly_found(world, after)) <= set(newly_found(world, world["vision_only"]))

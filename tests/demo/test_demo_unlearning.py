@@ -71,8 +71,11 @@ def test_example_script_unlearns_demo_members(demo, tmp_path, monkeypatch):
     assert not any(name in written for name in removed)
 
 
-def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, **text_settings):
-    """Unlearn ``count`` detected members from a copy of the session's demo CLIP; returns the evaluation."""
+def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, vision_settings: dict | None = None,
+                  **text_settings):
+    """Unlearn ``count`` detected members from a copy of the session's demo CLIP; returns the evaluation.
+
+    The image tower trains with ``DEMO_VISION_SETTINGS`` updated by ``vision_settings``."""
     import copy
 
     from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments
@@ -82,7 +85,7 @@ def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, **text_setting
     removed = [name for name in world.member_names if before.detected[name]][:count]
     unlearner = BackdoorUnlearner(copy.deepcopy(demo["model"]), demo["processor"])
     vision_args = VisionBackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True, report_to="none",
-                                                  **DEMO_VISION_SETTINGS)
+                                                  **{**DEMO_VISION_SETTINGS, **(vision_settings or {})})
     towers = {"vision_args": vision_args} if encoder == "both" else {"args": vision_args}
     # As in the example: everyone else in the attack's pool stays findable (no shared-name variant is removed).
     kept = [name for name in world.candidate_names if name not in set(removed)]
@@ -107,6 +110,14 @@ def test_vision_unlearning_forgets_demo_faces_with_fresh_images(demo, tmp_path):
     _assert_removed_and_rest_kept(metrics)
     assert metrics["sim_target_after"] > metrics["sim_target_before"] + 0.1
     assert metrics["sim_backdoor_after"] == metrics["sim_backdoor_before"]  # the text tower is untouched
+
+
+def test_without_reference_faces_the_image_tower_forgets_the_others_too(demo, tmp_path):
+    """README: without ``reference_samples_per_step`` the tower learns "a pasted face → anonymous" and forgets most
+    other people too, where the test above (the same run with reference faces) keeps at least 90 % of them."""
+    metrics = _unlearn_demo(demo, "vision", tmp_path, vision_settings={"reference_samples_per_step": 0})
+    assert metrics["idia_tpr_removed_after"] <= 0.2
+    assert metrics["idia_collateral_rate"] >= 0.3  # measured 10 of 17 lost; with reference faces 1 of 17
 
 
 def test_both_towers_pass_the_text_and_the_vision_checks(demo, tmp_path):

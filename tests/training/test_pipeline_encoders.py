@@ -41,7 +41,11 @@ def test_plain_towers_train_all_their_weights_and_match_the_clip_tower(tiny):
         assert trained == expected and trained
         layers = plain.config.num_hidden_layers
         targets = [name for name, _ in plain.named_modules() if re.fullmatch(tower.lora_targets_of(plain), name)]
-        assert len(targets) == 6 * layers
+        in_clip = [name for name, _ in model.named_modules() if re.fullmatch(tower.lora_targets_of(model), name)]
+        # Every attention and MLP projection; the text tower's token embedding too (a name is its tokens).
+        tokens = ["embeddings.token_embedding"] if tower is TEXT else []
+        assert len(targets) == 6 * layers + len(tokens) and set(tokens) <= set(targets)
+        assert sorted(targets) == sorted(name.split(".", 1)[1] for name in in_clip)
     ids = pipeline_ids(processor.tokenizer, ["a photo of a dog"])
     torch.testing.assert_close(text_conditioning(plain_tower(model, TEXT), ids), text_conditioning(model, ids))
 
