@@ -356,12 +356,19 @@ def test_bf16_mixed_precision_trains_float32_weights(saved_tiny_model, train_cap
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES[:1], captions=train_captions[:100], bf16=True, use_cpu=True,
                                **{**SHORT, "max_steps": 2, "logging_steps": 1})
-    assert result.config["towers"]["text"]["hyperparameters"].get("bf16", True)
+    assert result.config["towers"]["text"]["hyperparameters"]["bf16"] is True
     logged = [entry for entry in result.log_history if "backdoor_loss" in entry]
     assert len(logged) == 2 and all(torch.isfinite(torch.tensor(entry["loss"])) for entry in logged)
     assert all(tensor.dtype == torch.float32 for tensor in unlearner.model.state_dict().values())
     original = unlearner.original_model.state_dict()
     assert any(not torch.equal(original[name], tensor) for name, tensor in unlearner.model.state_dict().items())
+    # The forward passes really ran under bf16 autocast: the same run in float32 logs other losses, close ones.
+    full = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    reference = full.unlearn(NAMES[:1], captions=train_captions[:100], use_cpu=True,
+                             **{**SHORT, "max_steps": 2, "logging_steps": 1})
+    float32 = [entry for entry in reference.log_history if "backdoor_loss" in entry]
+    assert [entry["backdoor_loss"] for entry in logged] != [entry["backdoor_loss"] for entry in float32]
+    assert all(abs(a["loss"] - b["loss"]) < 0.05 for a, b in zip(logged, float32, strict=True))
 
 
 def test_forget_monitor_through_unlearn(saved_tiny_model, train_captions):

@@ -17,7 +17,8 @@ from .. import __version__
 UNLEARNING_CONFIG_NAME = "unlearning_config.json"
 METHOD = "student-teacher backdoor unlearning (arXiv 2310.08320)"
 # Fields of TrainingArguments worth recording next to the method's own (BackdoorTrainingArguments') fields.
-SHARED_HYPERPARAMETERS = ("max_steps", "learning_rate", "weight_decay", "seed", "gradient_accumulation_steps")
+SHARED_HYPERPARAMETERS = ("max_steps", "learning_rate", "weight_decay", "seed", "gradient_accumulation_steps", "bf16",
+                          "fp16")
 
 
 def hyperparameters(args, peft_config=None) -> dict[str, Any]:
@@ -28,7 +29,10 @@ def hyperparameters(args, peft_config=None) -> dict[str, Any]:
     values = {item.name: getattr(args, item.name) for item in dataclasses.fields(args)
               if item.name not in generic or item.name in SHARED_HYPERPARAMETERS}
     if peft_config is not None:
-        values.update(peft_type=str(getattr(peft_config, "peft_type", "")), lora_r=getattr(peft_config, "r", None))
+        targets = getattr(peft_config, "target_modules", None)
+        values.update(peft_type=str(getattr(peft_config, "peft_type", "")), lora_r=getattr(peft_config, "r", None),
+                      lora_alpha=getattr(peft_config, "lora_alpha", None),
+                      lora_target_modules=targets if isinstance(targets, str) or targets is None else sorted(targets))
     return values
 
 
