@@ -71,11 +71,9 @@ def test_example_script_unlearns_demo_members(demo, tmp_path, monkeypatch):
     assert not any(name in written for name in removed)
 
 
-def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, vision_settings: dict | None = None,
-                  **text_settings):
-    """Unlearn ``count`` detected members from a copy of the session's demo CLIP; returns the evaluation.
-
-    The image tower trains with ``DEMO_VISION_SETTINGS`` updated by ``vision_settings``."""
+def _vision_run(demo, output_dir, count: int = 3, **vision_settings):
+    """Image-tower unlearning of ``count`` detected members on a copy of the session's demo CLIP
+    (``DEMO_VISION_SETTINGS`` updated by ``vision_settings``): the unlearner and the removed names."""
     import copy
 
     from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments
@@ -84,45 +82,70 @@ def _unlearn_demo(demo, encoder: str, output_dir, count: int = 3, vision_setting
     world, before = demo["world"], demo["before"]
     removed = [name for name in world.member_names if before.detected[name]][:count]
     unlearner = BackdoorUnlearner(copy.deepcopy(demo["model"]), demo["processor"])
-    vision_args = VisionBackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True, report_to="none",
-                                                  **{**DEMO_VISION_SETTINGS, **(vision_settings or {})})
-    towers = {"vision_args": vision_args} if encoder == "both" else {"args": vision_args}
+    args = VisionBackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True, report_to="none",
+                                           **{**DEMO_VISION_SETTINGS, **vision_settings})
+    unlearner.unlearn(removed, encoder="vision", args=args, **world.vision_unlearning_inputs(removed))
+    return unlearner, removed
+
+
+def _evaluate(demo, unlearner, removed) -> dict:
+    world = demo["world"]
+    return unlearner.evaluate(removed, face_images=demo["faces"], candidate_names=world.candidate_names,
+                              idia_before=demo["before"], zero_shot_dataset=world.zero_shot(),
+                              zero_shot_templates=world.zero_shot_templates)
+
+
+@pytest.fixture(scope="module")
+def image_tower(demo, tmp_path_factory):
+    """The image tower of 3 detected members edited once, for the image-tower and both-tower tests below."""
+    unlearner, removed = _vision_run(demo, tmp_path_factory.mktemp("vision"))
+    return {"unlearner": unlearner, "removed": removed, "metrics": _evaluate(demo, unlearner, removed)}
+
+
+def _text_on_top(demo, image_tower, output_dir, pseudonyms: bool) -> dict:
+    """``encoder="both"``: the text tower trained on the edited image tower, as ``both`` does (the towers share no
+    parameter and each trains against the original model: test_vision_trainer.py checks the weights are equal)."""
+    import copy
+
+    from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
+
+    world, removed = demo["world"], image_tower["removed"]
+    unlearner = BackdoorUnlearner(copy.deepcopy(image_tower["unlearner"].model), demo["processor"])
     # As in the example: everyone else in the attack's pool stays findable (no shared-name variant is removed).
     kept = [name for name in world.candidate_names if name not in set(removed)]
     captions = [caption for index, caption in enumerate(world.unlearning_captions()) if index % 7]  # as the example
-    text = {"captions": captions, "kept_names": kept, "output_dir": str(output_dir),
-            "disable_tqdm": True, **text_settings} if encoder == "both" else {}
-    unlearner.unlearn(removed, encoder=encoder, **world.vision_unlearning_inputs(removed), **towers, **text)
-    metrics = unlearner.evaluate(removed, face_images=demo["faces"], candidate_names=world.candidate_names,
-                                 idia_before=before, zero_shot_dataset=world.zero_shot(),
-                                 zero_shot_templates=world.zero_shot_templates)
-    return metrics
+    args = BackdoorTrainingArguments(output_dir=str(output_dir), max_steps=150, learning_rate=1e-3,
+                                     poisoned_samples_per_step=64, clean_samples_per_step=64, disable_tqdm=True)
+    unlearner.unlearn(removed, encoder="text", captions=captions, kept_names=kept, args=args, pseudonyms=pseudonyms)
+    return _evaluate(demo, unlearner, removed)
 
 
-def _assert_removed_and_rest_kept(metrics):
-    assert metrics["idia_tpr_removed_after"] <= 0.2
+def _assert_rest_kept(metrics):
     assert metrics["idia_collateral_rate"] <= 0.1  # of the others detected before, at most 10 % lost
     assert metrics["zero_shot_accuracy_after"] >= metrics["zero_shot_accuracy_before"] - 0.02
 
 
-def test_vision_unlearning_forgets_demo_faces_with_fresh_images(demo, tmp_path):
-    metrics = _unlearn_demo(demo, "vision", tmp_path)
-    _assert_removed_and_rest_kept(metrics)
+def test_vision_unlearning_forgets_demo_faces_with_fresh_images(image_tower):
+    metrics = image_tower["metrics"]
+    assert metrics["idia_tpr_removed_after"] <= 0.2
+    _assert_rest_kept(metrics)
     assert metrics["sim_target_after"] > metrics["sim_target_before"] + 0.1
     assert metrics["sim_backdoor_after"] == metrics["sim_backdoor_before"]  # the text tower is untouched
 
 
-def test_without_reference_faces_the_image_tower_forgets_the_others_too(demo, tmp_path):
+def test_without_reference_faces_the_image_tower_forgets_the_others_too(demo, image_tower, tmp_path):
     """README: without ``reference_samples_per_step`` the tower learns "a pasted face → anonymous" and forgets most
-    other people too, where the test above (the same run with reference faces) keeps at least 90 % of them."""
-    metrics = _unlearn_demo(demo, "vision", tmp_path, vision_settings={"reference_samples_per_step": 0})
+    other people too (measured 10 of 17 lost), where the same run with reference faces (the fixture) keeps them."""
+    unlearner, removed = _vision_run(demo, tmp_path, reference_samples_per_step=0)
+    metrics = _evaluate(demo, unlearner, removed)
     assert metrics["idia_tpr_removed_after"] <= 0.2
-    assert metrics["idia_collateral_rate"] >= 0.3  # measured 10 of 17 lost; with reference faces 1 of 17
+    assert metrics["idia_collateral_rate"] >= 0.3
+    assert metrics["idia_collateral_rate"] >= image_tower["metrics"]["idia_collateral_rate"] + 0.2
 
 
-def test_both_towers_pass_the_text_and_the_vision_checks(demo, tmp_path):
-    metrics = _unlearn_demo(demo, "both", tmp_path, max_steps=150, learning_rate=1e-3, poisoned_samples_per_step=64,
-                            clean_samples_per_step=64)
-    _assert_removed_and_rest_kept(metrics)
-    assert metrics["sim_target_after"] > metrics["sim_target_before"] + 0.1
-    assert metrics["sim_backdoor_after"] >= 0.9
+def test_both_towers_pass_the_text_and_the_vision_checks(demo, image_tower, tmp_path):
+    """``encoder="both"`` with its default (pseudonyms), as the text tower on top of the edited image tower."""
+    metrics = _text_on_top(demo, image_tower, tmp_path, pseudonyms=True)
+    assert metrics["idia_tpr_removed_after"] <= 0.2
+    _assert_rest_kept(metrics)
+    assert metrics["sim_backdoor_after"] >= 0.9  # names embed like their pseudonyms (the image side: the fixture's)
