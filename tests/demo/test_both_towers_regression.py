@@ -10,8 +10,8 @@ leaves TPR 0.4; with the text tower mapping names to "a person" on top TPR is 1.
 trained against the original model: ``tests/training/test_vision_trainer.py`` checks the weights are the same), so
 the image tower is trained once and both text variants start from it. About 6 minutes on two quiet cores (training
 the full demo CLIP, if not cached, another 5), so the module is marked ``regression`` as well as ``slow`` and is
-left out of the default run: ``python -m pytest -m regression tests``. The CI world does not show the effect
-(there the text tower lowers the image tower's TPR whichever target it uses).
+left out of the default run: ``python -m pytest -m regression tests``. CI runs the same comparison on a CI-sized
+world that shows it (``test_both_towers_mechanism.py``).
 """
 
 from __future__ import annotations
