@@ -72,7 +72,34 @@ def _trained_towers(model: torch.nn.Module) -> tuple[bool, bool]:
     return text, vision
 
 
-class ForgetMonitorCallback(TrainerCallback):
+class CheckClock(TrainerCallback):
+    """What the stopping monitors share: a check every ``every_n_steps`` steps and after the last, the first step
+    that passed, and a training clock that leaves out the seconds spent checking."""
+
+    every_n_steps: int
+
+    def _reset_clock(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self.forgotten_step: int | None = None
+        self.forgotten_train_seconds: float | None = None
+        self.check_seconds = 0.0
+        self.train_seconds: float | None = None
+        self._start: float | None = None
+
+    def _due(self, state: TrainerState) -> bool:
+        return not state.global_step % self.every_n_steps or state.global_step >= state.max_steps
+
+    def _train_clock(self, now: float | None = None) -> float:
+        """Wall seconds since training began, minus the seconds spent checking."""
+        return (time.perf_counter() if now is None else now) - self._start - self.check_seconds
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        if self._start is not None:
+            self.train_seconds = self._train_clock()
+        return control
+
+
+class ForgetMonitorCallback(CheckClock):
     """Measure the removed people's IDIA TPR every ``every_n_steps`` steps; stop training when it is ``<= max_tpr``.
 
     Args:
@@ -156,12 +183,7 @@ class ForgetMonitorCallback(TrainerCallback):
         self._reset()
 
     def _reset(self) -> None:
-        self.history: list[dict[str, Any]] = []
-        self.forgotten_step: int | None = None
-        self.forgotten_train_seconds: float | None = None
-        self.check_seconds = 0.0
-        self.train_seconds: float | None = None
-        self._start: float | None = None
+        self._reset_clock()
         self._prompts: torch.Tensor | None = None
         self._images: list[torch.Tensor] | None = None
         self._towers = (True, True)
@@ -233,10 +255,10 @@ class ForgetMonitorCallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None,
                     **kwargs):
         step = state.global_step
-        if model is None or (step % self.every_n_steps and step < state.max_steps):
+        if model is None or not self._due(state):
             return control
         start = time.perf_counter()
-        train_seconds = start - self._start - self.check_seconds
+        train_seconds = self._train_clock(start)
         text_trains = self._towers[0]
         screening = self.reuse_kept_prompts and text_trains
         screened_tpr = None
@@ -254,11 +276,6 @@ class ForgetMonitorCallback(TrainerCallback):
             self.forgotten_step, self.forgotten_train_seconds = step, train_seconds
             if self.stop_training:
                 control.should_training_stop = True
-        return control
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self._start is not None:
-            self.train_seconds = time.perf_counter() - self._start - self.check_seconds
         return control
 
     @property

@@ -38,15 +38,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from accelerate.utils import broadcast
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from ..data.prompts import neutral_terms
 from ..evaluation.templates import validate_templates
+from .callbacks import CheckClock
 from .towers import TEXT
 
 # Held-out person prompts: none is a training wording (PERSON_TEMPLATES) or an attack wording (IDIA_TEMPLATES);
@@ -64,7 +65,7 @@ STOP_TEMPLATES: tuple[str, ...] = (
 REDUCTIONS = ("min", "mean")
 
 
-class NeutralTargetStopCallback(TrainerCallback):
+class NeutralTargetStopCallback(CheckClock):
     """Every ``every_n_steps`` steps, score each removed name against its target; stop once all reach ``threshold``.
 
     Args:
@@ -128,12 +129,7 @@ class NeutralTargetStopCallback(TrainerCallback):
         self._reset()
 
     def _reset(self) -> None:
-        self.history: list[dict[str, Any]] = []
-        self.forgotten_step: int | None = None
-        self.forgotten_train_seconds: float | None = None
-        self.check_seconds = 0.0
-        self.train_seconds: float | None = None
-        self._start: float | None = None
+        self._reset_clock()
         self._teacher: torch.Tensor | None = None  # one row per distinct target prompt
         self._rows: torch.Tensor | None = None  # for each (name, template), its row of ``_teacher``
 
@@ -161,7 +157,7 @@ class NeutralTargetStopCallback(TrainerCallback):
 
     def _check(self, state: TrainerState, decide: bool) -> None:
         start = time.perf_counter()
-        train_seconds = start - self._start - self.check_seconds
+        train_seconds = self._train_clock(start)
         scores = self.scores()
         seconds = time.perf_counter() - start
         self.check_seconds += seconds
@@ -188,17 +184,11 @@ class NeutralTargetStopCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        step = state.global_step
-        if step % self.every_n_steps and step < state.max_steps:
+        if not self._due(state):
             return control
         self._check(state, decide=True)
-        if self.forgotten_step == step and self.stop_training:
+        if self.forgotten_step == state.global_step and self.stop_training:
             control.should_training_stop = True
-        return control
-
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if self._start is not None:
-            self.train_seconds = time.perf_counter() - self._start - self.check_seconds
         return control
 
     @property
