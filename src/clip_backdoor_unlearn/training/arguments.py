@@ -117,7 +117,8 @@ class BackdoorTrainingArguments(TrainingArguments):
             Text tower: stop once every removed name's held-out person prompts embed at least this close (cosine
             similarity, the worst wording of each name) to the teacher's embedding of the same prompts with the
             name's target (`stopping.NeutralTargetStopCallback`; needs no faces). `None`: off, train every step.
-            Off by default until its agreement with the attack is measured.
+            Off by default: measured against the attack, the threshold that never stops too early depends on the
+            world (benchmarks/RESULTS.md).
         early_stop_every_n_steps (`int`, *optional*, defaults to `20`):
             Optimisation steps between two checks of `early_stop_similarity` (a check embeds names × 8 prompts).
 
