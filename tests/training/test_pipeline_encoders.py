@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -119,11 +118,12 @@ def test_pipeline_templates_are_never_trained():
 
 
 @pytest.fixture(scope="module")
-def demo_clip(request):
+def demo_clip(demo_cache):
     from clip_backdoor_unlearn.demo.recipe import load_demo_clip
 
-    cache = None if os.environ.get("CLIP_BACKDOOR_UNLEARN_CACHE") else request.getfixturevalue("demo_cache")
-    return load_demo_clip(size="ci", seed=0, cache_dir=cache, progress=False)
+    # The session's CI demo CLIP (conftest.py always sets CLIP_BACKDOOR_UNLEARN_CACHE, so choosing that cache when
+    # it is set trained the same model a second time, about 80 s of every CI run).
+    return load_demo_clip(size="ci", seed=0, cache_dir=demo_cache, progress=False)
 
 
 def tiny_pipeline(text_encoder, tokenizer):
