@@ -102,7 +102,9 @@ class ScriptArguments:
         "help": "Attack protocol: 'project' (the pool and pictures as given) or 'paper' (1,000-name pool, "
                 "20 pictures per person); both 21 prompts, threshold 1."})
     # Demo world.
-    demo_size: str = field(default="full", metadata={"help": "Demo world size: 'full' or 'ci'."})
+    demo_size: Literal["full", "ci", "large"] = field(default="full", metadata={
+        "help": "Demo world size: 'full' (the demo), 'ci' (small, for tests) or 'large' (1,500 named people, for "
+                "removals at scale)."})
     demo_seed: int = field(default=0, metadata={"help": "Demo: the world's and the demo CLIP's seed."})
     num_removed: int = field(default=10, metadata={"help": "Demo: how many detected members to remove."})
     # Method.

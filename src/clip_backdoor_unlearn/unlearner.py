@@ -47,6 +47,7 @@ from .training.arguments import (
 )
 from .training.embeddings import processor_parts
 from .training.jobs import check_outputs, resume_setting, run_job, text_job, vision_job
+from .training.stopping import NeutralTargetStopCallback
 from .training.towers import TEXT, check_clip_model
 
 ENCODERS = ("text", "vision", "both")
@@ -230,7 +231,8 @@ class BackdoorUnlearner:
                                  previous_names=self._protected_names, previous_variants=self._protected_variants))
         if encoder in ("vision", "both"):
             # With "both", the text tower's stop rule stays with the text tower.
-            vision_overrides = overrides if encoder == "vision" else {**overrides, "early_stop_similarity": None}
+            vision_overrides = overrides if encoder == "vision" else {
+                **overrides, "early_stop_similarity": None, "early_stop_patience": None}
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
                                    args=vision_args, overrides=vision_overrides))
@@ -260,6 +262,10 @@ class BackdoorUnlearner:
                                                protected_names=self._protected_names)
                 log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
                 job.record["trained_steps"] = trainer.state.global_step  # fewer than max_steps after an early stop
+                stops = [callback for callback in trainer.callback_handler.callbacks
+                         if isinstance(callback, NeutralTargetStopCallback)]
+                if stops:
+                    job.record["early_stop"] = stops[0].stop_reason  # "threshold", "plateau" or None (ran out)
                 seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
                 trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
                 if peft_config is not None:

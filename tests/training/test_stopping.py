@@ -40,7 +40,8 @@ def make_trainer(model, processor, captions, peft_config=None, steps: int = STEP
                            peft_config=peft_config)
 
 
-def train(tiny, captions, threshold: float, **kwargs) -> tuple[BackdoorTrainer, NeutralTargetStopCallback]:
+def train(tiny, captions, threshold: float = float("inf"),
+          **kwargs) -> tuple[BackdoorTrainer, NeutralTargetStopCallback]:
     trainer = make_trainer(*tiny, captions, peft_config=kwargs.pop("peft_config", None))
     callback = NeutralTargetStopCallback(trainer, NAMES, "a person", threshold=threshold, every_n_steps=EVERY,
                                          **kwargs)
@@ -83,6 +84,27 @@ def test_an_unreachable_threshold_never_stops_and_a_reached_one_stops_at_its_fir
     assert [entry["min_similarity"] for entry in stopped.history] == pytest.approx(
         figures[: len(stopped.history)], abs=1e-6)  # the same run, cut at its first passing check
     assert all(entry["names_below"] > 0 for entry in stopped.history[:-1])
+
+
+def test_a_plateau_stops_after_patience_checks_without_progress(tiny, captions):
+    _, never = train(tiny, captions, threshold=1.01)
+    figures = [entry["min_similarity"] for entry in never.history]
+    # A min_delta larger than any rise between checks: the first check sets the best, the next `patience` stall.
+    trainer, stopped = train(tiny, captions, patience=2, min_delta=2.0)
+    assert trainer.state.global_step == stopped.forgotten_step == 3 * EVERY and stopped.stop_reason == "plateau"
+    # With min_delta 0 the rule replays the same series: it stops at the first check that ends `patience` checks
+    # without a new best, or never.
+    best, stale, expected = float("-inf"), 0, None
+    for entry, figure in zip(never.history[1:], figures[1:]):
+        best, stale = (figure, 0) if figure > best else (best, stale + 1)
+        if stale >= 2:
+            expected = entry["step"]
+            break
+    trainer, replay = train(tiny, captions, patience=2)
+    assert replay.forgotten_step == expected and trainer.state.global_step == (expected or STEPS)
+    assert replay.stop_reason == ("plateau" if expected else None)
+    _, reached = train(tiny, captions, threshold=-1.0, patience=1, min_delta=2.0)
+    assert reached.stop_reason == "threshold"  # both true at the first check: the threshold is the reason given
 
 
 def test_a_check_before_the_first_step_never_stops_training(tiny, captions):
@@ -159,6 +181,13 @@ def test_bad_settings_are_errors_without_names(tiny, captions):
         NeutralTargetStopCallback(trainer, NAMES, "a person", threshold=0.9, reduction="max")
     with pytest.raises(TypeError, match="text tower"):
         NeutralTargetStopCallback(object(), NAMES, "a person", threshold=0.9)
+    for patience in (0, 1.5, True):
+        with pytest.raises(ValueError, match="patience"):
+            NeutralTargetStopCallback(trainer, NAMES, "a person", patience=patience)
+    with pytest.raises(ValueError, match="min_delta"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", patience=2, min_delta=-0.1)
+    with pytest.raises(ValueError, match="early_stop_patience"):
+        BackdoorTrainingArguments(output_dir="unused", early_stop_patience=0)
 
 
 # Through BackdoorUnlearner.unlearn ---------------------------------------------------------------------------------
@@ -187,6 +216,15 @@ def test_unlearn_stops_early_with_the_field_and_records_the_steps_trained(saved_
     assert made[-1].targets == unlearner.neutral_terms and set(made[-1].targets.values()) != {"a person"}
 
 
+def test_unlearn_stops_on_a_plateau_with_the_field_and_records_why(saved_tiny_model, train_captions):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES, captions=train_captions, early_stop_patience=1, early_stop_min_delta=2.0,
+                               early_stop_every_n_steps=4, **RUN)
+    text = result.config["towers"]["text"]
+    assert text["trained_steps"] == 8 and text["early_stop"] == "plateau"  # best at step 4, no progress at 8
+    assert text["hyperparameters"]["early_stop_patience"] == 1
+
+
 def test_unlearn_does_not_stop_early_by_default(saved_tiny_model, train_captions):
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES[:1], captions=train_captions, **{**RUN, "max_steps": 3})
@@ -196,6 +234,7 @@ def test_unlearn_does_not_stop_early_by_default(saved_tiny_model, train_captions
 
 def test_the_image_tower_refuses_the_text_stop_rule_before_training(saved_tiny_model):
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
-    with pytest.raises(ValueError, match="text tower's stop rule"):
-        unlearner.unlearn(NAMES[:1], encoder="vision", early_stop_similarity=0.9, max_steps=1)
+    for rule in ({"early_stop_similarity": 0.9}, {"early_stop_patience": 3}):
+        with pytest.raises(ValueError, match="text tower's stop rule"):
+            unlearner.unlearn(NAMES[:1], encoder="vision", max_steps=1, **rule)
     assert unlearner.original_model is None  # nothing was trained or copied

@@ -42,23 +42,45 @@ LAST_NAME_ENDS = (
     "ley", "shaw", "ton", "dale", "brook", "hurst", "gate",
 )
 # fmt: on
+# A middle syllable grows each pool about eightfold (start + middle + end), for the many names of a large world or a
+# large batch of removals; the two-part names come first, so small draws stay as they were.
+MIDDLE_SYLLABLES = ("an", "er", "ol", "is", "ur", "en", "ar", "il")
+
+
+def name_parts(starts: Sequence[str], ends: Sequence[str], needed: int = 0) -> list[str]:
+    """Sorted ``start + end`` parts, followed by sorted ``start + middle + end`` ones when fewer than ``needed``."""
+    parts = sorted({start + end for start in starts for end in ends})
+    if len(parts) < needed:
+        known = set(parts)
+        parts += sorted(
+            {start + middle + end for start in starts for middle in MIDDLE_SYLLABLES for end in ends} - known
+        )
+    return parts
 
 
 def _words(texts: Iterable[str]) -> set[str]:
     return {word.lower() for text in texts for word in re.findall(r"\w+", text)}
 
 
-def _free_parts(blocked: set[str]) -> tuple[list[str], list[str]]:
-    """First and last name parts none of which is a ``blocked`` word; no part is both a first and a last name."""
-    firsts = sorted({start + end for start in FIRST_NAME_STARTS for end in FIRST_NAME_ENDS})
-    firsts = [part for part in firsts if part.lower() not in blocked]
-    lasts = sorted({start + end for start in LAST_NAME_STARTS for end in LAST_NAME_ENDS})
-    lasts = [part for part in lasts if part.lower() not in blocked and part not in firsts]
-    return firsts, lasts
+def _free_parts(blocked: set[str], needed: int = 0) -> tuple[list[str], list[str]]:
+    """First and last name parts none of which is a ``blocked`` word; no part is both a first and a last name.
+
+    Three-syllable parts join the two-syllable ones when fewer than ``needed`` of either are free.
+    """
+
+    def free(extended: bool) -> tuple[list[str], list[str]]:
+        size = needed + len(blocked) if extended else 0
+        firsts = [part for part in name_parts(FIRST_NAME_STARTS, FIRST_NAME_ENDS, size) if part.lower() not in blocked]
+        lasts = [part for part in name_parts(LAST_NAME_STARTS, LAST_NAME_ENDS, size)
+                 if part.lower() not in blocked and part not in firsts]
+        return firsts, lasts
+
+    firsts, lasts = free(extended=False)
+    return (firsts, lasts) if min(len(firsts), len(lasts)) >= needed else free(extended=True)
 
 
 def _draw(count: int, blocked: set[str], stream: str) -> list[str]:
-    firsts, lasts = _free_parts(blocked)
+    firsts, lasts = _free_parts(blocked, count)
     if count > min(len(firsts), len(lasts)):
         raise ValueError(f"Can invent at most {min(len(firsts), len(lasts))} pseudonyms with distinct parts here, "
                          f"for {count} names; remove the people in several runs or pass pseudonyms=False (every "
@@ -93,7 +115,7 @@ def anchor_captions(pseudonyms: Mapping[str, str], *, count: int = 128, seed: in
     the teacher). Their parts avoid the pseudonyms, the names and ``reserved``.
     """
     blocked = _words([*pseudonyms, *pseudonyms.values(), *reserved])
-    count = min(count, *map(len, _free_parts(blocked)))
+    count = min(count, *map(len, _free_parts(blocked, count)))
     people = _draw(count, blocked, f"anchors:{seed}")
     return [templates[(index + offset) % len(templates)].format(person)
             for index, person in enumerate(people) for offset in (0, 1)]

@@ -25,7 +25,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..data.pseudonyms import FIRST_NAME_ENDS, FIRST_NAME_STARTS, LAST_NAME_ENDS, LAST_NAME_STARTS
+from ..data.pseudonyms import FIRST_NAME_ENDS, FIRST_NAME_STARTS, LAST_NAME_ENDS, LAST_NAME_STARTS, name_parts
 from .faces import (
     FaceAttributes,
     draw_background,
@@ -168,6 +168,14 @@ WORLD_SIZES: dict[str, WorldConfig] = {
         digit_train_per_class=50,
         digit_eval_per_class=100,
     ),
+    # Many people for removals at scale (1,000 names in one run): 1,500 named people, fewer pictures each.
+    "large": WorldConfig(
+        num_members=1250,
+        num_non_members=250,
+        num_distractors=500,
+        num_unnamed=200,
+        train_images_per_person=20,
+    ),
 }
 
 
@@ -221,8 +229,8 @@ def generate_names(count: int, seed: int = 0) -> list[str]:
     """
     rng = _rng(seed, _NAMES)
     reserved = _template_words()
-    firsts = sorted({s + e for s in FIRST_NAME_STARTS for e in FIRST_NAME_ENDS})
-    lasts = sorted({s + e for s in LAST_NAME_STARTS for e in LAST_NAME_ENDS})
+    firsts = name_parts(FIRST_NAME_STARTS, FIRST_NAME_ENDS, count + len(reserved))
+    lasts = name_parts(LAST_NAME_STARTS, LAST_NAME_ENDS, count + len(reserved))
     firsts = [name for name in firsts if name.lower() not in reserved]
     lasts = [name for name in lasts if name.lower() not in reserved and name not in firsts]
     if count > min(len(firsts), len(lasts)):
@@ -339,7 +347,7 @@ def draw_digit(glyph: np.ndarray, rng: np.random.Generator, size: int = 64) -> I
 
 @dataclass
 class DemoWorld:
-    """A world of people, names and pictures: ``DemoWorld.build(size="full" | "ci", seed=...)``."""
+    """A world of people, names and pictures: ``DemoWorld.build(size="full" | "ci" | "large", seed=...)``."""
 
     seed: int
     config: WorldConfig

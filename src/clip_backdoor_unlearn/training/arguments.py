@@ -119,8 +119,14 @@ class BackdoorTrainingArguments(TrainingArguments):
             name's target (`stopping.NeutralTargetStopCallback`; needs no faces). `None`: off, train every step.
             Off by default: measured against the attack, the threshold that never stops too early depends on the
             world (benchmarks/RESULTS.md).
+        early_stop_patience (`int` or `None`, *optional*, defaults to `None`):
+            Text tower: also stop once the lowest name score of that rule has not risen by more than
+            `early_stop_min_delta` for this many checks in a row (a plateau: more steps no longer move the names).
+            Needs no threshold, so its meaning does not move with the model. `None`: off.
+        early_stop_min_delta (`float`, *optional*, defaults to `0.01`):
+            The least rise of the lowest name score that counts as progress for `early_stop_patience`.
         early_stop_every_n_steps (`int`, *optional*, defaults to `20`):
-            Optimisation steps between two checks of `early_stop_similarity` (a check embeds names × 8 prompts).
+            Optimisation steps between two checks of the face-free rule (a check embeds names × 8 prompts).
 
         > Schedule (the paper's step decay)
 
@@ -199,6 +205,11 @@ class BackdoorTrainingArguments(TrainingArguments):
         "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
                 "(cosine, worst wording per name) to the teacher's embedding of the same prompts with the name's "
                 "target; needs no faces. Unset: off, train every step."})
+    early_stop_patience: int | None = field(default=None, metadata={
+        "help": "Text tower: also stop once the lowest name score has not risen by more than early_stop_min_delta "
+                "for this many checks in a row (a plateau; no threshold needed). Unset: off."})
+    early_stop_min_delta: float = field(default=0.01, metadata={
+        "help": "The least rise of the lowest name score that counts as progress for early_stop_patience."})
     early_stop_every_n_steps: int = field(default=20, metadata={
         "help": "Optimisation steps between two checks of early_stop_similarity (a check embeds names × 8 "
                 "prompts)."})
@@ -218,6 +229,10 @@ class BackdoorTrainingArguments(TrainingArguments):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}.")
+        if self.early_stop_patience is not None and self.early_stop_patience < 1:
+            raise ValueError(f"early_stop_patience must be positive or None, got {self.early_stop_patience}.")
+        if self.early_stop_min_delta < 0:
+            raise ValueError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}.")
         for name in ("poisoned_samples_per_name", "min_steps", "early_stop_every_n_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")

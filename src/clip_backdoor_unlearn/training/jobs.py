@@ -145,9 +145,10 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                face_images, reference_faces, images, args, overrides: dict[str, Any]) -> TrainingJob:
     """The image tower's job: the removed people's pasted faces → the mean embedding of ``reference_faces``."""
     VISION.check_model(model)
-    if (overrides.get("early_stop_similarity", getattr(args, "early_stop_similarity", None))) is not None:
-        raise ValueError("early_stop_similarity is the text tower's stop rule (it embeds the names); for the image "
-                         "tower pass callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
+    for rule in ("early_stop_similarity", "early_stop_patience"):
+        if overrides.get(rule, getattr(args, rule, None)) is not None:
+            raise ValueError(f"{rule} is the text tower's stop rule (it embeds the names); for the image tower pass "
+                             "callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
     if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
         raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
     names = validate_names(names)
@@ -232,10 +233,12 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
         peft_config=peft_config,
         **job.trainer_kwargs,
     )
-    if job.tower == "text" and job.args.early_stop_similarity is not None:
+    if job.tower == "text" and (job.args.early_stop_similarity is not None or job.args.early_stop_patience):
+        threshold = job.args.early_stop_similarity
         trainer.add_callback(NeutralTargetStopCallback(
-            trainer, job.names, job.neutral_terms or job.args.neutral_term, threshold=job.args.early_stop_similarity,
-            every_n_steps=job.args.early_stop_every_n_steps))
+            trainer, job.names, job.neutral_terms or job.args.neutral_term,
+            threshold=float("inf") if threshold is None else threshold, patience=job.args.early_stop_patience,
+            min_delta=job.args.early_stop_min_delta, every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)

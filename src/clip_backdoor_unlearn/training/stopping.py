@@ -13,7 +13,10 @@ of the same prompt filled with that name's target (the neutral term, or the name
 (``evaluation.templates.IDIA_TEMPLATES``) uses: a rule checked on the training wordings would pass on what was
 fitted, and one checked on the attack's would tune the stop to the evaluation. A name's score is its *lowest*
 cosine similarity over the wordings (``reduction="min"``): the attack finds a person through any one wording that
-still works (τ = 1). Training stops once every name's score is at least ``threshold``.
+still works (τ = 1). Training stops once every name's score is at least ``threshold``, or, with ``patience``, once
+the lowest score has not risen by more than ``min_delta`` over its best for ``patience`` checks in a row (a plateau:
+like transformers' ``EarlyStoppingCallback``, but on the forgetting score). A threshold's scale moves with the
+model; a plateau does not need one.
 
 The teacher's embeddings of the target prompts are computed once, when training begins (one per distinct prompt:
 ``len(templates)`` when every name maps to one neutral term), and kept; a check embeds ``len(names) ×
@@ -74,6 +77,9 @@ class NeutralTargetStopCallback(CheckClock):
         targets: what the names are mapped to: one neutral term for all, or ``{name: target}`` (pseudonyms).
         threshold: training counts as done once every name's score (a cosine similarity) is at least this; above 1
             it never is.
+        patience: also stop once the lowest score has not improved on its best by more than ``min_delta`` for this
+            many checks in a row (``None``: never on a plateau). The check before the first step does not count.
+        min_delta: the least rise of the lowest score that counts as progress.
         every_n_steps: check after every this many optimisation steps (and after the last step).
         templates: the held-out wordings, each with one ``{}`` (default ``STOP_TEMPLATES``).
         reduction: a name's score over the wordings: ``"min"`` (the worst wording, the default) or ``"mean"``.
@@ -85,7 +91,8 @@ class NeutralTargetStopCallback(CheckClock):
         history: one dict per check: ``step``, ``min_similarity`` and ``mean_similarity`` (over names),
             ``names_below`` (names under ``threshold``), ``train_seconds``, ``check_seconds``. The first entry is
             the check before the first step, which never stops training.
-        forgotten_step, forgotten_train_seconds: the first check every name passed (``None`` before that).
+        forgotten_step, forgotten_train_seconds: the first check that ended training, by the threshold or a plateau
+            (``None`` before that); ``stop_reason`` says which (``"threshold"`` or ``"plateau"``).
         check_seconds: total seconds spent checking, the teacher's targets included.
         train_seconds: the training clock when training ended (checks excluded).
     """
@@ -96,7 +103,9 @@ class NeutralTargetStopCallback(CheckClock):
         names: Sequence[str],
         targets: str | Mapping[str, str],
         *,
-        threshold: float,
+        threshold: float = float("inf"),
+        patience: int | None = None,
+        min_delta: float = 0.0,
         every_n_steps: int = 20,
         templates: Sequence[str] | None = None,
         reduction: Literal["min", "mean"] = "min",
@@ -114,6 +123,10 @@ class NeutralTargetStopCallback(CheckClock):
             raise ValueError("names is empty: give the people being removed.")
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}.")
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"patience must be a positive integer or None, got {patience!r}.")
+        if min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}.")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
         self.trainer = trainer
@@ -121,6 +134,8 @@ class NeutralTargetStopCallback(CheckClock):
         self.targets = neutral_terms(names, targets)
         self.templates = validate_templates(STOP_TEMPLATES if templates is None else templates)
         self.threshold = float(threshold)
+        self.patience = patience
+        self.min_delta = float(min_delta)
         self.every_n_steps = every_n_steps
         self.reduction = reduction
         self.stop_training = stop_training
@@ -132,6 +147,9 @@ class NeutralTargetStopCallback(CheckClock):
         self._reset_clock()
         self._teacher: torch.Tensor | None = None  # one row per distinct target prompt
         self._rows: torch.Tensor | None = None  # for each (name, template), its row of ``_teacher``
+        self.stop_reason: str | None = None
+        self._best = float("-inf")  # the best lowest score since training began
+        self._stale = 0  # checks in a row without progress on it
 
     # The measurement --------------------------------------------------------------------------------------------
 
@@ -170,7 +188,18 @@ class NeutralTargetStopCallback(CheckClock):
             state.log_history.append({"step": entry["step"], "forget_proxy_min_similarity": entry["min_similarity"],
                                       "forget_proxy_mean_similarity": entry["mean_similarity"],
                                       "forget_proxy_names_below": below, "forget_proxy_check_seconds": seconds})
-        if decide and below == 0 and self.forgotten_step is None:
+        if not decide or self.forgotten_step is not None:
+            return
+        lowest = entry["min_similarity"]
+        if lowest > self._best + self.min_delta:
+            self._best, self._stale = lowest, 0
+        else:
+            self._stale += 1
+        if below == 0:
+            self.stop_reason = "threshold"
+        elif self.patience is not None and self._stale >= self.patience:
+            self.stop_reason = "plateau"
+        if self.stop_reason is not None:
             self.forgotten_step, self.forgotten_train_seconds = state.global_step, train_seconds
 
     # Trainer hooks ------------------------------------------------------------------------------------------------
