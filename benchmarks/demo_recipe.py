@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 
-from clip_backdoor_unlearn.demo import DemoWorld, demo_training_stats, load_demo_clip
+from clip_backdoor_unlearn.demo import WORLD_SIZES, DemoWorld, demo_training_stats, load_demo_clip
 from clip_backdoor_unlearn.evaluation import identity_inference_attack, zero_shot_accuracy
 
 
@@ -54,7 +54,7 @@ def measure(size: str, seed: int, cache_dir: str | None, retrain: bool) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=["ci", "full"], default="ci")
+    parser.add_argument("--size", choices=sorted(WORLD_SIZES), default="ci")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--cache-dir", default=None, help="cache root (default: $CLIP_BACKDOOR_UNLEARN_CACHE)"

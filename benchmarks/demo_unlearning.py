@@ -17,6 +17,7 @@ import time
 
 from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner, VisionBackdoorTrainingArguments
 from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, load_demo_clip
+from clip_backdoor_unlearn.demo.world import WORLD_SIZES
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 
 COLUMNS = ("encoder", "removed", "tpr_before", "tpr_after", "others_before", "others_after", "non_members_after",
@@ -70,7 +71,7 @@ def _cell(value) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="full", choices=("full", "ci"))
+    parser.add_argument("--size", default="full", choices=sorted(WORLD_SIZES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--removed", type=int, nargs="+", default=[10])
     parser.add_argument("--encoders", nargs="+", default=["text"], choices=("text", "vision", "both"))

@@ -19,6 +19,7 @@ steps 100 and 150) whether or not training stops earlier.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import os
@@ -34,6 +35,7 @@ from machine import cpu_model
 from clip_backdoor_unlearn import BackdoorUnlearner
 from clip_backdoor_unlearn.data.variants import VariantConflictWarning
 from clip_backdoor_unlearn.demo.recipe import load_demo_clip
+from clip_backdoor_unlearn.demo.world import WORLD_SIZES
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 from clip_backdoor_unlearn.evaluation.idia import images_by_person
 from clip_backdoor_unlearn.training.callbacks import ForgetMonitorCallback
@@ -57,7 +59,7 @@ def machine_line(load_before: tuple[float, ...], load_after: tuple[float, ...] |
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, removed: list[int]) -> None:
-    parser.add_argument("--size", default="full", choices=("full", "ci"), help="demo world size (default full)")
+    parser.add_argument("--size", default="full", choices=sorted(WORLD_SIZES), help="demo world size (default full)")
     parser.add_argument("--world_seed", type=int, default=42,
                         help="seed of the demo world and its cached CLIP (default 42: the full world's cached model)")
     parser.add_argument("--removed", type=int, nargs="+", default=removed, help="numbers of people to remove")
@@ -66,14 +68,25 @@ def add_common_arguments(parser: argparse.ArgumentParser, removed: list[int]) ->
     parser.add_argument("--learning_rate", type=float, default=MAIN_JOB_SETTINGS["learning_rate"])
     parser.add_argument("--samples_per_step", type=int, default=MAIN_JOB_SETTINGS["poisoned_samples_per_step"],
                         help="poisoned and clean captions per step (each)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="more unlearn() settings, e.g. pseudonyms=True budget=per_name early_stop_patience=3")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--json", help="also write the settings, machine and rows to this JSON file")
 
 
+def _value(text: str):
+    """A ``--set`` value as Python reads it (numbers, booleans, None, lists), else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def text_settings(options: argparse.Namespace) -> dict:
-    return {"max_steps": options.max_steps, "learning_rate": options.learning_rate,
-            "poisoned_samples_per_step": options.samples_per_step, "clean_samples_per_step": options.samples_per_step,
-            "seed": options.seed}
+    settings = {"max_steps": options.max_steps, "learning_rate": options.learning_rate,
+                "poisoned_samples_per_step": options.samples_per_step,
+                "clean_samples_per_step": options.samples_per_step, "seed": options.seed}
+    return {**settings, **{key: _value(value) for key, value in (item.split("=", 1) for item in options.set)}}
 
 
 def prepare(options: argparse.Namespace) -> dict:

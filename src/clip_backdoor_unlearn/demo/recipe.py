@@ -63,6 +63,10 @@ class RecipeConfig:
 RECIPES: dict[str, RecipeConfig] = {
     "full": RecipeConfig(),
     "ci": RecipeConfig(steps=200, batch_size=128, warmup_steps=20),
+    # 1,250 members seen 20 times each in 30,120 pairs: 1,200 steps of 256 (10 epochs, ~17 min on 2 cores). Measured
+    # while choosing (world seed 0, a 200-member sample): member TPR 0.81 at step 300 and 0.98 at step 800 of a
+    # 2,400-step schedule.
+    "large": RecipeConfig(steps=1200, warmup_steps=100),
 }
 
 # Text-tower unlearning on the demo CLIP (``BackdoorTrainingArguments`` fields), what ``examples/unlearn.py`` uses
@@ -308,7 +312,8 @@ def load_demo_clip(
     """The demo CLIP for ``(size, seed)``, its processor and its world: trained once, then cached.
 
     Args:
-        size: ``"full"`` (the demo; minutes to train on two cores) or ``"ci"`` (a small world for tests).
+        size: ``"full"`` (the demo; minutes to train on two cores), ``"ci"`` (a small world for tests) or ``"large"``
+            (1,500 named people for removals at scale; about 20 minutes).
         seed: seeds both the world and the training.
         cache_dir: cache root; default ``$CLIP_BACKDOOR_UNLEARN_CACHE`` or ``~/.cache/clip_backdoor_unlearn``.
         force_retrain: train again even if a cached model exists (and replace it).
