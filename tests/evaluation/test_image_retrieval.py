@@ -1,4 +1,4 @@
-"""The image-to-image identity attack: nearest-picture retrieval, the vote and its ties, inputs.
+"""The image-to-image identity attack: nearest-picture retrieval, the vote and its ties, inputs, the report.
 
 A random tiny CLIP is enough where the answer follows from the pictures (a copy of a gallery picture retrieves it); a
 ``ControlledCLIP`` (test_idia.py) whose image embeddings the test writes pins down the vote and the ties.
@@ -15,6 +15,7 @@ from PIL import Image
 
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
 from clip_backdoor_unlearn.evaluation import ImageRetrievalResult, embed_people, image_retrieval_attack
+from clip_backdoor_unlearn.evaluation.unlearning import evaluate_unlearning
 
 from .test_idia import ControlledCLIP
 
@@ -129,3 +130,23 @@ def test_repr_and_errors_hold_counts_not_names(tiny, gallery):
             image_retrieval_attack(model, processor, bad_queries, gallery)
         assert not any(word in str(error.value) for name in [*PEOPLE, "Nora Vale"] for word in name.split())
     assert not any(word in repr(result) for name in PEOPLE for word in name.split())
+
+
+def test_evaluate_unlearning_reports_image_retrieval_only_with_a_gallery(tiny, gallery):
+    model, processor = tiny
+    sanitized = constant_image_tower(model)
+    removed, others = PEOPLE[:2], PEOPLE[2:]
+    queries = {name: copies(gallery[name][:2]) for name in PEOPLE}
+    options = dict(face_images=queries, candidate_names=[*PEOPLE, DISTRACTOR], templates=("a photo of {}",))
+    metrics = evaluate_unlearning(model, sanitized, processor, removed, gallery_images=gallery, **options)
+    figures = {key: value for key, value in metrics.items() if key.startswith("image_retrieval")}
+    assert figures == {"image_retrieval_tpr_removed_before": 1.0, "image_retrieval_tpr_removed_after": 0.0,
+                       "image_retrieval_tpr_others_before": 1.0, "image_retrieval_tpr_others_after": 0.0,
+                       "image_retrieval_protocol_gallery_people": 5, "image_retrieval_protocol_gallery_images": 15,
+                       "image_retrieval_protocol_num_others": len(others)}
+    assert "idia_tpr_removed_after" in metrics
+    without = evaluate_unlearning(model, sanitized, processor, removed, **options)
+    assert not any(key.startswith("image_retrieval") for key in without)
+    with pytest.raises(ValueError, match="removed people lack"):
+        evaluate_unlearning(model, sanitized, processor, removed,
+                            gallery_images={name: gallery[name] for name in others}, **options)
