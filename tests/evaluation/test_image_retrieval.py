@@ -1,4 +1,4 @@
-"""The image-to-image identity attack: nearest-picture retrieval, the vote and its ties, inputs, the report.
+"""The image-to-image identity attack: nearest-picture retrieval, the vote and its ties, inputs, the report, the card.
 
 A random tiny CLIP is enough where the answer follows from the pictures (a copy of a gallery picture retrieves it); a
 ``ControlledCLIP`` (test_idia.py) whose image embeddings the test writes pins down the vote and the ties.
@@ -16,6 +16,7 @@ from PIL import Image
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
 from clip_backdoor_unlearn.evaluation import ImageRetrievalResult, embed_people, image_retrieval_attack
 from clip_backdoor_unlearn.evaluation.unlearning import evaluate_unlearning
+from clip_backdoor_unlearn.hub.model_card import UnlearningCardData, build_model_card, metric_rows
 
 from .test_idia import ControlledCLIP
 
@@ -150,3 +151,24 @@ def test_evaluate_unlearning_reports_image_retrieval_only_with_a_gallery(tiny, g
     with pytest.raises(ValueError, match="removed people lack"):
         evaluate_unlearning(model, sanitized, processor, removed,
                             gallery_images={name: gallery[name] for name in others}, **options)
+
+
+def test_card_shows_the_image_to_image_figures_in_table_and_model_index():
+    metrics = {"idia_tpr_removed_before": 1.0, "idia_tpr_removed_after": 0.0,
+               "image_retrieval_tpr_removed_before": 1.0, "image_retrieval_tpr_removed_after": 0.4,
+               "image_retrieval_tpr_others_before": 0.9, "image_retrieval_tpr_others_after": 0.85,
+               "image_retrieval_protocol_gallery_people": 120, "image_retrieval_protocol_gallery_images": 600,
+               "image_retrieval_protocol_num_others": 95}
+    card = build_model_card(UnlearningCardData(encoder="vision", num_removed=5, metrics=metrics, model_name="m"))
+    text = str(card)
+    results = {result.metric_type: result for result in card.data.eval_results}
+    assert results["image_retrieval_tpr_removed_after"].metric_value == 0.4
+    assert "base model" in results["image_retrieval_tpr_removed_before"].metric_name
+    assert results["image_retrieval_tpr_others_after"].metric_value == 0.85
+    assert "| Image-to-image TPR on removed people | 1.000 | 0.400 |" in text
+    assert "| Other people identified image-to-image (share) | 0.900 | 0.850 |" in text
+    assert text.count("a gallery of 600 pictures of 120 people") == 1 and "**Image-to-image TPR**" in text
+    assert not any(row.after.startswith("image_retrieval_protocol") for row, _, _ in metric_rows(metrics))
+    plain = str(build_model_card(UnlearningCardData(encoder="vision", num_removed=5, metrics={
+        "idia_tpr_removed_before": 1.0, "idia_tpr_removed_after": 0.0}, model_name="m")))
+    assert "Image-to-image" not in plain and "gallery" not in plain
