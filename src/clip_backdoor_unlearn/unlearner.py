@@ -297,6 +297,7 @@ class BackdoorUnlearner:
         """Before/after figures of the last ``unlearn``: see ``evaluation.unlearning.evaluate_unlearning``.
 
         ``evaluation_data``: ``face_images`` + ``candidate_names`` (+ ``non_member_names``) for the IDIA,
+        ``gallery_images`` (many people's other pictures) for the image-to-image attack with ``face_images`` as queries,
         ``held_out_captions`` for SimClean, ``zero_shot_dataset`` (+ ``class_names``) for zero-shot accuracy.
         A pipeline's text encoder (plain ``CLIPTextModel``) is measured on its conditioning instead
         (``evaluation.conditioning.evaluate_pipeline_encoder``: ``kept_names``, ``held_out_captions`` or

@@ -1,4 +1,4 @@
-"""Measuring unlearning: the identity inference attack, embedding similarities and zero-shot utility."""
+"""Measuring unlearning: the identity inference attack, image-to-image retrieval, similarities, zero-shot utility."""
 
 from .idia import (
     IDIAResult,
@@ -12,6 +12,7 @@ from .idia import (
     predict_candidates,
     unlearning_report,
 )
+from .image_retrieval import ImageRetrievalResult, image_retrieval_attack
 from .protocol import IDIA_PROTOCOLS, IDIAProtocol, default_candidate_pool
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES, OPENAI_IMAGENET_TEMPLATES, ZERO_SHOT_TEMPLATES
@@ -25,6 +26,7 @@ __all__ = [
     "ZERO_SHOT_TEMPLATES",
     "IDIAProtocol",
     "IDIAResult",
+    "ImageRetrievalResult",
     "PersonResult",
     "attack_predictions",
     "default_candidate_pool",
@@ -32,6 +34,7 @@ __all__ = [
     "embed_prompts",
     "evaluation_mode",
     "identity_inference_attack",
+    "image_retrieval_attack",
     "leakage_table",
     "majority_vote",
     "predict_candidates",

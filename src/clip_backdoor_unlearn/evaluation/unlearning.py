@@ -1,4 +1,4 @@
-"""Before/after figures for one unlearning run: the IDIA, SimBackdoor, SimClean and zero-shot accuracy.
+"""Before/after figures for one unlearning run: the IDIA, image-to-image retrieval, SimBackdoor, SimClean, zero-shot.
 
 Everything that can be measured from what the caller gives is measured; what needs data that was not given
 (face images, held-out captions, a labelled image set) is simply left out of the report.
@@ -15,6 +15,7 @@ from ..data.names import NEUTRAL_TERM
 from ..data.prompts import neutral_terms
 from ..training.embeddings import processor_parts
 from .idia import IDIAResult, identity_inference_attack, images_by_person, unlearning_report
+from .image_retrieval import image_retrieval_attack
 from .protocol import IDIAProtocol, apply_protocol, protocol_metrics
 from .protocol import idia_protocol as resolve_protocol
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
@@ -41,6 +42,7 @@ def evaluate_unlearning(
     *,
     neutral_term: str | Mapping[str, str] = NEUTRAL_TERM,
     face_images=None,
+    gallery_images=None,
     candidate_names: Sequence[str] | None = None,
     non_member_names: Sequence[str] | None = None,
     idia_before: IDIAResult | None = None,
@@ -68,7 +70,11 @@ def evaluate_unlearning(
     ``face_images``) the attack is repeated with each removed person's name replaced by a variant of each kind
     (``variant_leakage``): ``idia_variant_{kind}_tpr_before/after``; ``kept_names`` adds
     ``idia_variant_kept_people_tpr_before/after`` for people who must stay findable (e.g. sharing a surname with a
-    removed person). No name is ever a key: the report is safe to publish.
+    removed person). With ``gallery_images`` too (many people's pictures, each removed person's *other* pictures
+    among them) the image-to-image attack (``evaluation.image_retrieval``) runs with all of ``face_images`` as the
+    queries (the IDIA protocol's cap on pictures does not apply): ``image_retrieval_tpr_removed_before/after`` and
+    ``image_retrieval_tpr_others_before/after`` (see ``_image_retrieval_metrics``). No name is ever a key: the
+    report is safe to publish.
 
     The attack follows ``idia_protocol`` (``"project"`` or ``"paper"``, ``evaluation.protocol``; ``templates`` and
     ``min_correct_prompts`` override its own); without ``candidate_names`` it uses ``default_candidate_pool``. The
@@ -87,6 +93,9 @@ def evaluate_unlearning(
         metrics["sim_backdoor_after"] = sim_backdoor(sanitized_model, tokenizer, pairs)
     if held_out_captions:
         metrics["sim_clean"] = sim_clean(original_model, sanitized_model, tokenizer, list(held_out_captions))
+    if gallery_images is not None:
+        metrics.update(_image_retrieval_metrics(original_model, sanitized_model, processor, removed_names,
+                                                face_images, gallery_images, show_progress_bar))
     if face_images is not None:
         face_images, candidate_names, default_pool = _attack_inputs(protocol, face_images, candidate_names)
         metrics.update(protocol_metrics(protocol, face_images, candidate_names, default_pool))
@@ -125,6 +134,34 @@ def _attack_inputs(protocol: IDIAProtocol, face_images, candidate_names):
     """Faces as ``{name: images}`` and the pool, under ``protocol``; whether the pool is the default one."""
     faces, pool = apply_protocol(protocol, images_by_person(face_images), candidate_names)
     return faces, pool, candidate_names is None
+
+
+def _image_retrieval_metrics(original_model, sanitized_model, processor, removed_names, face_images, gallery_images,
+                             show_progress_bar: bool) -> dict[str, Any]:
+    """The image-to-image attack before and after: each person in both ``face_images`` and ``gallery_images`` queries.
+
+    Every removed person must be in both. ``image_retrieval_tpr_others_*`` is the share of the other query people
+    identified; ``image_retrieval_protocol_*`` gives the gallery's size and the number of others (counts only).
+    """
+    if face_images is None or gallery_images is face_images:
+        raise ValueError("gallery_images needs face_images as the queries, and other pictures than the gallery's.")
+    gallery = images_by_person(gallery_images)
+    queries = {name: images for name, images in images_by_person(face_images).items() if name in gallery}
+    removed = list(dict.fromkeys(removed_names))
+    missing = sum(name not in queries for name in removed)
+    if missing:
+        raise ValueError(f"{missing} of the {len(removed)} removed people lack face_images or gallery_images; the "
+                         "image-to-image attack needs both for each.")
+    others = [name for name in queries if name not in set(removed)]
+    metrics: dict[str, Any] = {"image_retrieval_protocol_gallery_people": len(gallery),
+                               "image_retrieval_protocol_gallery_images": sum(map(len, gallery.values())),
+                               "image_retrieval_protocol_num_others": len(others)}
+    for label, model in (("before", original_model), ("after", sanitized_model)):
+        result = image_retrieval_attack(model, processor, queries, gallery, show_progress_bar=show_progress_bar)
+        metrics[f"image_retrieval_tpr_removed_{label}"] = result.tpr(removed)
+        if others:
+            metrics[f"image_retrieval_tpr_others_{label}"] = result.tpr(others)
+    return metrics
 
 
 def _image_tower_metrics(original_model, sanitized_model, processor, removed_names, face_images, target_embedding,

@@ -80,10 +80,15 @@ class _Group:
 
 _IDIA = "zero-shot-image-classification", "Identity inference attack (IDIA)"
 _SIMILARITY = "feature-extraction", "Text embedding similarity"
+_RETRIEVAL = "image-feature-extraction", "Image-to-image identity attack"
 GROUPS = {
     "idia": _Group(*_IDIA, "idia-removed-people", "Face images of the removed people"),
     "idia_others": _Group(*_IDIA, "idia-other-people", "Face images of people not removed"),
     "idia_non_members": _Group(*_IDIA, "idia-non-members", "Face images of people never seen in training"),
+    "image_retrieval": _Group(*_RETRIEVAL, "image-retrieval-removed-people",
+                              "Fresh face images of the removed people against a gallery of many people's"),
+    "image_retrieval_others": _Group(*_RETRIEVAL, "image-retrieval-other-people",
+                                     "Fresh face images of people not removed against the same gallery"),
     "sim_backdoor": _Group(*_SIMILARITY, "prompts-with-removed-names", "Attack prompts with the removed names"),
     "sim_clean": _Group(*_SIMILARITY, "held-out-captions", "Held-out clean captions"),
     "sim_images": _Group("feature-extraction", "Image embedding similarity", "idia-removed-people",
@@ -115,6 +120,10 @@ METRIC_ROWS = (
     MetricRow("Others newly detected", None, "idia_newly_detected", "idia_others"),
     MetricRow("Non-members detected (FPR)", "idia_fpr_non_members_before", "idia_fpr_non_members_after",
               "idia_non_members"),
+    MetricRow("Image-to-image TPR on removed people", "image_retrieval_tpr_removed_before",
+              "image_retrieval_tpr_removed_after", "image_retrieval"),
+    MetricRow("Other people identified image-to-image (share)", "image_retrieval_tpr_others_before",
+              "image_retrieval_tpr_others_after", "image_retrieval_others"),
     MetricRow("SimBackdoor (name vs neutral term)", "sim_backdoor_before", "sim_backdoor_after", "sim_backdoor"),
     MetricRow("SimClean (held-out captions)", None, "sim_clean", "sim_clean"),
     MetricRow("Zero-shot top-1 accuracy", "zero_shot_accuracy_before", "zero_shot_accuracy_after", "zero_shot"),
@@ -129,7 +138,8 @@ METRIC_ROWS = (
     MetricRow("Clean prompts vs original (cos)", None, "conditioning_clean_cos", "conditioning"),
 )
 _NOT_METRICS = {"num_removed", "conditioning_num_prompts"}  # counts, not figures
-_PROTOCOL_PREFIX = "idia_protocol"  # how the attack was run: stated in the card's text, not a figure
+# How the attacks were run: stated in the card's text, not figures.
+_PROTOCOL_PREFIXES = ("idia_protocol", "image_retrieval_protocol")
 
 
 @dataclass
@@ -260,7 +270,7 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[MetricRow, float | int | 
         if after is not None:
             rows.append((row, _number(metrics.get(row.before)) if row.before else None, after))
     known = {key for row in METRIC_ROWS for key in (row.before, row.after)} | _NOT_METRICS
-    for key in sorted(key for key in set(metrics) - known if not key.startswith(_PROTOCOL_PREFIX)):
+    for key in sorted(key for key in set(metrics) - known if not key.startswith(_PROTOCOL_PREFIXES)):
         value = _number(metrics[key])
         if value is not None:
             rows.append((MetricRow(key, None, key, "other"), None, value))
@@ -328,6 +338,19 @@ def idia_protocol_text(metrics: dict[str, Any]) -> str | None:
             "find them.")
 
 
+def image_retrieval_text(metrics: dict[str, Any]) -> str | None:
+    """The image-to-image attack in a sentence (``image_retrieval_protocol_*`` entries), or ``None`` if not run."""
+    if _number(metrics.get("image_retrieval_tpr_removed_after")) is None:
+        return None
+    gallery = (f"a gallery of {metrics['image_retrieval_protocol_gallery_images']} pictures of "
+               f"{metrics['image_retrieval_protocol_gallery_people']} people"
+               if "image_retrieval_protocol_gallery_images" in metrics else "a gallery of many people's pictures")
+    return (f"The image-to-image attack uses no name: each person's fresh pictures search {gallery}, their other "
+            "pictures among them; each picture retrieves the person of its nearest gallery picture (cosine of the "
+            "image embeddings), and a person counts as identified when their pictures retrieve them most often "
+            "(a tie is not a hit).")
+
+
 def template_values(data: UnlearningCardData) -> dict[str, Any]:
     """What ``model_card_template.md`` renders, all derived from ``data``."""
     towers = ["text", "vision"] if data.encoder == "both" else [data.encoder]
@@ -349,6 +372,7 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "metric_rows": [{"label": row.label, "before": _format(before), "after": _format(after)}
                         for row, before, after in metric_rows(data.metrics)],
         "idia_protocol_text": idia_protocol_text(data.metrics),
+        "image_retrieval_text": image_retrieval_text(data.metrics),
         "removed_names": list(data.removed_names or []),
         "adapter_only": data.adapter_only,
         "variants_text": _variants_text(data),
