@@ -126,16 +126,21 @@ def image_retrieval_attack(
                                           show_progress_bar=show_progress_bar)
     timings["image_embedding_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    owners = torch.cat([torch.full((len(person),), index) for index, person in enumerate(gallery_embeddings)])
-    scores = torch.cat(query_embeddings) @ torch.cat(gallery_embeddings).T  # (queries, gallery images)
-    # Per query and gallery person, the best cosine over that person's pictures.
-    per_person = torch.full((scores.shape[0], len(gallery_people)), -torch.inf)
-    per_person.scatter_reduce_(1, owners.expand_as(scores), scores, reduce="amax")
-    if len(gallery_people) == 1:
-        predictions = torch.zeros(scores.shape[0], dtype=torch.long)
-    else:
-        top = per_person.topk(2, dim=-1)
-        predictions = torch.where(top.values[:, 0] == top.values[:, 1], ABSTAIN, top.indices[:, 0])
+    gallery_matrix = torch.cat(gallery_embeddings)
+    owners = torch.cat([torch.full((len(person),), index, device=gallery_matrix.device)
+                        for index, person in enumerate(gallery_embeddings)])
+    chunks = []
+    for block in torch.cat(query_embeddings).split(1024):  # (queries, gallery images) a block at a time
+        scores = block @ gallery_matrix.T
+        # Per query and gallery person, the best cosine over that person's pictures.
+        per_person = torch.full((scores.shape[0], len(gallery_people)), -torch.inf, device=scores.device)
+        per_person.scatter_reduce_(1, owners.expand_as(scores), scores, reduce="amax")
+        if len(gallery_people) == 1:
+            chunks.append(torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
+        else:
+            top = per_person.topk(2, dim=-1)
+            chunks.append(torch.where(top.values[:, 0] == top.values[:, 1], ABSTAIN, top.indices[:, 0]))
+    predictions = torch.cat(chunks).cpu()
     index = {name: position for position, name in enumerate(gallery_people)}
     hits, num_queries, identified = {}, {}, {}
     for name, person_predictions in zip(query_people, predictions.split([len(q) for q in query_embeddings]),
