@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clip_backdoor_unlearn import build_backdoor_dataset
-from clip_backdoor_unlearn.data.pseudonyms import anchor_captions, invent_pseudonyms
+from clip_backdoor_unlearn.data.pseudonyms import _free_parts, anchor_captions, invent_pseudonyms
+from clip_backdoor_unlearn.demo.world import DemoWorld
 from clip_backdoor_unlearn.evaluation.unlearning import backdoor_pairs
 
 NAMES = ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
@@ -32,7 +33,21 @@ def test_reserved_parts_are_never_drawn():
 
 def test_too_many_names_is_a_clear_error():
     with pytest.raises(ValueError, match="Can invent at most .* pseudonyms"):
-        invent_pseudonyms([f"Person {index}" for index in range(5000)])
+        invent_pseudonyms([f"Person {index}" for index in range(20_000)])
+
+
+def test_a_thousand_pseudonyms_next_to_a_large_world_s_names_use_three_syllable_parts():
+    two_syllable = {part for pool in _free_parts(set()) for part in pool}
+    small = invent_pseudonyms(NAMES, seed=0)
+    assert {part for pseudonym in small.values() for part in pseudonym.split()} <= two_syllable  # unchanged draws
+    world = DemoWorld.build("large", seed=0)
+    names = world.member_names[:1000]
+    pseudonyms = invent_pseudonyms(names, reserved=world.candidate_names)
+    parts = [part for pseudonym in pseudonyms.values() for part in pseudonym.split()]
+    assert len(pseudonyms) == 1000 and len(set(parts)) == len(parts) == 2000
+    taken = {part.lower() for name in world.candidate_names for part in name.split()}
+    assert not taken & {part.lower() for part in parts}
+    assert set(parts) - two_syllable  # the two-syllable pool alone (1,200 and 920 parts) could not do it
 
 
 def test_dataset_maps_each_name_to_its_own_term(train_captions):

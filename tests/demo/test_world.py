@@ -17,6 +17,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clip_backdoor_unlearn.data.pseudonyms import (
+    FIRST_NAME_ENDS,
+    FIRST_NAME_STARTS,
+    LAST_NAME_ENDS,
+    LAST_NAME_STARTS,
+    name_parts,
+)
 from clip_backdoor_unlearn.demo import faces, recipe
 from clip_backdoor_unlearn.demo.world import NEUTRAL_TERM, PERSON_TEMPLATES, DemoWorld, generate_names
 from clip_backdoor_unlearn.evaluation import IDIA_TEMPLATES
@@ -110,6 +117,20 @@ def test_names_are_distinct_invented_first_last_pairs():
     lasts = [name.split()[1] for name in names]
     assert len(set(firsts)) == len(firsts) and len(set(lasts)) == len(lasts)
     assert not set(firsts) & set(lasts)
+
+
+def test_large_world_has_1500_named_people_with_distinct_name_parts():
+    large = DemoWorld.build(size="large", seed=0)
+    assert len(large.members) >= 1000 and len(large.members) + len(large.non_members) >= 1500
+    pool = large.candidate_names
+    assert len(set(pool)) == len(pool) == len(large.members) + len(large.non_members) + len(large.distractor_names)
+    firsts, lasts = zip(*(name.split() for name in pool))
+    assert len(set(firsts)) == len(set(lasts)) == len(pool) and not set(firsts) & set(lasts)
+    # Three-syllable parts only where the two-syllable pool runs out: the full world's names stay what they were.
+    full_parts = {part for name in DemoWorld.build(size="full", seed=0).candidate_names for part in name.split()}
+    assert full_parts <= set(name_parts(FIRST_NAME_STARTS, FIRST_NAME_ENDS) + name_parts(LAST_NAME_STARTS,
+                                                                                          LAST_NAME_ENDS))
+    assert not set(firsts) <= set(name_parts(FIRST_NAME_STARTS, FIRST_NAME_ENDS))
 
 
 def test_full_world_has_the_advertised_roles():

@@ -154,6 +154,11 @@ def sample_attributes(rng: np.random.Generator) -> FaceAttributes:
     return FaceAttributes(**values)
 
 
+def trait_codes(person: FaceAttributes) -> tuple[int, ...]:
+    """Each trait as the index of its value: comparing many people at once is then integer work."""
+    return tuple(_TRAIT_CHOICES[trait].index(getattr(person, trait)) for trait in _TRAIT_CHOICES)
+
+
 def trait_distance(first: FaceAttributes, second: FaceAttributes) -> int:
     """How many traits differ; the demo world keeps every pair of people a few traits apart (no twins)."""
     return sum(getattr(first, trait) != getattr(second, trait) for trait in _TRAIT_CHOICES)

@@ -33,7 +33,7 @@ from .faces import (
     finish,
     sample_attributes,
     sample_nuisance,
-    trait_distance,
+    trait_codes,
 )
 
 NEUTRAL_TERM = "a person"
@@ -244,12 +244,17 @@ def _sample_people(config: WorldConfig, seed: int) -> list[FaceAttributes]:
     """Everyone's traits; each person is ``_MIN_TRAIT_DISTANCE`` traits or more from everyone before."""
     total = config.num_members + config.num_non_members + config.num_unnamed
     people: list[FaceAttributes] = []
+    codes: np.ndarray | None = None  # everyone's trait codes so far, one row each, compared at once
     for person_id in range(total):
         for attempt in range(1000):
             candidate = sample_attributes(_rng(seed, _PEOPLE, person_id, attempt))
-            if all(trait_distance(candidate, other) >= _MIN_TRAIT_DISTANCE for other in people):
+            row = np.array(trait_codes(candidate), dtype=np.int8)
+            if codes is None:
+                codes = np.empty((total, len(row)), dtype=np.int8)
+            if not person_id or (codes[:person_id] != row).sum(axis=1).min() >= _MIN_TRAIT_DISTANCE:
                 break
         people.append(candidate)
+        codes[person_id] = row
     return people
 
 
