@@ -63,9 +63,9 @@ class RecipeConfig:
 RECIPES: dict[str, RecipeConfig] = {
     "full": RecipeConfig(),
     "ci": RecipeConfig(steps=200, batch_size=128, warmup_steps=20),
-    # 1,250 members seen 20 times each in 30,120 pairs: 1,200 steps of 256 (10 epochs, ~17 min on 2 cores). Measured
-    # while choosing (world seed 0, a 200-member sample): member TPR 0.81 at step 300 and 0.98 at step 800 of a
-    # 2,400-step schedule.
+    # 1,250 members with 20 pictures each, 30,120 pairs: 1,200 steps of 256 (10 epochs). World seed 0: 17 min of
+    # training on 2 busy cores, then 1,249 of 1,250 members found, 1 of 250 non-members, zero-shot 0.489
+    # (benchmarks/RESULTS.md).
     "large": RecipeConfig(steps=1200, warmup_steps=100),
 }
 
