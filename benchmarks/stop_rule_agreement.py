@@ -1,4 +1,5 @@
-"""Does the face-free stop rule agree with the attack? Where ``early_stop_similarity`` would stop, and the TPR there.
+"""Does the face-free stop rule agree with the attack? Where ``early_stop_similarity`` (a threshold) or
+``early_stop_patience`` (a plateau) would stop, and the TPR there.
 
     python benchmarks/stop_rule_agreement.py                     # full demo world (seed 0), 1 4 10 32, seeds 42 7
     python benchmarks/stop_rule_agreement.py --world_seed 1      # a second world, to report on what was tuned on 0
@@ -106,6 +107,53 @@ def outcome(row: dict, threshold: float, max_tpr: float) -> dict:
     }
 
 
+def plateau_stop(series: list[dict], patience: int, min_delta: float) -> dict | None:
+    """The check where ``early_stop_patience`` would stop: ``patience`` checks in a row without the lowest score
+    rising more than ``min_delta`` over its best (``NeutralTargetStopCallback``'s rule, replayed on the series)."""
+    best, stale = float("-inf"), 0
+    for check in series:
+        if check["min_similarity"] > best + min_delta:
+            best, stale = check["min_similarity"], 0
+        else:
+            stale += 1
+        if stale >= patience:
+            return check
+    return None
+
+
+def plateau_report(rows: list[dict], patiences: list[int], min_deltas: list[float], slack: float) -> list[dict]:
+    """Where the plateau rule stops each run, and whether stopping there cost TPR against running every step.
+
+    A plateau claims no more than "more steps no longer move the names": it is *too early* when the attack's TPR at
+    the stop is more than ``slack`` above its TPR at the end of the run, and *agrees* otherwise.
+    """
+    results = []
+    print(f"\nPlateau rule (too early: TPR at the stop > TPR at the end + {slack:g})\n")
+    print("patience | min_delta | agrees | too early | never | mean steps saved | worst TPR excess | stops (step: TPR "
+          "there / at end)")
+    print("--- | --- | --- | --- | --- | --- | --- | ---")
+    for patience in patiences:
+        for min_delta in min_deltas:
+            stops, counts, saved, worst = [], dict.fromkeys(OUTCOMES, 0), 0, 0.0
+            for row in rows:
+                series, end = row["series"], row["series"][-1]["tpr"]
+                stop = plateau_stop(series, patience, min_delta)
+                if stop is None:
+                    counts["never"] += 1
+                    stops.append("never")
+                    continue
+                excess = stop["tpr"] - end
+                counts["too early" if excess > slack else "agrees"] += 1
+                saved += row["max_steps"] - stop["step"]
+                worst = max(worst, excess)
+                stops.append(f"{stop['step']}: {stop['tpr']:.2f}/{end:.2f}")
+            results.append({"patience": patience, "min_delta": min_delta, **counts,
+                            "mean steps saved": saved / max(1, len(rows)), "worst excess": worst, "stops": stops})
+            print(f"{patience} | {min_delta:g} | {counts['agrees']} | {counts['too early']} | {counts['never']} | "
+                  f"{saved / max(1, len(rows)):.1f} | {worst:.3f} | {'; '.join(stops)}")
+    return results
+
+
 def summary(outcomes: list[dict]) -> str:
     counts = {name: sum(entry["outcome"] == name for entry in outcomes) for name in OUTCOMES}
     saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
@@ -151,6 +199,12 @@ def main() -> None:
     parser.add_argument("--max_tpr", type=float, default=0.1, help="the attack counts the people forgotten at <= this")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
                         help="stop-rule thresholds to score (cosine similarity)")
+    parser.add_argument("--patience", type=int, nargs="*", default=[2, 3, 4],
+                        help="plateau rules to score: checks without progress (early_stop_patience)")
+    parser.add_argument("--min_delta", type=float, nargs="*", default=[0.0, 0.01],
+                        help="plateau rules to score: the least rise that counts as progress (early_stop_min_delta)")
+    parser.add_argument("--slack", type=float, default=0.05,
+                        help="a plateau stop is too early when its TPR is more than this above the run's last TPR")
     parser.add_argument("--rescore", metavar="JSON",
                         help="train nothing: score --thresholds and --max_tpr on the series a --json file recorded")
     options = parser.parse_args()
@@ -160,6 +214,7 @@ def main() -> None:
         print(f"{recorded['size']} demo world (seed {recorded['world_seed']}), seeds {recorded['seeds']}, "
               f"recorded by: {recorded['machine']}")
         report(recorded["rows"], options.thresholds, options.max_tpr)
+        plateau_report(recorded["rows"], options.patience, options.min_delta, options.slack)
         return
     seeds = options.seed
 
@@ -187,6 +242,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     results = report(rows, options.thresholds, options.max_tpr)
+    plateaus = plateau_report(rows, options.patience, options.min_delta, options.slack)
     print("\n" + machine_line(load_before, load_after))
     print(f"total {time.perf_counter() - started:.0f}s (the world, the attack before, and every run)")
     if options.json:
@@ -194,7 +250,8 @@ def main() -> None:
             json.dump({"settings": settings, "seeds": seeds, "size": options.size, "world_seed": options.world_seed,
                        "every_n_steps": options.every_n_steps, "max_tpr": options.max_tpr,
                        "machine": machine_line(load_before, load_after), "rows": rows,
-                       "outcomes": {f"{threshold:g}": outcomes for threshold, outcomes in results.items()}},
+                       "outcomes": {f"{threshold:g}": outcomes for threshold, outcomes in results.items()},
+                       "plateau_outcomes": plateaus},
                       handle, indent=2)
 
 
