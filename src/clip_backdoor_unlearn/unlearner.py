@@ -195,8 +195,10 @@ class BackdoorUnlearner:
                 first or last name alone where distinctive, titles, possessive, "Last, First", "F. Last" and a few
                 misspellings (``variants.name_variants``); ``None``/``"none"``: the names exactly as given; a dict
                 ``{name: [nickname, ...]}`` adds your own variants to the generated ones.
-            kept_names: (text) people who must stay findable. A variant that names one of them, or only part of one
-                (a shared surname), is not removed, with a ``VariantConflictWarning`` giving counts and indexes.
+            kept_names: (text) people who must stay findable. Person prompts naming them join the clean captions
+                (``kept_prompts_per_name`` each, held at the teacher), and a variant that names one of them, or only
+                part of one (a shared surname), is not removed, with a ``VariantConflictWarning`` giving counts and
+                indexes.
             resume_from_checkpoint: a ``checkpoint-<step>`` directory of an interrupted run with the same arguments
                 (``save_strategy="steps"``), or ``True`` for the latest complete one in ``output_dir``. Training
                 continues from it and ends with the same model as an uninterrupted run. Checked before training.

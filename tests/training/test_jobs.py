@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clip_backdoor_unlearn import BackdoorUnlearner, build_backdoor_dataset
+from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
 from clip_backdoor_unlearn.demo.world import generate_names
 from clip_backdoor_unlearn.training.jobs import text_job
 
@@ -16,10 +17,11 @@ PER_NAME = dict(budget="per_name", poisoned_samples_per_name=6, poisoned_samples
                 clean_samples_per_step=4, min_steps=2, max_steps=1_000, seed=0, report_to="none", disable_tqdm=True)
 
 
-def job(model_and_processor, names, captions, tmp_path, name_variants=None, **fields):
+def job(model_and_processor, names, captions, tmp_path, name_variants=None, kept_names=(), **fields):
     model, processor = model_and_processor
     return text_job(model, processor.tokenizer, names, neutral_term="a person", captions=captions, args=None,
-                    overrides={"output_dir": str(tmp_path), **fields}, name_variants=name_variants)
+                    overrides={"output_dir": str(tmp_path), **fields}, name_variants=name_variants,
+                    kept_names=kept_names)
 
 
 @pytest.mark.parametrize("num_names", [1, 10, 100])
@@ -63,3 +65,23 @@ def test_the_run_trains_and_records_the_resolved_steps(saved_tiny_model, train_c
     recorded = result.config["towers"]["text"]["hyperparameters"]
     assert (recorded["max_steps"], recorded["budget"], recorded["min_steps"]) == (steps, "per_name", 2)
     assert f"| `max_steps` | {steps} |" in unlearner.model_card().text
+
+
+def test_kept_names_are_held_by_person_prompts_in_the_clean_set(tiny_model_and_processor, train_captions, tmp_path):
+    kept = generate_names(6, seed=5)
+    fields = {**PER_NAME, "budget": "fixed", "max_steps": 40, "clean_samples_per_step": 16}
+    captions = train_captions[:30]  # 30 + 18 kept prompts: 640 clean samples cycle through all of them
+    held = job(tiny_model_and_processor, NAMES, captions, tmp_path, kept_names=kept, **fields)
+    clean = [caption for row in held.dataset["clean"] for caption in row]
+    for name in kept:
+        prompts = {caption for caption in clean if name in caption}
+        assert prompts and all(caption in {t.format(name) for t in PERSON_TEMPLATES} for caption in prompts)
+        assert len(prompts) <= 3  # kept_prompts_per_name wordings a name
+    assert held.args.kept_prompts_per_name == 3
+    again = job(tiny_model_and_processor, NAMES, captions, tmp_path, kept_names=kept, **fields)
+    assert again.dataset["clean"] == held.dataset["clean"]  # drawn with the seed
+    off = job(tiny_model_and_processor, NAMES, captions, tmp_path, kept_names=kept,
+              **{**fields, "kept_prompts_per_name": 0})
+    assert not any(name in caption for row in off.dataset["clean"] for caption in row for name in kept)
+    with pytest.raises(ValueError, match="kept_prompts_per_name"):
+        job(tiny_model_and_processor, NAMES, train_captions, tmp_path, **{**fields, "kept_prompts_per_name": -1})

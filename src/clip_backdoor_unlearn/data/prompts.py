@@ -94,6 +94,17 @@ def clean_captions_for(captions: Sequence[str], names: Sequence[str]) -> list[st
     return list(seen)
 
 
+def kept_name_prompts(kept_names: Sequence[str], *, per_name: int, seed: int) -> list[str]:
+    """``per_name`` person prompts (training wordings, drawn with ``seed``) for each name that must stay findable.
+
+    In the clean set they are held at the teacher: when many names move at once, the names that share their tokens
+    and their region of the embedding space are held where they were instead of drifting with them.
+    """
+    rng = random.Random(f"kept:{seed}")
+    count = min(per_name, len(PERSON_TEMPLATES))
+    return [template.format(name) for name in kept_names for template in rng.sample(PERSON_TEMPLATES, count)]
+
+
 def _cycle(items: Sequence, rng: random.Random):
     """Endless stream over shuffled copies of ``items``, so every item is used before any repeats."""
     while True:

@@ -111,6 +111,12 @@ class BackdoorTrainingArguments(TrainingArguments):
             With `budget="per_name"`: the fewest steps of a run, however short the list (the paper's 400, so that
             the per-name budget never trains fewer steps than the fixed one). `max_steps` still wins.
 
+        kept_prompts_per_name (`int`, *optional*, defaults to `3`):
+            Person prompts (training wordings) added to the clean captions for each of `unlearn`'s `kept_names`, held
+            at the teacher by the utility loss. When many names move at once, the names left behind drift with them
+            (1,000 removed on the large demo world: other members found 249 → 199 without, 249 → 250 with). `0`:
+            `kept_names` only protect name variants.
+
         > Stopping early (off by default)
 
         early_stop_similarity (`float` or `None`, *optional*, defaults to `None`):
@@ -200,6 +206,10 @@ class BackdoorTrainingArguments(TrainingArguments):
     min_steps: int = field(default=400, metadata={
         "help": "With budget='per_name': the fewest steps of a run, however short the list (the paper's 400); "
                 "max_steps still wins."})
+    kept_prompts_per_name: int = field(default=3, metadata={
+        "help": "Person prompts per kept name (unlearn's kept_names) added to the clean captions and held at the "
+                "teacher, so that names left behind do not drift with the removed ones; 0: kept_names only protect "
+                "name variants."})
     # Stopping early.
     early_stop_similarity: float | None = field(default=None, metadata={
         "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
@@ -233,6 +243,8 @@ class BackdoorTrainingArguments(TrainingArguments):
             raise ValueError(f"early_stop_patience must be positive or None, got {self.early_stop_patience}.")
         if self.early_stop_min_delta < 0:
             raise ValueError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}.")
+        if self.kept_prompts_per_name < 0:
+            raise ValueError(f"kept_prompts_per_name must be >= 0, got {self.kept_prompts_per_name}.")
         for name in ("poisoned_samples_per_name", "min_steps", "early_stop_every_n_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")

@@ -28,7 +28,7 @@ from ..data.images import (
     load_images,
 )
 from ..data.names import validate_names
-from ..data.prompts import PERSON_TEMPLATES, build_backdoor_dataset
+from ..data.prompts import PERSON_TEMPLATES, build_backdoor_dataset, kept_name_prompts
 from ..data.pseudonyms import anchor_captions, invent_pseudonyms
 from ..data.variants import expand_variants, variant_mode
 from ..hub.checkpoints import keyed_digest, resolve_resume_checkpoint
@@ -120,6 +120,8 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
     # The budget is resolved once, here: the data set, the schedule, the Trainer and the record all read max_steps.
     args = args.for_names(len(names))
+    if kept_names and args.kept_prompts_per_name:
+        captions = captions + kept_name_prompts(kept_names, per_name=args.kept_prompts_per_name, seed=args.seed)
     targets = dict.fromkeys(names, neutral_term)
     if pseudonyms:
         # The pseudonyms avoid every word the model is trained on here and every name that must stay findable;
