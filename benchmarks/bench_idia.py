@@ -240,6 +240,8 @@ def main(argv=None) -> dict:
         "total_s": total_s,
         "texts_per_s": num_texts / result.timings["text_embedding_s"],
         "images_per_s": num_images / result.timings["image_embedding_s"],
+        "model": args.model,
+        "tpr": result.tpr(),
     }
     rows = [
         (
@@ -262,8 +264,6 @@ def main(argv=None) -> dict:
     ]
     model_line = ("the large demo world's trained CLIP" if args.model == "demo-large"
                   else "ViT-B/32-sized CLIPModel, random weights")
-    figures["model"] = args.model
-    figures["tpr"] = result.tpr()
     print(
         f"IDIA benchmark: {model_line}, device {figures['device']}, "
         f"{figures['cpu_threads']} CPU threads, {platform.processor() or platform.machine()}"
