@@ -162,13 +162,14 @@ def main() -> None:
     print("\n" + machine_line(load_before, load_after))
     title = f"{options.size} demo world (seed {options.world_seed}), text tower, " + ", ".join(
         f"{key} {value}" for key, value in settings.items() if key != "seed")
-    if options.plot:
-        plot(rows, options.plot, title, chance=1 / len(setup["world"].zero_shot_class_names))
-        print(f"plot written to {options.plot} ({os.path.getsize(options.plot) // 1024} KB)")
     if options.json:
         with open(options.json, "w", encoding="utf-8") as handle:
             json.dump({"settings": settings, "size": options.size, "world_seed": options.world_seed,
                        "machine": machine_line(load_before, load_after), "rows": rows}, handle, indent=2)
+
+    if options.plot:
+        plot(rows, options.plot, title, chance=1 / len(setup["world"].zero_shot_class_names))
+        print(f"plot written to {options.plot} ({os.path.getsize(options.plot) // 1024} KB)")
 
 
 if __name__ == "__main__":
