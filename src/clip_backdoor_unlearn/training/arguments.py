@@ -128,7 +128,8 @@ class BackdoorTrainingArguments(TrainingArguments):
         early_stop_patience (`int` or `None`, *optional*, defaults to `None`):
             Text tower: also stop once the lowest name score of that rule has not risen by more than
             `early_stop_min_delta` for this many checks in a row (a plateau: more steps no longer move the names).
-            Needs no threshold, so its meaning does not move with the model. `None`: off.
+            Needs no threshold. `None`: off. Off by default: replayed on two full demo worlds it was never too early
+            on one and stopped with up to 0.16 more TPR than the full run on the other (benchmarks/RESULTS.md).
         early_stop_min_delta (`float`, *optional*, defaults to `0.01`):
             The least rise of the lowest name score that counts as progress for `early_stop_patience`.
         early_stop_every_n_steps (`int`, *optional*, defaults to `20`):
