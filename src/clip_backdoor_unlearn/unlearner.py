@@ -41,6 +41,7 @@ from .hub.record import UNLEARNING_CONFIG_NAME, accumulated_record, run_record, 
 from .hub.saving import recover, refuse_source_overwrite, write_atomically
 from .training.arguments import (
     ADAPTER_DEFAULTS,
+    TEXT_STOP_RULES,
     BackdoorTrainingArguments,
     VisionBackdoorTrainingArguments,
     unset_defaults,
@@ -233,8 +234,7 @@ class BackdoorUnlearner:
                                  previous_names=self._protected_names, previous_variants=self._protected_variants))
         if encoder in ("vision", "both"):
             # With "both", the text tower's stop rule stays with the text tower.
-            vision_overrides = overrides if encoder == "vision" else {
-                **overrides, "early_stop_similarity": None, "early_stop_patience": None}
+            vision_overrides = overrides if encoder == "vision" else {**overrides, **dict.fromkeys(TEXT_STOP_RULES)}
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
                                    args=vision_args, overrides=vision_overrides))

@@ -23,6 +23,8 @@ from ..data.names import NEUTRAL_TERM
 DISTANCES = ("cosine", "mse", "mae")
 TEXT_TARGETS = ("auto", "embedding", "sequence", "pooled", "sequence+pooled")
 BUDGETS = ("fixed", "per_name")
+# The face-free stop rules: they embed the names, so only the text tower has them.
+TEXT_STOP_RULES = ("early_stop_similarity", "early_stop_patience")
 logger = logging.getLogger(__name__)
 
 # Text-tower settings for adapters (``peft_config``), applied where the caller left the field at its default: LoRA

@@ -34,7 +34,7 @@ from ..data.variants import expand_variants, variant_mode
 from ..hub.checkpoints import keyed_digest, resolve_resume_checkpoint
 from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
-from .arguments import BackdoorTrainingArguments, VisionBackdoorTrainingArguments
+from .arguments import TEXT_STOP_RULES, BackdoorTrainingArguments, VisionBackdoorTrainingArguments
 from .embeddings import encode_images
 from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION
@@ -147,7 +147,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                face_images, reference_faces, images, args, overrides: dict[str, Any]) -> TrainingJob:
     """The image tower's job: the removed people's pasted faces → the mean embedding of ``reference_faces``."""
     VISION.check_model(model)
-    for rule in ("early_stop_similarity", "early_stop_patience"):
+    for rule in TEXT_STOP_RULES:
         if overrides.get(rule, getattr(args, rule, None)) is not None:
             raise ValueError(f"{rule} is the text tower's stop rule (it embeds the names); for the image tower pass "
                              "callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
