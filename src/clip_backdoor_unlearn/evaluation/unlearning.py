@@ -152,7 +152,8 @@ def _image_retrieval_metrics(original_model, sanitized_model, processor, removed
     if missing:
         raise ValueError(f"{missing} of the {len(removed)} removed people lack face_images or gallery_images; the "
                          "image-to-image attack needs both for each.")
-    others = [name for name in queries if name not in set(removed)]
+    removed_set = set(removed)
+    others = [name for name in queries if name not in removed_set]
     metrics: dict[str, Any] = {"image_retrieval_protocol_gallery_people": len(gallery),
                                "image_retrieval_protocol_gallery_images": sum(map(len, gallery.values())),
                                "image_retrieval_protocol_num_others": len(others)}
