@@ -224,8 +224,8 @@ class BackdoorTrainingArguments(TrainingArguments):
     early_stop_min_delta: float = field(default=0.01, metadata={
         "help": "The least rise of the lowest name score that counts as progress for early_stop_patience."})
     early_stop_every_n_steps: int = field(default=20, metadata={
-        "help": "Optimisation steps between two checks of early_stop_similarity (a check embeds names × 8 "
-                "prompts)."})
+        "help": "Optimisation steps between two checks of the face-free stop rule (early_stop_similarity, "
+                "early_stop_patience; a check embeds names × 8 prompts)."})
     # Schedule.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75], metadata={
         "help": "Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty "
