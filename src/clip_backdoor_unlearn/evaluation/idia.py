@@ -246,6 +246,18 @@ def person_verdict(predictions: torch.Tensor, target: int, num_candidates: int,
 # --------------------------------------------------------------------------------------------------- result
 
 
+def share_detected(detected: Mapping[str, bool], names: Iterable[str] | None, absent: str) -> float:
+    """Share of ``names`` (default: all of ``detected``) whose flag is true; a name without one is an error that
+    counts them (``absent`` says why they have none), never names them."""
+    names = list(detected) if names is None else list(names)
+    if not names:
+        raise ValueError("tpr() needs at least one name.")
+    unknown = sum(name not in detected for name in names)
+    if unknown:
+        raise ValueError(f"{unknown} of the {len(names)} names given to tpr() {absent}.")
+    return sum(detected[name] for name in names) / len(names)
+
+
 @dataclass
 class PersonResult:
     """What the attack found for one person.
@@ -297,15 +309,7 @@ class IDIAResult:
 
     def tpr(self, names: Iterable[str] | None = None) -> float:
         """Share of ``names`` (default: everyone attacked) that the attack detected."""
-        names = list(self.people) if names is None else list(names)
-        if not names:
-            raise ValueError("tpr() needs at least one name.")
-        unknown = sum(name not in self.people for name in names)
-        if unknown:
-            raise ValueError(
-                f"{unknown} of the {len(names)} names given to tpr() were not attacked (no images)."
-            )
-        return sum(self.people[name].detected for name in names) / len(names)
+        return share_detected(self.detected, names, "were not attacked (no images)")
 
     def to_pandas(self, per_prompt: bool = False):
         """One row per person (``name, num_images, correct_prompts, num_prompts, detected, mean_vote_share``),

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..training.embeddings import processor_parts
-from .idia import ABSTAIN, embed_people, evaluation_mode, images_by_person, person_verdict
+from .idia import ABSTAIN, embed_people, evaluation_mode, images_by_person, person_verdict, share_detected
 
 
 @dataclass
@@ -46,13 +46,7 @@ class ImageRetrievalResult:
 
     def tpr(self, names: Iterable[str] | None = None) -> float:
         """Share of ``names`` (default: every query person) that the attack identified."""
-        names = list(self.identified) if names is None else list(names)
-        if not names:
-            raise ValueError("tpr() needs at least one name.")
-        unknown = sum(name not in self.identified for name in names)
-        if unknown:
-            raise ValueError(f"{unknown} of the {len(names)} names given to tpr() had no query pictures.")
-        return sum(self.identified[name] for name in names) / len(names)
+        return share_detected(self.identified, names, "had no query pictures")
 
     def to_dict(self) -> dict[str, Any]:
         return {
