@@ -25,7 +25,7 @@ from clip_backdoor_unlearn.data.pseudonyms import (
     name_parts,
 )
 from clip_backdoor_unlearn.demo import faces, recipe
-from clip_backdoor_unlearn.demo.world import NEUTRAL_TERM, PERSON_TEMPLATES, DemoWorld, generate_names
+from clip_backdoor_unlearn.demo.world import NEUTRAL_TERM, PERSON_TEMPLATES, DemoWorld, WorldConfig, generate_names
 from clip_backdoor_unlearn.evaluation import IDIA_TEMPLATES
 
 # The prompts of the Identity Inference Attack ("Does CLIP Know My Face?"); training must not use them.
@@ -296,6 +296,21 @@ def test_a_cached_model_for_another_world_or_recipe_is_stale(tmp_path, tiny_worl
     assert not recipe._is_current(tmp_path, tiny_world, dataclasses.replace(config, steps=config.steps + 1))
     other_world = DemoWorld.build(size="ci", seed=0, **{**TINY, "num_members": 5})
     assert not recipe._is_current(tmp_path, other_world, config)
+
+
+def test_more_held_out_pictures_keep_the_cache_current_and_the_training_data_unchanged(tmp_path, tiny_world):
+    """Evaluation-only fields (``WorldConfig.EVALUATION_ONLY``) choose held-out pictures, never training ones."""
+    config = recipe.RECIPES["ci"]
+    stats = {"world_config": dataclasses.asdict(tiny_world.config), "recipe_config": dataclasses.asdict(config)}
+    (tmp_path / recipe._INFO_FILE).write_text(json.dumps(stats))
+    more = {field: getattr(tiny_world.config, field) + 2 for field in WorldConfig.EVALUATION_ONLY}
+    bigger = DemoWorld.build(size="ci", seed=0, **{**TINY, **more})
+    assert recipe._is_current(tmp_path, bigger, config)
+    assert len(bigger.zero_shot()) > len(tiny_world.zero_shot())
+    ours, theirs = tiny_world.training_pairs(), bigger.training_pairs()
+    assert theirs["caption"] == ours["caption"]
+    assert [_digest(image) for image in theirs["image"]] == [_digest(image) for image in ours["image"]]
+    assert set(tiny_world.zero_shot()["label"]) <= set(bigger.zero_shot()["label"])
 
 
 def test_a_current_cache_is_loaded_without_training_and_a_stale_one_is_retrained(tmp_path, monkeypatch):

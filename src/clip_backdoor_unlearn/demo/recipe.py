@@ -31,7 +31,7 @@ from ..hub.saving import write_atomically
 from ..training.embeddings import image_embeddings, text_embeddings
 from .tiny import build_processor, tiny_clip_config
 from .tokenization import train_clip_tokenizer
-from .world import WORLD_SIZES, DemoWorld
+from .world import WORLD_SIZES, DemoWorld, WorldConfig
 
 RECIPE_VERSION = "v1"
 """Part of the cache path: bump it whenever the world or the recipe changes what a seed produces."""
@@ -298,7 +298,9 @@ def _is_current(target: Path, world: DemoWorld, config: RecipeConfig) -> bool:
     if not info.exists():
         return False
     stats = json.loads(info.read_text())
-    same_world = stats.get("world_config") == dataclasses.asdict(world.config)
+    recorded = stats.get("world_config") or {}
+    trained_on = {k: v for k, v in recorded.items() if k not in WorldConfig.EVALUATION_ONLY}
+    same_world = trained_on == world.config.training_fields()  # more held-out pictures need no retraining
     return same_world and stats.get("recipe_config") == dataclasses.asdict(config)
 
 
