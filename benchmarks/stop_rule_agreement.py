@@ -49,6 +49,8 @@ from clip_backdoor_unlearn.training.callbacks import ForgetMonitorCallback
 
 THRESHOLDS = (0.90, 0.93, 0.95, 0.97, 0.99)
 UNREACHABLE = 2.0  # a cosine similarity never reaches it: the face-free rule records and never stops
+RECORD_ONLY = -1.0  # no share of names is below it: the text-only attack is recorded and never stops
+RETRIEVED_SHARES = (0.0, 0.02, 0.05, 0.1)
 OUTCOMES = ("agrees", "too early", "never")
 COLUMNS = ("removed", "seed", "stops at", "score there", "TPR there", "attack ≤ max TPR at", "stays ≤ from",
            "TPR at end", "outcome", "steps saved")
@@ -68,27 +70,36 @@ def run(setup: dict, count: int, settings: dict, options: argparse.Namespace) ->
         warnings.simplefilter("ignore", VariantConflictWarning)  # expected: kept names share name parts
         result = unlearner.unlearn(removed, callbacks=[attack], output_dir=output_dir, disable_tqdm=True,
                                    logging_strategy="no", early_stop_similarity=UNREACHABLE,
+                                   early_stop_retrieved=RECORD_ONLY,
                                    early_stop_every_n_steps=options.every_n_steps, **text_inputs(setup, removed),
                                    **settings)
     seconds = time.perf_counter() - start
     proxy = [entry for entry in result.log_history if "forget_proxy_min_similarity" in entry]
     similarity = {entry["step"]: entry["forget_proxy_min_similarity"] for entry in proxy if entry["step"] > 0}
+    retrieved = {entry["step"]: entry["forget_proxy_retrieved"] for entry in proxy if entry["step"] > 0}
     tpr = {entry["step"]: entry["tpr"] for entry in attack.history}
     if sorted(similarity) != sorted(tpr):
         raise RuntimeError(f"The monitors checked at different steps: {sorted(similarity)} and {sorted(tpr)}.")
     return {
         "removed": count, "seed": settings["seed"], "max_steps": settings["max_steps"],
-        "series": [{"step": step, "min_similarity": similarity[step], "tpr": tpr[step]} for step in sorted(tpr)],
+        "series": [{"step": step, "min_similarity": similarity[step], "retrieved": retrieved[step], "tpr": tpr[step]}
+                   for step in sorted(tpr)],
         "similarity_before": next(entry["forget_proxy_min_similarity"] for entry in proxy if entry["step"] == 0),
         "unlearn_seconds": seconds, "attack_check_seconds": attack.check_seconds,
         "proxy_check_seconds": sum(entry["forget_proxy_check_seconds"] for entry in proxy),
     }
 
 
-def outcome(row: dict, threshold: float, max_tpr: float) -> dict:
-    """Where the rule at ``threshold`` would have stopped this run, and what the attack said there."""
+def outcome(row: dict, threshold: float, max_tpr: float, measure: str = "min_similarity") -> dict:
+    """Where the rule at ``threshold`` would have stopped this run, and what the attack said there.
+
+    ``measure="min_similarity"``: the lowest name score reaches ``threshold`` (``early_stop_similarity``);
+    ``"retrieved"``: the text-only attack's share of names found falls to ``threshold`` (``early_stop_retrieved``).
+    """
     series = row["series"]
-    stop = next((check for check in series if check["min_similarity"] >= threshold), None)
+    passes = ((lambda check: check["retrieved"] <= threshold) if measure == "retrieved"
+              else (lambda check: check["min_similarity"] >= threshold))
+    stop = next((check for check in series if passes(check)), None)
     forgotten = next((check["step"] for check in series if check["tpr"] <= max_tpr), None)
     # The first check from which every later one is at most max_tpr too (the attack's TPR is not monotonic).
     stays = next((check["step"] for index, check in enumerate(series)
@@ -100,7 +111,7 @@ def outcome(row: dict, threshold: float, max_tpr: float) -> dict:
     return {
         "removed": row["removed"], "seed": row["seed"],
         "stops at": None if stop is None else stop["step"],
-        "score there": None if stop is None else stop["min_similarity"],
+        "score there": None if stop is None else stop[measure],
         "TPR there": None if stop is None else stop["tpr"],
         "attack ≤ max TPR at": forgotten, "stays ≤ from": stays, "TPR at end": series[-1]["tpr"], "outcome": verdict,
         "steps saved": 0 if stop is None else row["max_steps"] - stop["step"],
@@ -161,24 +172,28 @@ def summary(outcomes: list[dict]) -> str:
             f"mean steps saved {saved:.1f}")
 
 
-def report(rows: list[dict], thresholds: list[float], max_tpr: float) -> dict:
+def report(rows: list[dict], thresholds: list[float], max_tpr: float, measure: str = "min_similarity",
+           seconds: bool = True) -> dict:
     """Print a table per threshold, the summary and the seconds; return each threshold's outcomes."""
     results = {}
+    label = "Share still retrieved" if measure == "retrieved" else "Threshold"
     for threshold in thresholds:
-        outcomes = [outcome(row, threshold, max_tpr) for row in rows]
+        outcomes = [outcome(row, threshold, max_tpr, measure) for row in rows]
         results[threshold] = outcomes
-        print(f"\n### Threshold {threshold:g}: {summary(outcomes)}\n")
+        print(f"\n### {label} {threshold:g}: {summary(outcomes)}\n")
         print(" | ".join(COLUMNS))
         print(" | ".join("---" for _ in COLUMNS))
         for entry in outcomes:
             print(" | ".join(cell(entry[column]) for column in COLUMNS))
 
-    print("\nthreshold | agrees | too early | never | mean steps saved")
+    print(f"\n{label.lower()} | agrees | too early | never | mean steps saved")
     print("--- | --- | --- | --- | ---")
     for threshold, outcomes in results.items():
         counts = [sum(entry["outcome"] == name for entry in outcomes) for name in OUTCOMES]
         saved = sum(entry["steps saved"] for entry in outcomes) / max(1, len(outcomes))
         print(f"{threshold:g} | " + " | ".join(str(n) for n in counts) + f" | {saved:.1f}")
+    if not seconds:
+        return results
 
     print("\nremoved | seed | score before | unlearn() s | attack checks s | proxy checks s")
     print("--- | --- | --- | --- | --- | ---")
@@ -199,6 +214,8 @@ def main() -> None:
     parser.add_argument("--max_tpr", type=float, default=0.1, help="the attack counts the people forgotten at <= this")
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
                         help="stop-rule thresholds to score (cosine similarity)")
+    parser.add_argument("--retrieved", type=float, nargs="*", default=list(RETRIEVED_SHARES),
+                        help="text-only attack rules to score: the share of names still found (early_stop_retrieved)")
     parser.add_argument("--patience", type=int, nargs="*", default=[2, 3, 4],
                         help="plateau rules to score: checks without progress (early_stop_patience)")
     parser.add_argument("--min_delta", type=float, nargs="*", default=[0.0, 0.01],
@@ -214,6 +231,8 @@ def main() -> None:
         print(f"{recorded['size']} demo world (seed {recorded['world_seed']}), seeds {recorded['seeds']}, "
               f"recorded by: {recorded['machine']}")
         report(recorded["rows"], options.thresholds, options.max_tpr)
+        if all("retrieved" in check for row in recorded["rows"] for check in row["series"]):
+            report(recorded["rows"], options.retrieved, options.max_tpr, measure="retrieved", seconds=False)
         plateau_report(recorded["rows"], options.patience, options.min_delta, options.slack)
         return
     seeds = options.seed
@@ -236,12 +255,14 @@ def main() -> None:
             row = rows[-1]
             print(f"{count} removed, seed {seed}: {row['unlearn_seconds']:.0f}s (attack checks "
                   f"{row['attack_check_seconds']:.0f}s, proxy checks {row['proxy_check_seconds']:.1f}s), load "
-                  f"{os.getloadavg()[0]:.2f}; step:score/TPR "
-                  + " ".join(f"{c['step']}:{c['min_similarity']:.3f}/{c['tpr']:.2f}" for c in row["series"]),
+                  f"{os.getloadavg()[0]:.2f}; step:score/retrieved/TPR "
+                  + " ".join(f"{c['step']}:{c['min_similarity']:.3f}/{c['retrieved']:.2f}/{c['tpr']:.2f}"
+                             for c in row["series"]),
                   flush=True)
     load_after = os.getloadavg()
 
     results = report(rows, options.thresholds, options.max_tpr)
+    retrieval = report(rows, options.retrieved, options.max_tpr, measure="retrieved", seconds=False)
     plateaus = plateau_report(rows, options.patience, options.min_delta, options.slack)
     print("\n" + machine_line(load_before, load_after))
     print(f"total {time.perf_counter() - started:.0f}s (the world, the attack before, and every run)")
@@ -251,6 +272,7 @@ def main() -> None:
                        "every_n_steps": options.every_n_steps, "max_tpr": options.max_tpr,
                        "machine": machine_line(load_before, load_after), "rows": rows,
                        "outcomes": {f"{threshold:g}": outcomes for threshold, outcomes in results.items()},
+                       "retrieval_outcomes": {f"{share:g}": outcomes for share, outcomes in retrieval.items()},
                        "plateau_outcomes": plateaus},
                       handle, indent=2)
 

@@ -267,7 +267,7 @@ class BackdoorUnlearner:
                 stops = [callback for callback in trainer.callback_handler.callbacks
                          if isinstance(callback, NeutralTargetStopCallback)]
                 if stops:
-                    job.record["early_stop"] = stops[0].stop_reason  # "threshold", "plateau" or None (ran out)
+                    job.record["early_stop"] = stops[0].stop_reason  # "threshold", "retrieval", "plateau" or None
                 seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
                 trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
                 if peft_config is not None:

@@ -127,6 +127,53 @@ def test_scores_are_the_similarity_to_the_original_model_s_targets(tiny, caption
     assert torch.allclose(callback._teacher.cpu(), targets, atol=1e-5)
 
 
+KEPT = ["Kept Person", "Other Keeper"]
+
+
+def retrieved_from_scratch(student, teacher, tokenizer, pool: list[str]) -> list[bool]:
+    """The text-only attack by hand: under each wording, the teacher's prompt of a name against the student's prompts
+    of every removed name and the teacher's of the pool; found if its own ranks first under any wording."""
+    found = [False] * len(NAMES)
+    for template in STOP_TEMPLATES:
+        queries = F.normalize(encode_texts(teacher, tokenizer, [template.format(n) for n in NAMES]), dim=-1)
+        candidates = torch.cat([encode_texts(student, tokenizer, [template.format(n) for n in NAMES]),
+                                encode_texts(teacher, tokenizer, [template.format(n) for n in pool])])
+        best = (queries @ F.normalize(candidates, dim=-1).t()).argmax(dim=1)
+        found = [was or int(best[i]) == i for i, was in enumerate(found)]
+    return found
+
+
+def test_the_text_only_attack_finds_every_name_before_training_and_is_computed_as_described(tiny, captions):
+    model, processor = tiny
+    trainer, callback = train(tiny, captions, max_retrieved=-1.0, pool=[*KEPT, NAMES[0]], pool_size=12)
+    assert callback.forgotten_step is None and trainer.state.global_step == STEPS  # negative: record only
+    # The pool: the kept names (a removed name given as kept is not a rival of itself), then invented names that
+    # share no word with anyone removed, up to pool_size candidates in all.
+    assert callback.pool[: len(KEPT)] == KEPT and len(NAMES) + len(callback.pool) == 12
+    assert not {word for name in callback.pool[len(KEPT):] for word in name.split()} & set(NAME_PARTS)
+    shares = [entry["retrieved"] for entry in callback.history]
+    assert shares[0] == 1.0  # the student is the teacher: each name's own prompt is its nearest candidate
+    assert shares[-1] < 1.0  # the backdoor moved at least one name off its own identity
+    expected = retrieved_from_scratch(trainer.model, model, processor.tokenizer, callback.pool)
+    assert shares[-1] == pytest.approx(sum(expected) / len(NAMES))
+    logged = [entry["forget_proxy_retrieved"] for entry in trainer.state.log_history
+              if "forget_proxy_retrieved" in entry]
+    assert logged == shares
+    recorded = repr(callback.history) + repr(trainer.state.log_history)
+    assert not any(part in recorded for part in NAME_PARTS)
+
+    # A share the run reaches: it stops at the first check after the start whose share is at most that.
+    share = min(shares[1:])
+    expected_step = next(entry["step"] for entry in callback.history[1:] if entry["retrieved"] <= share)
+    trainer, stopped = train(tiny, captions, max_retrieved=share, pool=KEPT, pool_size=12)
+    assert trainer.state.global_step == stopped.forgotten_step == expected_step
+    assert stopped.stop_reason == "retrieval"
+    with pytest.raises(ValueError, match="max_retrieved"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", max_retrieved=1.0)
+    with pytest.raises(ValueError, match="early_stop_retrieved"):
+        BackdoorTrainingArguments(output_dir="unused", early_stop_retrieved=1.0)
+
+
 def test_teacher_targets_are_embedded_once_and_the_log_holds_no_name(tiny, captions, monkeypatch):
     calls = []
     original = BackdoorTrainer.embed_texts
@@ -214,6 +261,20 @@ def test_unlearn_stops_early_with_the_field_and_records_the_steps_trained(saved_
     unlearner.unlearn(NAMES, captions=train_captions, pseudonyms=True, early_stop_similarity=-1.0,
                       early_stop_every_n_steps=4, **RUN)
     assert made[-1].targets == unlearner.neutral_terms and set(made[-1].targets.values()) != {"a person"}
+
+
+def test_unlearn_stops_on_the_text_only_attack_against_the_kept_names(saved_tiny_model, train_captions, monkeypatch):
+    made = []
+    monkeypatch.setattr(jobs, "NeutralTargetStopCallback",
+                        lambda *args, **kwargs: made.append(NeutralTargetStopCallback(*args, **kwargs)) or made[-1])
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES, captions=train_captions, kept_names=KEPT, early_stop_retrieved=0.99,
+                               early_stop_every_n_steps=4, **RUN)
+    text = result.config["towers"]["text"]
+    assert text["trained_steps"] == 4 and text["early_stop"] == "retrieval"  # 0.99: at most 2 of 3 names found
+    assert text["hyperparameters"]["early_stop_retrieved"] == 0.99
+    (callback,) = made
+    assert callback.pool[: len(KEPT)] == KEPT and callback.history[-1]["retrieved"] <= 0.99
 
 
 def test_unlearn_stops_on_a_plateau_with_the_field_and_records_why(saved_tiny_model, train_captions):

@@ -19,8 +19,8 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
 from functools import lru_cache
+from typing import ClassVar
 
 import datasets
 import numpy as np

@@ -24,7 +24,7 @@ DISTANCES = ("cosine", "mse", "mae")
 TEXT_TARGETS = ("auto", "embedding", "sequence", "pooled", "sequence+pooled")
 BUDGETS = ("fixed", "per_name")
 # The face-free stop rules: they embed the names, so only the text tower has them.
-TEXT_STOP_RULES = ("early_stop_similarity", "early_stop_patience")
+TEXT_STOP_RULES = ("early_stop_similarity", "early_stop_retrieved", "early_stop_patience")
 logger = logging.getLogger(__name__)
 
 # Text-tower settings for adapters (``peft_config``), applied where the caller left the field at its default: LoRA
@@ -127,6 +127,13 @@ class BackdoorTrainingArguments(TrainingArguments):
             name's target (`stopping.NeutralTargetStopCallback`; needs no faces). `None`: off, train every step.
             Off by default: measured against the attack, the threshold that never stops too early depends on the
             world (benchmarks/RESULTS.md).
+        early_stop_retrieved (`float` or `None`, *optional*, defaults to `None`):
+            Text tower: stop once a text-only identity inference attack finds at most this share of the removed
+            names (needs no faces). The teacher's embedding of each name's held-out prompt stands where the person's
+            face would: the name is found if, under any held-out wording, it ranks its own student embedding first
+            among the student's embeddings of every removed name and the teacher's of `unlearn`'s `kept_names`,
+            filled with invented names to 1,000 (`stopping.NeutralTargetStopCallback`). `None`: off. A negative
+            share never stops (records the measure only).
         early_stop_patience (`int` or `None`, *optional*, defaults to `None`):
             Text tower: also stop once the lowest name score of that rule has not risen by more than
             `early_stop_min_delta` for this many checks in a row (a plateau: more steps no longer move the names).
@@ -218,6 +225,10 @@ class BackdoorTrainingArguments(TrainingArguments):
         "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
                 "(cosine, worst wording per name) to the teacher's embedding of the same prompts with the name's "
                 "target; needs no faces. Unset: off, train every step."})
+    early_stop_retrieved: float | None = field(default=None, metadata={
+        "help": "Text tower: stop once a text-only attack (the teacher's embedding of each name's held-out prompts "
+                "standing for the faces, ranked against every removed name and the kept names) finds at most this "
+                "share of the removed names; needs no faces. Unset: off; negative: record only."})
     early_stop_patience: int | None = field(default=None, metadata={
         "help": "Text tower: also stop once the lowest name score has not risen by more than early_stop_min_delta "
                 "for this many checks in a row (a plateau; no threshold needed). Unset: off."})
@@ -244,6 +255,8 @@ class BackdoorTrainingArguments(TrainingArguments):
             raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}.")
         if self.early_stop_patience is not None and self.early_stop_patience < 1:
             raise ValueError(f"early_stop_patience must be positive or None, got {self.early_stop_patience}.")
+        if self.early_stop_retrieved is not None and self.early_stop_retrieved >= 1:
+            raise ValueError(f"early_stop_retrieved is a share of the names below 1, got {self.early_stop_retrieved}.")
         if self.early_stop_min_delta < 0:
             raise ValueError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}.")
         if self.kept_prompts_per_name < 0:

@@ -59,6 +59,8 @@ class TrainingJob:
     neutral_terms: dict[str, str] | None = None
     # Every spelling trained on (the names' variants): kept out of everything written, never recorded.
     variants: list[str] = field(default_factory=list)
+    # Text tower: the people who must stay findable (the face-free retrieval measure ranks names against them).
+    kept_names: list[str] = field(default_factory=list)
 
 
 def training_arguments(args_class, args, **overrides):
@@ -140,7 +142,7 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
               "text_target": resolve_text_target(args.text_target, model)}
     return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
                        scratch_dir, record, targets if pseudonyms else None,
-                       [form for forms in variants.values() for form in forms])
+                       [form for forms in variants.values() for form in forms], list(kept_names))
 
 
 def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
@@ -235,12 +237,13 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
         peft_config=peft_config,
         **job.trainer_kwargs,
     )
-    if job.tower == "text" and (job.args.early_stop_similarity is not None or job.args.early_stop_patience):
+    if job.tower == "text" and any(getattr(job.args, rule) is not None for rule in TEXT_STOP_RULES):
         threshold = job.args.early_stop_similarity
         trainer.add_callback(NeutralTargetStopCallback(
             trainer, job.names, job.neutral_terms or job.args.neutral_term,
-            threshold=float("inf") if threshold is None else threshold, patience=job.args.early_stop_patience,
-            min_delta=job.args.early_stop_min_delta, every_n_steps=job.args.early_stop_every_n_steps))
+            threshold=float("inf") if threshold is None else threshold, max_retrieved=job.args.early_stop_retrieved,
+            pool=job.kept_names, patience=job.args.early_stop_patience, min_delta=job.args.early_stop_min_delta,
+            every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)

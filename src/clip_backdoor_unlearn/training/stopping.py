@@ -49,7 +49,9 @@ from accelerate.utils import broadcast
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from ..data.prompts import neutral_terms
+from ..evaluation.protocol import DEFAULT_POOL_SIZE, default_candidate_pool
 from ..evaluation.templates import validate_templates
+from ..hub.privacy import fold
 from .callbacks import CheckClock
 from .towers import TEXT
 
@@ -104,6 +106,9 @@ class NeutralTargetStopCallback(CheckClock):
         targets: str | Mapping[str, str],
         *,
         threshold: float = float("inf"),
+        max_retrieved: float | None = None,
+        pool: Sequence[str] = (),
+        pool_size: int = DEFAULT_POOL_SIZE,
         patience: int | None = None,
         min_delta: float = 0.0,
         every_n_steps: int = 20,
@@ -129,11 +134,20 @@ class NeutralTargetStopCallback(CheckClock):
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}.")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
+        if max_retrieved is not None and not max_retrieved < 1.0:
+            raise ValueError(f"max_retrieved is a share of the names below 1 (below 0: record only), got "
+                             f"{max_retrieved!r}.")
         self.trainer = trainer
         self.names = names
         self.targets = neutral_terms(names, targets)
         self.templates = validate_templates(STOP_TEMPLATES if templates is None else templates)
         self.threshold = float(threshold)
+        self.max_retrieved = max_retrieved
+        removed = {fold(name) for name in names}
+        others = [name for name in dict.fromkeys(pool) if fold(name) not in removed]
+        # The other candidates a removed name competes with, as in the attack: the pool, then invented names.
+        self.pool = default_candidate_pool([*names, *others], pool_size, reserved=list(self.targets.values()))[
+            len(names):]
         self.patience = patience
         self.min_delta = float(min_delta)
         self.every_n_steps = every_n_steps
@@ -147,47 +161,94 @@ class NeutralTargetStopCallback(CheckClock):
         self._reset_clock()
         self._teacher: torch.Tensor | None = None  # one row per distinct target prompt
         self._rows: torch.Tensor | None = None  # for each (name, template), its row of ``_teacher``
+        self._queries: torch.Tensor | None = None  # the teacher's embedding of each (name, template) prompt
+        self._others: torch.Tensor | None = None  # the teacher's embedding of each (pool name, template) prompt
         self.stop_reason: str | None = None
         self._best = float("-inf")  # the best lowest score since training began
         self._stale = 0  # checks in a row without progress on it
 
     # The measurement --------------------------------------------------------------------------------------------
 
+    def _prompts(self, names: Sequence[str]) -> list[str]:
+        return [template.format(name) for name in names for template in self.templates]
+
     def _embed_targets(self) -> None:
-        """The teacher's embedding of each distinct target prompt, once."""
+        """The teacher's embeddings, once: each distinct target prompt and, for the retrieval measure, each removed
+        name's own prompts (where the faces are) and the pool's."""
         prompts = [template.format(self.targets[name]) for name in self.names for template in self.templates]
         distinct = {prompt: row for row, prompt in enumerate(dict.fromkeys(prompts))}
         self._teacher = self.trainer.embed_texts(list(distinct), teacher=True, batch_size=self.batch_size)
         self._rows = torch.tensor([distinct[prompt] for prompt in prompts], device=self._teacher.device)
+        if self.max_retrieved is not None:
+            shape = (-1, len(self.templates), self._teacher.shape[-1])
+            embed = self.trainer.embed_texts
+            self._queries = F.normalize(embed(self._prompts(self.names), teacher=True, batch_size=self.batch_size),
+                                        dim=-1).reshape(shape)
+            self._others = F.normalize(embed(self._prompts(self.pool), teacher=True, batch_size=self.batch_size),
+                                       dim=-1).reshape(shape) if self.pool else self._queries[:0]
+
+    def _student(self) -> torch.Tensor:
+        """The student's embedding of each removed name's held-out prompts, ``(names × templates, dim)``."""
+        if self._teacher is None:
+            self._embed_targets()
+        return self.trainer.embed_texts(self._prompts(self.names), batch_size=self.batch_size)
+
+    def _similarity_scores(self, student: torch.Tensor) -> torch.Tensor:
+        similarity = F.cosine_similarity(student, self._teacher[self._rows], dim=-1)
+        similarity = similarity.reshape(len(self.names), len(self.templates))
+        return similarity.min(dim=1).values if self.reduction == "min" else similarity.mean(dim=1)
+
+    def _retrieved(self, student: torch.Tensor) -> torch.Tensor:
+        """For each removed name, whether the text-only attack still finds it (1.0) or not (0.0).
+
+        The teacher's embedding of a name's prompt stands where the person's face stands in the identity inference
+        attack (the text tower was trained to meet the faces there): under each wording it is compared with the
+        student's embeddings of every removed name and the teacher's of the pool, and the name is found if its own
+        prompt ranks first under any one wording (τ = 1).
+        """
+        student = F.normalize(student, dim=-1).reshape(len(self.names), len(self.templates), -1)
+        candidates = torch.cat([student, self._others], dim=0)  # (candidates, templates, dim)
+        similarity = torch.einsum("ntd,ctd->tnc", self._queries, candidates)  # (templates, names, candidates)
+        own = torch.arange(len(self.names), device=similarity.device)
+        return (similarity.argmax(dim=-1) == own).any(dim=0).float()
 
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
         """Each name's score now: its cosine similarity to its target over the wordings (``reduction``), as the main
         process computed it."""
-        if self._teacher is None:
-            self._embed_targets()
-        prompts = [template.format(name) for name in self.names for template in self.templates]
-        student = self.trainer.embed_texts(prompts, batch_size=self.batch_size)
-        similarity = F.cosine_similarity(student, self._teacher[self._rows], dim=-1)
-        similarity = similarity.reshape(len(self.names), len(self.templates))
-        scores = similarity.min(dim=1).values if self.reduction == "min" else similarity.mean(dim=1)
-        return broadcast(scores.contiguous(), from_process=0)
+        return broadcast(self._similarity_scores(self._student()).contiguous(), from_process=0)
+
+    @torch.no_grad()
+    def measure(self) -> tuple[torch.Tensor, float | None]:
+        """``scores()`` and, with ``max_retrieved`` set, the share of names the text-only attack still finds, from
+        one pass of the student (the main process's figures)."""
+        student = self._student()
+        figures = self._similarity_scores(student)
+        if self.max_retrieved is not None:
+            figures = torch.cat([figures, self._retrieved(student).mean().reshape(1)])
+        figures = broadcast(figures.contiguous(), from_process=0)
+        if self.max_retrieved is None:
+            return figures, None
+        return figures[:-1], figures[-1].item()
 
     def _check(self, state: TrainerState, decide: bool) -> None:
         start = time.perf_counter()
         train_seconds = self._train_clock(start)
-        scores = self.scores()
+        scores, retrieved = self.measure()
         seconds = time.perf_counter() - start
         self.check_seconds += seconds
         below = int((scores < self.threshold).sum())
         entry = {"step": state.global_step, "min_similarity": scores.min().item(),
-                 "mean_similarity": scores.mean().item(), "names_below": below, "train_seconds": train_seconds,
-                 "check_seconds": seconds}
+                 "mean_similarity": scores.mean().item(), "names_below": below, "retrieved": retrieved,
+                 "train_seconds": train_seconds, "check_seconds": seconds}
         self.history.append(entry)
         if self.log:
-            state.log_history.append({"step": entry["step"], "forget_proxy_min_similarity": entry["min_similarity"],
-                                      "forget_proxy_mean_similarity": entry["mean_similarity"],
-                                      "forget_proxy_names_below": below, "forget_proxy_check_seconds": seconds})
+            logged = {"step": entry["step"], "forget_proxy_min_similarity": entry["min_similarity"],
+                      "forget_proxy_mean_similarity": entry["mean_similarity"], "forget_proxy_names_below": below,
+                      "forget_proxy_check_seconds": seconds}
+            if retrieved is not None:
+                logged["forget_proxy_retrieved"] = retrieved
+            state.log_history.append(logged)
         if not decide or self.forgotten_step is not None:
             return
         lowest = entry["min_similarity"]
@@ -197,6 +258,8 @@ class NeutralTargetStopCallback(CheckClock):
             self._stale += 1
         if below == 0:
             self.stop_reason = "threshold"
+        elif retrieved is not None and retrieved <= self.max_retrieved:
+            self.stop_reason = "retrieval"
         elif self.patience is not None and self._stale >= self.patience:
             self.stop_reason = "plateau"
         if self.stop_reason is not None:
