@@ -41,7 +41,7 @@ from .hub.record import UNLEARNING_CONFIG_NAME, accumulated_record, run_record, 
 from .hub.saving import recover, refuse_source_overwrite, write_atomically
 from .training.arguments import (
     ADAPTER_DEFAULTS,
-    TEXT_STOP_RULES,
+    TEXT_ONLY_SETTINGS,
     BackdoorTrainingArguments,
     VisionBackdoorTrainingArguments,
     unset_defaults,
@@ -208,7 +208,7 @@ class BackdoorUnlearner:
                 in the faces given). Without faces, the field ``early_stop_similarity=0.95`` stops the text tower
                 once the names embed like their targets on held-out prompts (``training.stopping``; off by default).
             overrides: any training-argument fields, applied on top of ``args`` (and of ``vision_args``; with
-                ``encoder="both"``, ``early_stop_similarity`` stays with the text tower).
+                ``encoder="both"``, the text tower's stop rules and ``trainable_parameters`` stay with it).
         """
         if encoder not in ENCODERS:
             raise ValueError(f"Unknown encoder {encoder!r}; choose one of {ENCODERS}.")
@@ -233,8 +233,8 @@ class BackdoorUnlearner:
                                  kept_names=kept_names, pseudonyms=use_pseudonyms,
                                  previous_names=self._protected_names, previous_variants=self._protected_variants))
         if encoder in ("vision", "both"):
-            # With "both", the text tower's stop rule stays with the text tower.
-            vision_overrides = overrides if encoder == "vision" else {**overrides, **dict.fromkeys(TEXT_STOP_RULES)}
+            # With "both", the text tower's own settings (stop rules, token-embedding training) stay with it.
+            vision_overrides = overrides if encoder == "vision" else {**overrides, **TEXT_ONLY_SETTINGS}
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
                                    args=vision_args, overrides=vision_overrides))

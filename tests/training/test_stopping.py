@@ -295,7 +295,7 @@ def test_unlearn_does_not_stop_early_by_default(saved_tiny_model, train_captions
 
 def test_the_image_tower_refuses_the_text_stop_rule_before_training(saved_tiny_model):
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
-    for rule in ({"early_stop_similarity": 0.9}, {"early_stop_patience": 3}):
+    for rule in ({"early_stop_similarity": 0.9}, {"early_stop_retrieved": 0.0}, {"early_stop_patience": 3}):
         with pytest.raises(ValueError, match="text tower's stop rule"):
             unlearner.unlearn(NAMES[:1], encoder="vision", max_steps=1, **rule)
     assert unlearner.original_model is None  # nothing was trained or copied

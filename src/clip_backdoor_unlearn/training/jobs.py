@@ -153,6 +153,9 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
         if overrides.get(rule, getattr(args, rule, None)) is not None:
             raise ValueError(f"{rule} is the text tower's stop rule (it embeds the names); for the image tower pass "
                              "callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
+    if overrides.get("trainable_parameters", getattr(args, "trainable_parameters", "tower")) != "tower":
+        raise ValueError("trainable_parameters='token_embedding' trains the text tower's token embedding; the image "
+                         "tower trains every weight ('tower').")
     if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
         raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
     names = validate_names(names)

@@ -15,6 +15,7 @@ the prefix rule alone would match nothing and train nothing.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 
 import torch
@@ -108,11 +109,23 @@ def is_norm_parameter(model: torch.nn.Module, name: str) -> bool:
     return isinstance(model.get_submodule(module_name), torch.nn.LayerNorm)
 
 
-def set_tower_trainable(model: PreTrainedModel, tower: Tower, freeze_norm_layers: bool = True) -> list[str]:
-    """Train ``tower`` (optionally without its LayerNorms), freeze everything else; returns the trained names."""
+def is_token_embedding(name: str) -> bool:
+    """The text tower's token embedding matrix (``text_model.embeddings.token_embedding.weight``, or without the
+    ``text_model.`` level in a plain ``CLIPTextModel``)."""
+    return re.search(rf"(^|\.){_TOKENS}\.weight$", name) is not None
+
+
+def set_tower_trainable(model: PreTrainedModel, tower: Tower, freeze_norm_layers: bool = True,
+                        token_embedding_only: bool = False) -> list[str]:
+    """Train ``tower`` (optionally without its LayerNorms, or only its token embedding), freeze everything else;
+    returns the trained names."""
+    if token_embedding_only and tower is not TEXT:
+        raise ValueError("trainable_parameters='token_embedding' trains the text tower's token embedding; the image "
+                         "tower has none.")
     trained = []
     for name, parameter in model.named_parameters():
         train = tower.is_parameter(name, model) and not (freeze_norm_layers and is_norm_parameter(model, name))
+        train = train and (is_token_embedding(name) or not token_embedding_only)
         parameter.requires_grad_(train)
         if train:
             trained.append(name)

@@ -178,9 +178,13 @@ class BackdoorTrainer(Trainer):
             if teacher_model is not None:
                 raise ValueError("With peft_config the teacher is the base model with adapters disabled; "
                                  "do not pass teacher_model too.")
+            if args.trainable_parameters != "tower":
+                raise ValueError("trainable_parameters chooses what full fine-tuning trains; with peft_config the "
+                                 "adapter's target_modules choose it.")
             model = self._wrap_with_adapter(model, peft_config)
         else:
-            set_tower_trainable(model, self.tower, freeze_norm_layers=args.freeze_norm_layers)
+            set_tower_trainable(model, self.tower, freeze_norm_layers=args.freeze_norm_layers,
+                                token_embedding_only=args.trainable_parameters == "token_embedding")
             if teacher_model is None:
                 teacher_model = frozen_teacher(model, self.tower)
 

@@ -1,0 +1,84 @@
+"""trainable_parameters: full fine-tuning of the whole tower (default) or of the text tower's token embedding alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
+from clip_backdoor_unlearn.demo.tiny import tiny_clip
+from clip_backdoor_unlearn.training.towers import TEXT, VISION, is_token_embedding, set_tower_trainable
+
+from ..conftest import NAMES
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+RUN = dict(max_steps=4, learning_rate=1e-2, poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0,
+           disable_tqdm=True, name_variants=None)
+
+
+def _pictures(count: int, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {name for name in before if not torch.equal(before[name], after[name])}
+
+
+def test_token_embedding_only_trains_the_token_embedding_and_nothing_else(saved_tiny_model, train_captions):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES, captions=train_captions, trainable_parameters="token_embedding", **RUN)
+    changed = _changed(unlearner.original_model.state_dict(), unlearner.model.state_dict())
+    assert changed == {"text_model.embeddings.token_embedding.weight"}
+    assert result.config["towers"]["text"]["hyperparameters"]["trainable_parameters"] == "token_embedding"
+    # The default trains the layers too.
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    unlearner.unlearn(NAMES, captions=train_captions, **RUN)
+    changed = _changed(unlearner.original_model.state_dict(), unlearner.model.state_dict())
+    assert "text_model.embeddings.token_embedding.weight" in changed and len(changed) > 10
+    assert not any(name.startswith("vision_model") for name in changed)
+
+
+def test_the_token_embedding_is_found_in_every_text_tower_layout():
+    model, _ = tiny_clip()
+    trained = set_tower_trainable(model, TEXT, token_embedding_only=True)
+    assert trained == ["text_model.embeddings.token_embedding.weight"]
+    assert [name for name, p in model.named_parameters() if p.requires_grad] == trained
+    assert is_token_embedding("embeddings.token_embedding.weight")  # a plain CLIPTextModel has no text_model level
+    assert not is_token_embedding("text_model.embeddings.position_embedding.weight")
+    with pytest.raises(ValueError, match="image tower has none"):
+        set_tower_trainable(model, VISION, token_embedding_only=True)
+
+
+def test_bad_or_misplaced_settings_are_errors_before_training(saved_tiny_model, train_captions):
+    with pytest.raises(ValueError, match="trainable_parameters must be one of"):
+        BackdoorTrainingArguments(output_dir="unused", trainable_parameters="layers")
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    faces = {"face_images": {NAMES[0]: _pictures(2, 1)}, "reference_faces": _pictures(3, 2),
+             "images": _pictures(3, 3)}
+    with pytest.raises(ValueError, match="image tower trains every weight"):
+        unlearner.unlearn(NAMES[:1], encoder="vision", trainable_parameters="token_embedding", **faces, **RUN)
+    peft = pytest.importorskip("peft")
+    with pytest.raises(ValueError, match="target_modules"):
+        unlearner.unlearn(NAMES[:1], captions=train_captions, peft_config=peft.LoraConfig(r=2),
+                          trainable_parameters="token_embedding", **RUN)
+    assert unlearner.original_model is None or not _changed(unlearner.original_model.state_dict(),
+                                                            unlearner.model.state_dict())
+
+
+def test_with_both_towers_the_setting_stays_with_the_text_tower(saved_tiny_model, train_captions):
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    faces = {"face_images": {NAMES[0]: _pictures(2, 1)}, "reference_faces": _pictures(3, 2),
+             "images": _pictures(3, 3)}
+    result = unlearner.unlearn(NAMES[:1], encoder="both", captions=train_captions,
+                               trainable_parameters="token_embedding", reference_samples_per_step=0,
+                               **{**RUN, "max_steps": 2}, **faces)
+    changed = _changed(unlearner.original_model.state_dict(), unlearner.model.state_dict())
+    assert {name for name in changed if name.startswith("text")} == {"text_model.embeddings.token_embedding.weight"}
+    assert any(name.startswith("vision_model.encoder") for name in changed)
+    towers = result.config["towers"]
+    assert towers["text"]["hyperparameters"]["trainable_parameters"] == "token_embedding"
+    assert towers["vision"]["hyperparameters"]["trainable_parameters"] == "tower"
