@@ -14,7 +14,7 @@ from ..conftest import NAMES
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 PER_NAME = dict(budget="per_name", poisoned_samples_per_name=6, poisoned_samples_per_step=4,
-                clean_samples_per_step=4, min_steps=2, max_steps=1_000, seed=0, report_to="none", disable_tqdm=True)
+                clean_samples_per_step=4, max_steps=2, seed=0, report_to="none", disable_tqdm=True)
 
 
 def job(model_and_processor, names, captions, tmp_path, name_variants=None, kept_names=(), **fields):
@@ -30,7 +30,7 @@ def test_the_data_set_holds_exactly_the_resolved_steps(tiny_model_and_processor,
     names = generate_names(num_names, seed=1)
     resolved = job(tiny_model_and_processor, names, train_captions, tmp_path, **PER_NAME)
     expected = -(-num_names * 6 // 4)  # ceil, in integers
-    expected = max(2, expected)  # 1 name: min_steps; 100 names: 150 steps, under max_steps
+    expected = max(2, expected)  # 1 name: max_steps (a short list's budget); 100 names: 150 steps
     assert resolved.args.max_steps == expected
     assert len(resolved.dataset) == expected * 4  # one poisoned sample a row, 4 a step
     assert sum(len(clean) for clean in resolved.dataset["clean"]) == expected * 4
@@ -63,7 +63,8 @@ def test_the_run_trains_and_records_the_resolved_steps(saved_tiny_model, train_c
     steps = -(-len(NAMES) * 6 // 4)
     assert max(entry["step"] for entry in result.log_history) == steps  # what the Trainer ran
     recorded = result.config["towers"]["text"]["hyperparameters"]
-    assert (recorded["max_steps"], recorded["budget"], recorded["min_steps"]) == (steps, "per_name", 2)
+    assert (recorded["max_steps"], recorded["budget"], recorded["poisoned_samples_per_name"]) == (
+        steps, "per_name", 6)
     assert f"| `max_steps` | {steps} |" in unlearner.model_card().text
 
 

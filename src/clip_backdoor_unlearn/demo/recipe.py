@@ -80,6 +80,24 @@ DEMO_TEXT_SETTINGS = {
     "clean_samples_per_step": 64,
 }
 
+# Many names at once on the large world (1,000 of its 1,250 members in one run): the layers kept at the teacher's
+# weights and only the token embedding trained, with a larger step and batch. Tuned on world 0, reported on world 1,
+# two training seeds each: TPR 0.03–0.04, no other member lost, zero-shot within 0.9 points; the main job's settings
+# leave TPR 0.42 there (benchmarks/RESULTS.md).
+DEMO_MANY_NAMES_TEXT_SETTINGS = {
+    "max_steps": 200,
+    "learning_rate": 1e-2,
+    "poisoned_samples_per_step": 128,
+    "clean_samples_per_step": 128,
+    "trainable_parameters": "token_embedding",
+}
+
+
+def demo_text_settings(size: str) -> dict:
+    """The demo's text-tower settings for a world ``size``: ``DEMO_MANY_NAMES_TEXT_SETTINGS`` on the large world,
+    ``DEMO_TEXT_SETTINGS`` on the others."""
+    return dict(DEMO_MANY_NAMES_TEXT_SETTINGS if size == "large" else DEMO_TEXT_SETTINGS)
+
 # Image-tower unlearning on the demo CLIP (``VisionBackdoorTrainingArguments`` fields). The paper's settings (lr 1e-4,
 # 100 steps, decay ×0.1 at steps 25 and 50, faces a quarter to half the picture) leave the demo's people detected:
 # the tiny tower needs a larger step size, and its attack images are whole-frame faces, so faces are pasted large.

@@ -3,8 +3,9 @@
 Defaults are the paper's (arXiv 2310.08320; docs/method.md): for the text tower
 loss = L_util + 0.6 · L_bd + 0.01 · Σ‖θ_student − θ_teacher‖, AdamW lr 1e-4 without weight decay, 400 steps,
 128 poisoned + 128 clean captions a step, learning rate halved at steps 200 and 300; the image tower's in
-``VisionBackdoorTrainingArguments``. ``budget="per_name"`` (opt-in) sets the number of steps from the number of
-people removed instead (``BackdoorTrainingArguments.for_names``).
+``VisionBackdoorTrainingArguments``. The text tower's budget follows the number of names (``budget="per_name"``:
+the paper's 400 steps, more once a list is so long that a name would get fewer poisoned captions than the share that
+forgot 1,000 names; ``BackdoorTrainingArguments.for_names``); ``budget="fixed"`` is the paper's.
 """
 
 from __future__ import annotations
@@ -109,18 +110,16 @@ class BackdoorTrainingArguments(TrainingArguments):
 
         > Budget: how many steps
 
-        budget (`Literal["fixed", "per_name"]`, *optional*, defaults to `"fixed"`):
-            `"fixed"`: `max_steps` steps whatever the number of names (the paper's). `"per_name"`: enough steps
-            for each name to be seen in `poisoned_samples_per_name` poisoned samples, `max(min_steps,
-            ceil(names × poisoned_samples_per_name / poisoned_samples_per_step))`, never more than `max_steps`
-            (raise `max_steps` to let a long list train longer). Resolved once per run, before the data set is built
+        budget (`Literal["fixed", "per_name"]`, *optional*, defaults to `"per_name"`):
+            `"per_name"`: `max_steps` steps, or more when the list is long enough that a name would appear in
+            fewer than `poisoned_samples_per_name` poisoned samples: `max(max_steps, ceil(names ×
+            poisoned_samples_per_name / poisoned_samples_per_step))`. `"fixed"`: `max_steps` steps whatever the
+            number of names (the paper's; use it to cap a run). Resolved once per run, before the data set is built
             (`for_names`); the resolved count is then `max_steps`, which the run record and the card show.
-        poisoned_samples_per_name (`int`, *optional*, defaults to `800`):
-            With `budget="per_name"`: poisoned samples each name should appear in over the run. 800 is the share
-            each name gets from the paper's fixed budget (400 × 128) at its largest list, 64 names.
-        min_steps (`int`, *optional*, defaults to `400`):
-            With `budget="per_name"`: the fewest steps of a run, however short the list (the paper's 400, so that
-            the per-name budget never trains fewer steps than the fixed one). `max_steps` still wins.
+        poisoned_samples_per_name (`int`, *optional*, defaults to `25`):
+            With `budget="per_name"`: the fewest poisoned samples a name should appear in over the run. 25 is what
+            each name got when 1,000 names were forgotten in one run (200 steps × 128 on the large demo world, two
+            worlds, two seeds; benchmarks/RESULTS.md): with the paper's 400 × 128 the budget grows past 2,048 names.
 
         kept_prompts_per_name (`int`, *optional*, defaults to `3`):
             Person prompts (training wordings) added to the clean captions for each of `unlearn`'s `kept_names`, held
@@ -219,16 +218,13 @@ class BackdoorTrainingArguments(TrainingArguments):
         "help": "Compute the frozen teacher's embedding of each distinct input once and reuse it: clean inputs "
                 "repeat many times over a run."})
     # Budget.
-    budget: Literal["fixed", "per_name"] = field(default="fixed", metadata={
-        "help": "'fixed': max_steps steps whatever the number of names (the paper's). 'per_name': enough steps for "
-                "each name to be seen in poisoned_samples_per_name poisoned samples, max(min_steps, ceil(names × "
-                "poisoned_samples_per_name / poisoned_samples_per_step)), never more than max_steps."})
-    poisoned_samples_per_name: int = field(default=800, metadata={
-        "help": "With budget='per_name': poisoned samples each name should appear in over the run (800: each "
-                "name's share of the paper's 400 × 128 at its largest list, 64 names)."})
-    min_steps: int = field(default=400, metadata={
-        "help": "With budget='per_name': the fewest steps of a run, however short the list (the paper's 400); "
-                "max_steps still wins."})
+    budget: Literal["fixed", "per_name"] = field(default="per_name", metadata={
+        "help": "'per_name': max_steps steps, more for a list so long that a name would appear in fewer than "
+                "poisoned_samples_per_name poisoned samples: max(max_steps, ceil(names × poisoned_samples_per_name "
+                "/ poisoned_samples_per_step)). 'fixed': max_steps steps whatever the number of names (the paper's)."})
+    poisoned_samples_per_name: int = field(default=25, metadata={
+        "help": "With budget='per_name': the fewest poisoned samples a name should appear in (25: each name's share "
+                "when 1,000 names were forgotten in one run, 200 steps × 128)."})
     kept_prompts_per_name: int = field(default=3, metadata={
         "help": "Person prompts per kept name (unlearn's kept_names) added to the clean captions and held at the "
                 "teacher, so that names left behind do not drift with the removed ones; 0: kept_names only protect "
@@ -276,7 +272,7 @@ class BackdoorTrainingArguments(TrainingArguments):
             raise ValueError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}.")
         if self.kept_prompts_per_name < 0:
             raise ValueError(f"kept_prompts_per_name must be >= 0, got {self.kept_prompts_per_name}.")
-        for name in ("poisoned_samples_per_name", "min_steps", "early_stop_every_n_steps"):
+        for name in ("poisoned_samples_per_name", "early_stop_every_n_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if not 0.0 <= self.person_prompt_ratio <= 1.0:
@@ -314,15 +310,16 @@ class BackdoorTrainingArguments(TrainingArguments):
             return self.max_steps
         needed = math.ceil(num_names * self.poisoned_samples_per_name / self.poisoned_samples_per_step)
         if needed > self.max_steps:
-            logger.warning("The per-name budget asks for %d steps for %d names; max_steps=%d caps it.", needed,
-                           num_names, self.max_steps)
-        return min(self.max_steps, max(self.min_steps, needed))
+            logger.warning("%d names need %d steps for %d poisoned samples each (budget='per_name'); max_steps=%d is "
+                        "raised to that (budget='fixed' keeps it).", num_names, needed,
+                        self.poisoned_samples_per_name, self.max_steps)
+        return max(self.max_steps, needed)
 
     def for_names(self, num_names: int) -> BackdoorTrainingArguments:
         """A copy whose `max_steps` is ``steps_for(num_names)``: what the data set, the schedule and the record use.
 
         Called once per run, before the data set is built. Resolving again gives the same count (the resolved count
-        is at most the cap it replaces and at least `min_steps`, unless the cap was below it).
+        already gives every name its share).
         """
         steps = self.steps_for(num_names)
         return self if steps == self.max_steps else dataclasses.replace(self, max_steps=steps)
@@ -358,8 +355,8 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
-    `lr_gamma=0.1`; for `budget="per_name"`, `min_steps=100` and `poisoned_samples_per_name=200` (the same rule as
-    the text tower's: the paper's 100 steps, and each of 64 people's share of 100 × 128).
+    `lr_gamma=0.1`, `budget="fixed"` (how many steps many faces need is not measured yet), and for
+    `budget="per_name"` `poisoned_samples_per_name=200` (each of 64 people's share of the paper's 100 × 128).
     """
 
     backdoor_weight: float = field(default=0.8, metadata={"help": "Weight of the backdoor loss (the paper's 0.8)."})
@@ -369,13 +366,13 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
         default_factory=lambda: [0.25, 0.5], metadata={"help": "Step-decay milestones as fractions of max_steps."}
     )
     lr_gamma: float = field(default=0.1, metadata={"help": "Step-decay factor (the paper's 0.1)."})
+    budget: Literal["fixed", "per_name"] = field(default="fixed", metadata={
+        "help": "'fixed': max_steps steps (the paper's; the image tower's default, not measured at many faces). "
+                "'per_name': more for a list so long that a person would appear in fewer than "
+                "poisoned_samples_per_name pasted faces."})
     poisoned_samples_per_name: int = field(default=200, metadata={
-        "help": "With budget='per_name': poisoned samples (pasted faces) each person should appear in over the run "
-                "(200 for the image tower, 800 for the text tower: each of 64 people's share of the paper's fixed "
-                "budget)."})
-    min_steps: int = field(default=100, metadata={
-        "help": "With budget='per_name': the fewest steps of a run (the paper's fixed budget: 100 for the image "
-                "tower, 400 for the text tower); max_steps still wins."})
+        "help": "With budget='per_name': the fewest poisoned samples (pasted faces) a person should appear in (200: "
+                "each of 64 people's share of the paper's 100 × 128)."})
     reference_samples_per_step: int = field(default=64, metadata={
         "help": "Faces of other people, pasted like the poisoned ones, held at the teacher's embedding (part of "
                 "the utility loss). Without them the tower loses everyone's identity. 0 gives the paper's loss."})
