@@ -111,7 +111,8 @@ class ScriptArguments:
     encoder: Literal["text", "vision", "both"] = field(default="text", metadata={
         "help": "Tower(s) to sanitize."})
     pseudonyms: bool | None = field(default=None, metadata={
-        "help": "Map each name to an invented name of its own instead of 'a person' (default: only with 'both')."})
+        "help": "Map each name to an invented name of its own instead of 'a person' (default: with 'both' and with "
+                "more than 10 names, unless --neutral_term is given)."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the whole tower."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})

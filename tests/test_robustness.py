@@ -23,8 +23,9 @@ from .test_unlearner import directory_digest
 SECRET = ["Quintavia Brambleworth", "Oswin Tarrowby"]
 KEPT = ["Hester Brambleworth"]  # shares a surname with a removed person
 SECRET_PARTS = {part.casefold() for name in SECRET for part in name.split()} | {"tarrowby's", "brambleworth,"}
+# budget="fixed": with 8 poisoned captions a step the per-name budget would add steps; these tests count them.
 RUN = dict(max_steps=4, learning_rate=1e-3, poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0,
-           logging_steps=1, save_strategy="steps", save_steps=2)
+           logging_steps=1, save_strategy="steps", save_steps=2, budget="fixed")
 
 
 def leaked(text: str) -> list[str]:

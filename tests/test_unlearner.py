@@ -263,7 +263,10 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(saved_tiny_model, tmp_pa
 
 # ----------------------------------------------------------------------------- promises of unlearn()'s arguments
 
-SHORT = {**FAST, "max_steps": 4, "poisoned_samples_per_step": 8, "clean_samples_per_step": 8, "logging_steps": 2}
+# Steps of 8 poisoned captions are so small that the default per-name budget would raise max_steps; these tests
+# count steps, so they take the fixed budget.
+SHORT = {**FAST, "max_steps": 4, "poisoned_samples_per_step": 8, "clean_samples_per_step": 8, "logging_steps": 2,
+         "budget": "fixed"}
 
 
 @pytest.fixture()
@@ -280,7 +283,7 @@ def built_datasets(monkeypatch):
 def test_args_configure_the_text_tower(saved_tiny_model, train_captions, tmp_path):
     from clip_backdoor_unlearn import BackdoorTrainingArguments
 
-    args = BackdoorTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, backdoor_weight=0.3,
+    args = BackdoorTrainingArguments(output_dir=str(tmp_path / "run"), max_steps=3, budget="fixed", backdoor_weight=0.3,
                                      weight_regularization=0.2, poisoned_samples_per_step=8, clean_samples_per_step=8,
                                      learning_rate=5e-3, disable_tqdm=True, report_to="none", logging_steps=1)
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)

@@ -33,6 +33,7 @@ from huggingface_hub import CommitInfo, ModelCard
 from transformers import PreTrainedModel, TrainerCallback
 
 from .data.names import NEUTRAL_TERM
+from .data.pseudonyms import use_pseudonyms
 from .hub.loading import load_clip
 from .hub.model_card import UnlearningCardData, build_model_card, hub_base_model
 from .hub.privacy import Scanner, redacting
@@ -177,10 +178,13 @@ class BackdoorUnlearner:
             neutral_term: what the names are mapped to; ``None``: ``args.neutral_term`` (default "a person", the
                 paper's).
             pseudonyms: (text) map each name to an invented name of its own (``pseudonyms.invent_pseudonyms``)
-                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"``, off otherwise. With both
-                towers edited, "a person" and the anonymous face are the same point, so the anonymous face would
-                retrieve the removed names first (measured: the attack then still finds everyone). The pseudonyms
-                are drawn from ``args.seed``, kept in memory for ``evaluate`` and never saved or published.
+                instead of ``neutral_term``. ``None`` (default): on with ``encoder="both"`` and with more than
+                ``pseudonyms.PSEUDONYMS_ABOVE`` (10) names unless ``neutral_term`` is your own, off otherwise. With
+                both towers edited, "a person" and the anonymous face are the same point, so the anonymous face would
+                retrieve the removed names first (measured: the attack then still finds everyone); with many names at
+                one point, a face matches that point and the removed names win as a group (measured: "a person"
+                leaves TPR 0.06–0.28 from 16 names on, pseudonyms 0.00–0.03). The pseudonyms are drawn from
+                ``args.seed``, kept in memory for ``evaluate`` and never saved or published.
             captions: clean captions (``list[str]`` or a ``Dataset`` with a ``caption``/``text`` column); captions
                 mentioning a name are dropped. ``None`` uses the caption set shipped with the package.
             face_images: (vision) each removed person's face images: ``{name: [image, ...]}`` or a ``Dataset`` with
@@ -220,6 +224,7 @@ class BackdoorUnlearner:
         overrides = dict(overrides)
         neutral_term = (neutral_term or overrides.pop("neutral_term", None) or getattr(args, "neutral_term", None)
                         or NEUTRAL_TERM)
+        chosen_term = neutral_term != NEUTRAL_TERM  # a target of the caller's own is kept, however long the list
         if encoder in ("text", "both"):
             # With "both", image-only fields (reference_samples_per_step, face_*) go to the image tower alone.
             text_fields = {f.name for f in dataclasses.fields(BackdoorTrainingArguments)}
@@ -227,10 +232,10 @@ class BackdoorUnlearner:
                 key: value for key, value in overrides.items() if key in text_fields}
             if peft_config is not None:
                 text_overrides = unset_defaults(args, text_overrides, ADAPTER_DEFAULTS)
-            use_pseudonyms = encoder == "both" if pseudonyms is None else bool(pseudonyms)
+            mapped = use_pseudonyms(pseudonyms, len(names), encoder, neutral_term_given=chosen_term)
             jobs.append(text_job(self.model, self.tokenizer, names, neutral_term=neutral_term, captions=captions,
                                  args=args, overrides=text_overrides, name_variants=name_variants,
-                                 kept_names=kept_names, pseudonyms=use_pseudonyms,
+                                 kept_names=kept_names, pseudonyms=mapped,
                                  previous_names=self._protected_names, previous_variants=self._protected_variants))
         if encoder in ("vision", "both"):
             # With "both", the text tower's own settings (stop rules, token-embedding training) stay with it.

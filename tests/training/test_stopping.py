@@ -240,7 +240,7 @@ def test_bad_settings_are_errors_without_names(tiny, captions):
 # Through BackdoorUnlearner.unlearn ---------------------------------------------------------------------------------
 
 RUN = dict(max_steps=12, learning_rate=3e-3, poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0,
-           logging_steps=100, disable_tqdm=True, name_variants=None)
+           logging_steps=100, disable_tqdm=True, name_variants=None, budget="fixed")  # tests count the steps
 
 
 def test_unlearn_stops_early_with_the_field_and_records_the_steps_trained(saved_tiny_model, train_captions,

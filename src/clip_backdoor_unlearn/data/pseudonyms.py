@@ -1,4 +1,5 @@
-"""Pseudonyms: an invented name of its own for each removed person, the text tower's target with both towers.
+"""Pseudonyms: an invented name of its own for each removed person, the text tower's target with both towers and
+with long lists (``use_pseudonyms``).
 
 Why not "a person" there: the paper maps every removed *name* to one neutral caption and every removed *face* to
 one anonymous face (the mean of many faces). Edit both towers and the two points meet: a model that saw unnamed
@@ -6,7 +7,8 @@ faces captioned "a person" embeds the anonymous face closest to "a photo of a pe
 names before anybody else's, and the small identity left in both towers picks the right one among them. Mapping
 each name to an invented name the model never learned makes a removed name look like the name of someone the
 model never saw, one among the many such names an attacker must try, and the anonymous face no longer singles it
-out. Measured figures: ``benchmarks/RESULTS.md``.
+out. The same happens with one tower and many names: the more names sit at "a person", the better a face matches
+that one point, and the removed names win as a group. Measured figures: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,21 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from .prompts import PERSON_TEMPLATES
+
+# Above this many names the text tower maps names to pseudonyms by default (``use_pseudonyms``). With the demo's
+# text settings on two full demo worlds, "a person" left TPR 0.0 and 0.10 at 10 names and 0.06–0.28 at 16 to 64,
+# pseudonyms 0.00–0.03 at every count from 10 to 64, and at 1,000 names "a person" stays at 0.16–0.30
+# (benchmarks/RESULTS.md, issue 17).
+PSEUDONYMS_ABOVE = 10
+
+
+def use_pseudonyms(pseudonyms: bool | None, num_names: int, encoder: str, neutral_term_given: bool = False) -> bool:
+    """Whether the text tower maps names to pseudonyms: ``pseudonyms`` when set; by default with both towers, and
+    with more than ``PSEUDONYMS_ABOVE`` names unless the caller chose a ``neutral_term``."""
+    if pseudonyms is not None:
+        return bool(pseudonyms)
+    return encoder == "both" or (num_names > PSEUDONYMS_ABOVE and not neutral_term_given)
+
 
 # Name parts.  Invented, uncommon-looking names: any match with a real person is accidental.  The demo world draws
 # its people's names from the same parts (``demo.world.generate_names``), so its pseudonyms look like its names.

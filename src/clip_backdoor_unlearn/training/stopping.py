@@ -18,6 +18,13 @@ the lowest score has not risen by more than ``min_delta`` over its best for ``pa
 like transformers' ``EarlyStoppingCallback``, but on the forgetting score). A threshold's scale moves with the
 model; a plateau does not need one.
 
+With ``max_retrieved`` the same pass of the student also runs a text-only attack: the teacher's embedding of a
+removed name's wording stands where that person's faces would (the text tower was trained to meet the faces
+there), and the name is *found* if, under any wording, its own student embedding ranks first among the student's
+embeddings of every removed name and the teacher's of the ``pool`` (kept names, then invented names up to
+``pool_size``, as the attack's default pool). Training stops once at most ``max_retrieved`` of the names are
+found: a share of names, the attack's own scale, whatever the names are mapped to.
+
 The teacher's embeddings of the target prompts are computed once, when training begins (one per distinct prompt:
 ``len(templates)`` when every name maps to one neutral term), and kept; a check embeds ``len(names) ×
 len(templates)`` prompts with the student, and its cost is kept off the training clock as in
@@ -27,10 +34,10 @@ targets and the check before the first step count as checking). Both sides come 
 PEFT adapters the same model with its adapters disabled.
 
 Nothing recorded or logged holds a name, only counts and rates: each check is appended to ``state.log_history`` as
-``forget_proxy_min_similarity``, ``forget_proxy_mean_similarity``, ``forget_proxy_names_below`` and
-``forget_proxy_check_seconds`` (with the step). With several processes each one computes the figures on the same
-synchronised weights, and the main process's figures are broadcast to all, so every process takes the same decision
-even where rounding differs between devices.
+``forget_proxy_min_similarity``, ``forget_proxy_mean_similarity``, ``forget_proxy_names_below``,
+``forget_proxy_retrieved`` (with ``max_retrieved``) and ``forget_proxy_check_seconds`` (with the step). With
+several processes each one computes the figures on the same synchronised weights, and the main process's figures
+are broadcast to all, so every process takes the same decision even where rounding differs between devices.
 
 How well this rule agrees with the attack is measured by ``benchmarks/stop_rule_agreement.py`` (figures in
 benchmarks/RESULTS.md, issue 17): the score's scale moves with the world, so a threshold safe on one demo world
@@ -79,6 +86,11 @@ class NeutralTargetStopCallback(CheckClock):
         targets: what the names are mapped to: one neutral term for all, or ``{name: target}`` (pseudonyms).
         threshold: training counts as done once every name's score (a cosine similarity) is at least this; above 1
             it never is.
+        max_retrieved: training also counts as done once the text-only attack finds at most this share of the names
+            (``None``: not measured; below 0: measured and recorded, never a reason to stop).
+        pool: other names a removed name competes with in that attack (``unlearn``'s ``kept_names``); removed names
+            given here are left out.
+        pool_size: the attack's candidates (removed names and pool) are filled with invented names up to this.
         patience: also stop once the lowest score has not improved on its best by more than ``min_delta`` for this
             many checks in a row (``None``: never on a plateau). The check before the first step does not count.
         min_delta: the least rise of the lowest score that counts as progress.
@@ -91,10 +103,11 @@ class NeutralTargetStopCallback(CheckClock):
 
     Attributes:
         history: one dict per check: ``step``, ``min_similarity`` and ``mean_similarity`` (over names),
-            ``names_below`` (names under ``threshold``), ``train_seconds``, ``check_seconds``. The first entry is
+            ``names_below`` (names under ``threshold``), ``retrieved`` (the share found, or ``None``),
+            ``train_seconds``, ``check_seconds``. The first entry is
             the check before the first step, which never stops training.
         forgotten_step, forgotten_train_seconds: the first check that ended training, by the threshold or a plateau
-            (``None`` before that); ``stop_reason`` says which (``"threshold"`` or ``"plateau"``).
+            (``None`` before that); ``stop_reason`` says which (``"threshold"``, ``"retrieval"`` or ``"plateau"``).
         check_seconds: total seconds spent checking, the teacher's targets included.
         train_seconds: the training clock when training ended (checks excluded).
     """
