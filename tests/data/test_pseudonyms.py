@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from clip_backdoor_unlearn import build_backdoor_dataset
-from clip_backdoor_unlearn.data.pseudonyms import _free_parts, anchor_captions, invent_pseudonyms
+from clip_backdoor_unlearn.data.pseudonyms import (
+    PSEUDONYMS_ABOVE,
+    _free_parts,
+    anchor_captions,
+    invent_pseudonyms,
+    use_pseudonyms,
+)
 from clip_backdoor_unlearn.demo.world import DemoWorld
 from clip_backdoor_unlearn.evaluation.unlearning import backdoor_pairs
 
@@ -79,3 +85,30 @@ def test_anchor_captions_name_other_invented_people():
     assert len(captions) == 40 and len(people) == 20  # two captions each
     used = {part.lower() for text in [*NAMES, *pseudonyms.values(), "Halen"] for part in text.split()}
     assert not used & {part.lower() for person in people for part in person.split()}
+
+
+def test_pseudonyms_are_the_default_with_both_towers_and_above_ten_names_unless_a_target_is_chosen():
+    assert PSEUDONYMS_ABOVE == 10
+    assert not use_pseudonyms(None, PSEUDONYMS_ABOVE, "text")  # short lists: "a person", the paper's target
+    assert use_pseudonyms(None, PSEUDONYMS_ABOVE + 1, "text")
+    assert not use_pseudonyms(None, 1_000, "text", neutral_term_given=True)  # the caller's own target is kept
+    assert use_pseudonyms(None, 1, "both") and use_pseudonyms(None, 1, "both", neutral_term_given=True)
+    assert not use_pseudonyms(False, 1_000, "both") and use_pseudonyms(True, 1, "text")  # given: as given
+
+
+def test_unlearn_maps_a_long_list_to_pseudonyms_and_records_it(saved_tiny_model, train_captions):
+    from clip_backdoor_unlearn import BackdoorUnlearner
+    from clip_backdoor_unlearn.demo.world import generate_names
+
+    names = generate_names(PSEUDONYMS_ABOVE + 1, seed=3)
+    run = dict(captions=train_captions, max_steps=1, poisoned_samples_per_step=16, clean_samples_per_step=4,
+               budget="fixed", name_variants=None, disable_tqdm=True, seed=0)
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(names, **run)
+    assert result.config["towers"]["text"]["pseudonyms"] is True and "a person" not in unlearner.neutral_terms.values()
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(names, neutral_term="someone", **run)
+    assert result.config["towers"]["text"]["pseudonyms"] is False
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(names[:PSEUDONYMS_ABOVE], **run)
+    assert result.config["towers"]["text"]["pseudonyms"] is False
