@@ -13,7 +13,9 @@ recording every ``--every_n_steps`` steps and neither stopping:
 
 * the face-free rule (``NeutralTargetStopCallback``, wired by ``unlearn(early_stop_similarity=...)`` with an
   unreachable threshold, 2.0): the lowest name score, each name's worst held-out wording against the teacher's
-  embedding of the same wording with "a person" (``forget_proxy_min_similarity`` in the log history);
+  embedding of the same wording with "a person" (``forget_proxy_min_similarity`` in the log history), and, from the
+  same pass, the text-only attack (``early_stop_retrieved`` set to record only): the share of removed names still
+  found and of a sample of the kept names still found (``forget_proxy_retrieved``, ``forget_proxy_kept_retrieved``);
 * the identity inference attack (``ForgetMonitorCallback`` with ``max_tpr=-1``): the removed people's fresh ``eval``
   pictures, the 21 IDIA prompts, the whole candidate pool re-embedded at every check (the exact TPR).
 
@@ -24,7 +26,8 @@ attack's TPR there, the first check whose TPR is at most ``--max_tpr``, and the 
 steps). Steps saved are ``max_steps`` minus the stop step (0 for *never*). A stopped run would have had the same
 weights at its stop step as this one (the rule only reads the model), so one full run gives every threshold's
 outcome; ``--rescore`` scores other thresholds (or another ``--max_tpr``) on a recorded ``--json`` without
-training. "stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not
+training. The retrieval rules (``--retrieved``, ``--min_kept``) are scored the same way: the first check whose share
+of removed names found is at most the share while at least ``--min_kept`` of the kept sample is still found. "stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not
 monotonic). The learning-rate schedule is the 200-step one throughout.
 
 Seconds: the whole ``unlearn`` call (both monitors' checks included), and each monitor's checks alone.
@@ -77,27 +80,34 @@ def run(setup: dict, count: int, settings: dict, options: argparse.Namespace) ->
     proxy = [entry for entry in result.log_history if "forget_proxy_min_similarity" in entry]
     similarity = {entry["step"]: entry["forget_proxy_min_similarity"] for entry in proxy if entry["step"] > 0}
     retrieved = {entry["step"]: entry["forget_proxy_retrieved"] for entry in proxy if entry["step"] > 0}
+    kept = {entry["step"]: entry.get("forget_proxy_kept_retrieved") for entry in proxy if entry["step"] > 0}
     tpr = {entry["step"]: entry["tpr"] for entry in attack.history}
     if sorted(similarity) != sorted(tpr):
         raise RuntimeError(f"The monitors checked at different steps: {sorted(similarity)} and {sorted(tpr)}.")
     return {
         "removed": count, "seed": settings["seed"], "max_steps": settings["max_steps"],
-        "series": [{"step": step, "min_similarity": similarity[step], "retrieved": retrieved[step], "tpr": tpr[step]}
-                   for step in sorted(tpr)],
+        "series": [{"step": step, "min_similarity": similarity[step], "retrieved": retrieved[step],
+                    "kept_retrieved": kept[step], "tpr": tpr[step]} for step in sorted(tpr)],
         "similarity_before": next(entry["forget_proxy_min_similarity"] for entry in proxy if entry["step"] == 0),
         "unlearn_seconds": seconds, "attack_check_seconds": attack.check_seconds,
         "proxy_check_seconds": sum(entry["forget_proxy_check_seconds"] for entry in proxy),
     }
 
 
-def outcome(row: dict, threshold: float, max_tpr: float, measure: str = "min_similarity") -> dict:
+def outcome(row: dict, threshold: float, max_tpr: float, measure: str = "min_similarity",
+            min_kept: float = 0.0) -> dict:
     """Where the rule at ``threshold`` would have stopped this run, and what the attack said there.
 
     ``measure="min_similarity"``: the lowest name score reaches ``threshold`` (``early_stop_similarity``);
-    ``"retrieved"``: the text-only attack's share of names found falls to ``threshold`` (``early_stop_retrieved``).
+    ``"retrieved"``: the text-only attack's share of names found falls to ``threshold`` (``early_stop_retrieved``)
+    while at least ``min_kept`` of the sampled kept names are still found (``early_stop_kept``).
     """
     series = row["series"]
-    passes = ((lambda check: check["retrieved"] <= threshold) if measure == "retrieved"
+
+    def kept_holds(check: dict) -> bool:
+        return check.get("kept_retrieved") is None or check["kept_retrieved"] >= min_kept
+
+    passes = ((lambda check: check["retrieved"] <= threshold and kept_holds(check)) if measure == "retrieved"
               else (lambda check: check["min_similarity"] >= threshold))
     stop = next((check for check in series if passes(check)), None)
     forgotten = next((check["step"] for check in series if check["tpr"] <= max_tpr), None)
@@ -173,12 +183,12 @@ def summary(outcomes: list[dict]) -> str:
 
 
 def report(rows: list[dict], thresholds: list[float], max_tpr: float, measure: str = "min_similarity",
-           seconds: bool = True) -> dict:
+           seconds: bool = True, min_kept: float = 0.0) -> dict:
     """Print a table per threshold, the summary and the seconds; return each threshold's outcomes."""
     results = {}
     label = "Share still retrieved" if measure == "retrieved" else "Threshold"
     for threshold in thresholds:
-        outcomes = [outcome(row, threshold, max_tpr, measure) for row in rows]
+        outcomes = [outcome(row, threshold, max_tpr, measure, min_kept) for row in rows]
         results[threshold] = outcomes
         print(f"\n### {label} {threshold:g}: {summary(outcomes)}\n")
         print(" | ".join(COLUMNS))
@@ -216,6 +226,8 @@ def main() -> None:
                         help="stop-rule thresholds to score (cosine similarity)")
     parser.add_argument("--retrieved", type=float, nargs="*", default=list(RETRIEVED_SHARES),
                         help="text-only attack rules to score: the share of names still found (early_stop_retrieved)")
+    parser.add_argument("--min_kept", type=float, default=0.95,
+                        help="text-only attack rules: least share of sampled kept names still found (early_stop_kept)")
     parser.add_argument("--patience", type=int, nargs="*", default=[2, 3, 4],
                         help="plateau rules to score: checks without progress (early_stop_patience)")
     parser.add_argument("--min_delta", type=float, nargs="*", default=[0.0, 0.01],
@@ -232,7 +244,8 @@ def main() -> None:
               f"recorded by: {recorded['machine']}")
         report(recorded["rows"], options.thresholds, options.max_tpr)
         if all("retrieved" in check for row in recorded["rows"] for check in row["series"]):
-            report(recorded["rows"], options.retrieved, options.max_tpr, measure="retrieved", seconds=False)
+            report(recorded["rows"], options.retrieved, options.max_tpr, measure="retrieved", seconds=False,
+                   min_kept=options.min_kept)
         plateau_report(recorded["rows"], options.patience, options.min_delta, options.slack)
         return
     seeds = options.seed
@@ -255,14 +268,16 @@ def main() -> None:
             row = rows[-1]
             print(f"{count} removed, seed {seed}: {row['unlearn_seconds']:.0f}s (attack checks "
                   f"{row['attack_check_seconds']:.0f}s, proxy checks {row['proxy_check_seconds']:.1f}s), load "
-                  f"{os.getloadavg()[0]:.2f}; step:score/retrieved/TPR "
-                  + " ".join(f"{c['step']}:{c['min_similarity']:.3f}/{c['retrieved']:.2f}/{c['tpr']:.2f}"
-                             for c in row["series"]),
+                  f"{os.getloadavg()[0]:.2f}; step:score/retrieved/kept/TPR "
+                  + " ".join(f"{c['step']}:{c['min_similarity']:.3f}/{c['retrieved']:.2f}/"
+                             f"{c['kept_retrieved'] if c['kept_retrieved'] is not None else float('nan'):.2f}/"
+                             f"{c['tpr']:.2f}" for c in row["series"]),
                   flush=True)
     load_after = os.getloadavg()
 
     results = report(rows, options.thresholds, options.max_tpr)
-    retrieval = report(rows, options.retrieved, options.max_tpr, measure="retrieved", seconds=False)
+    retrieval = report(rows, options.retrieved, options.max_tpr, measure="retrieved", seconds=False,
+                       min_kept=options.min_kept)
     plateaus = plateau_report(rows, options.patience, options.min_delta, options.slack)
     print("\n" + machine_line(load_before, load_after))
     print(f"total {time.perf_counter() - started:.0f}s (the world, the attack before, and every run)")

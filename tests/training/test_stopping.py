@@ -172,6 +172,10 @@ def test_the_text_only_attack_finds_every_name_before_training_and_is_computed_a
         NeutralTargetStopCallback(trainer, NAMES, "a person", max_retrieved=1.0)
     with pytest.raises(ValueError, match="early_stop_retrieved"):
         BackdoorTrainingArguments(output_dir="unused", early_stop_retrieved=1.0)
+    with pytest.raises(ValueError, match="min_kept"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", max_retrieved=0.0, min_kept=1.5)
+    with pytest.raises(ValueError, match="early_stop_kept"):
+        BackdoorTrainingArguments(output_dir="unused", early_stop_kept=-0.1)
 
 
 def test_teacher_targets_are_embedded_once_and_the_log_holds_no_name(tiny, captions, monkeypatch):
@@ -269,12 +273,27 @@ def test_unlearn_stops_on_the_text_only_attack_against_the_kept_names(saved_tiny
                         lambda *args, **kwargs: made.append(NeutralTargetStopCallback(*args, **kwargs)) or made[-1])
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES, captions=train_captions, kept_names=KEPT, early_stop_retrieved=0.99,
-                               early_stop_every_n_steps=4, **RUN)
+                               early_stop_kept=0.0, early_stop_every_n_steps=4, **RUN)
     text = result.config["towers"]["text"]
     assert text["trained_steps"] == 4 and text["early_stop"] == "retrieval"  # 0.99: at most 2 of 3 names found
     assert text["hyperparameters"]["early_stop_retrieved"] == 0.99
     (callback,) = made
-    assert callback.pool[: len(KEPT)] == KEPT and callback.history[-1]["retrieved"] <= 0.99
+    assert callback.kept == KEPT and callback.history[-1]["retrieved"] <= 0.99
+    assert KEPT[0] not in callback.pool  # the sampled kept names are attacked with the student, not the teacher
+
+    # The kept side holds a stop back: this tiny model loses its kept names at once and never gets them back, so a
+    # stop that needs 95 % of them found never comes, and the run trains its whole budget.
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES, captions=train_captions, kept_names=KEPT, early_stop_retrieved=0.99,
+                               early_stop_every_n_steps=4, **RUN)
+    text = result.config["towers"]["text"]
+    assert text["trained_steps"] == RUN["max_steps"] and text["early_stop"] is None
+    kept = [entry["kept_retrieved"] for entry in made[-1].history]
+    assert kept[0] == 1.0 and all(share < 0.95 for share in kept[1:])
+    assert all(entry["retrieved"] <= 0.99 for entry in made[-1].history[1:])  # the removed side alone would stop
+    logged = [entry["forget_proxy_kept_retrieved"] for entry in result.log_history
+              if "forget_proxy_kept_retrieved" in entry]
+    assert logged == kept
 
 
 def test_unlearn_stops_on_a_plateau_with_the_field_and_records_why(saved_tiny_model, train_captions):

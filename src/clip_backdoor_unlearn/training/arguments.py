@@ -142,6 +142,11 @@ class BackdoorTrainingArguments(TrainingArguments):
             among the student's embeddings of every removed name and the teacher's of `unlearn`'s `kept_names`,
             filled with invented names to 1,000 (`stopping.NeutralTargetStopCallback`). `None`: off. A negative
             share never stops (records the measure only).
+        early_stop_kept (`float`, *optional*, defaults to `0.95`):
+            With `early_stop_retrieved`: a stop also needs at least this share of the kept names (a fixed sample of
+            128, attacked the same way with the student) still found. A fast run moves the kept names in its first
+            steps and repairs them later; without this the rule stopped 1,000-name runs at step 20 with 13–16 % of
+            the other people lost (benchmarks/RESULTS.md). 0.95: the others may lose at most 5 points.
         early_stop_patience (`int` or `None`, *optional*, defaults to `None`):
             Text tower: also stop once the lowest name score of that rule has not risen by more than
             `early_stop_min_delta` for this many checks in a row (a plateau: more steps no longer move the names).
@@ -238,6 +243,9 @@ class BackdoorTrainingArguments(TrainingArguments):
         "help": "Text tower: stop once a text-only attack (the teacher's embedding of each name's held-out prompts "
                 "standing for the faces, ranked against every removed name and the kept names) finds at most this "
                 "share of the removed names; needs no faces. Unset: off; negative: record only."})
+    early_stop_kept: float = field(default=0.95, metadata={
+        "help": "With early_stop_retrieved: a stop also needs at least this share of (a sample of 128 of) the kept "
+                "names still found by the same attack, so that a run is not stopped before it has repaired them."})
     early_stop_patience: int | None = field(default=None, metadata={
         "help": "Text tower: also stop once the lowest name score has not risen by more than early_stop_min_delta "
                 "for this many checks in a row (a plateau; no threshold needed). Unset: off."})
@@ -268,6 +276,8 @@ class BackdoorTrainingArguments(TrainingArguments):
             raise ValueError(f"early_stop_patience must be positive or None, got {self.early_stop_patience}.")
         if self.early_stop_retrieved is not None and self.early_stop_retrieved >= 1:
             raise ValueError(f"early_stop_retrieved is a share of the names below 1, got {self.early_stop_retrieved}.")
+        if not 0 <= self.early_stop_kept <= 1:
+            raise ValueError(f"early_stop_kept is a share of the kept names in [0, 1], got {self.early_stop_kept}.")
         if self.early_stop_min_delta < 0:
             raise ValueError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}.")
         if self.kept_prompts_per_name < 0:

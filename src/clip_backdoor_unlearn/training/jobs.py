@@ -245,7 +245,8 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
         trainer.add_callback(NeutralTargetStopCallback(
             trainer, job.names, job.neutral_terms or job.args.neutral_term,
             threshold=float("inf") if threshold is None else threshold, max_retrieved=job.args.early_stop_retrieved,
-            pool=job.kept_names, patience=job.args.early_stop_patience, min_delta=job.args.early_stop_min_delta,
+            pool=job.kept_names, min_kept=job.args.early_stop_kept, patience=job.args.early_stop_patience,
+            min_delta=job.args.early_stop_min_delta,
             every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
     try:

@@ -23,7 +23,9 @@ removed name's wording stands where that person's faces would (the text tower wa
 there), and the name is *found* if, under any wording, its own student embedding ranks first among the student's
 embeddings of every removed name and the teacher's of the ``pool`` (kept names, then invented names up to
 ``pool_size``, as the attack's default pool). Training stops once at most ``max_retrieved`` of the names are
-found: a share of names, the attack's own scale, whatever the names are mapped to.
+found: a share of names, the attack's own scale, whatever the names are mapped to. With ``min_kept`` it also attacks
+a fixed sample of the kept names with the student and stops only while at least that share of them is still found:
+a fast run moves the people it must keep in its first steps and repairs them later (benchmarks/RESULTS.md).
 
 The teacher's embeddings of the target prompts are computed once, when training begins (one per distinct prompt:
 ``len(templates)`` when every name maps to one neutral term), and kept; a check embeds ``len(names) ×
@@ -35,7 +37,8 @@ PEFT adapters the same model with its adapters disabled.
 
 Nothing recorded or logged holds a name, only counts and rates: each check is appended to ``state.log_history`` as
 ``forget_proxy_min_similarity``, ``forget_proxy_mean_similarity``, ``forget_proxy_names_below``,
-``forget_proxy_retrieved`` (with ``max_retrieved``) and ``forget_proxy_check_seconds`` (with the step). With
+``forget_proxy_retrieved`` and ``forget_proxy_kept_retrieved`` (with ``max_retrieved``, ``min_kept``) and
+``forget_proxy_check_seconds`` (with the step). With
 several processes each one computes the figures on the same synchronised weights, and the main process's figures
 are broadcast to all, so every process takes the same decision even where rounding differs between devices.
 
@@ -46,6 +49,7 @@ stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -75,6 +79,7 @@ STOP_TEMPLATES: tuple[str, ...] = (
     "a recent photo of {}",
 )
 REDUCTIONS = ("min", "mean")
+KEPT_SAMPLE = 128  # kept names attacked at each check (with min_kept): their prompts are embedded by the student
 
 
 class NeutralTargetStopCallback(CheckClock):
@@ -91,6 +96,12 @@ class NeutralTargetStopCallback(CheckClock):
         pool: other names a removed name competes with in that attack (``unlearn``'s ``kept_names``); removed names
             given here are left out.
         pool_size: the attack's candidates (removed names and pool) are filled with invented names up to this.
+        min_kept: with ``max_retrieved``, a stop also needs at least this share of the ``pool`` (a fixed sample of
+            ``kept_sample`` names, embedded by the student at each check) still found by the same attack: the first
+            steps of a fast run move the kept names too and the later ones repair them, and a rule that read only
+            the removed names would stop before the repair. ``None``: not measured. Without a pool it cannot be
+            measured and does not hold a stop back.
+        kept_sample: how many of the pool's names the ``min_kept`` side attacks.
         patience: also stop once the lowest score has not improved on its best by more than ``min_delta`` for this
             many checks in a row (``None``: never on a plateau). The check before the first step does not count.
         min_delta: the least rise of the lowest score that counts as progress.
@@ -103,9 +114,9 @@ class NeutralTargetStopCallback(CheckClock):
 
     Attributes:
         history: one dict per check: ``step``, ``min_similarity`` and ``mean_similarity`` (over names),
-            ``names_below`` (names under ``threshold``), ``retrieved`` (the share found, or ``None``),
-            ``train_seconds``, ``check_seconds``. The first entry is
-            the check before the first step, which never stops training.
+            ``names_below`` (names under ``threshold``), ``retrieved`` and ``kept_retrieved`` (the shares of the
+            removed and of the sampled kept names found, or ``None``), ``train_seconds``, ``check_seconds``. The
+            first entry is the check before the first step, which never stops training.
         forgotten_step, forgotten_train_seconds: the first check that ended training, by the threshold or a plateau
             (``None`` before that); ``stop_reason`` says which (``"threshold"``, ``"retrieval"`` or ``"plateau"``).
         check_seconds: total seconds spent checking, the teacher's targets included.
@@ -122,6 +133,8 @@ class NeutralTargetStopCallback(CheckClock):
         max_retrieved: float | None = None,
         pool: Sequence[str] = (),
         pool_size: int = DEFAULT_POOL_SIZE,
+        min_kept: float | None = None,
+        kept_sample: int = KEPT_SAMPLE,
         patience: int | None = None,
         min_delta: float = 0.0,
         every_n_steps: int = 20,
@@ -147,6 +160,8 @@ class NeutralTargetStopCallback(CheckClock):
             raise ValueError(f"min_delta must be >= 0, got {min_delta!r}.")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
+        if min_kept is not None and not 0.0 <= min_kept <= 1.0:
+            raise ValueError(f"min_kept is a share of the kept names in [0, 1], got {min_kept!r}.")
         if max_retrieved is not None and not max_retrieved < 1.0:
             raise ValueError(f"max_retrieved is a share of the names below 1 (below 0: record only), got "
                              f"{max_retrieved!r}.")
@@ -158,9 +173,13 @@ class NeutralTargetStopCallback(CheckClock):
         self.max_retrieved = max_retrieved
         removed = {fold(name) for name in names}
         others = [name for name in dict.fromkeys(pool) if fold(name) not in removed]
+        self.min_kept = min_kept
+        # The people who must stay findable, a fixed sample of them: they are attacked too, by the student.
+        chosen = set(random.Random(0).sample(range(len(others)), min(kept_sample, len(others))))
+        self.kept = [name for index, name in enumerate(others) if index in chosen] if min_kept is not None else []
         # The other candidates a removed name competes with, as in the attack: the pool, then invented names.
-        self.pool = default_candidate_pool([*names, *others], pool_size, reserved=list(self.targets.values()))[
-            len(names):]
+        pool = default_candidate_pool([*names, *others], pool_size, reserved=list(self.targets.values()))[len(names):]
+        self.pool = [name for name in pool if name not in set(self.kept)]
         self.patience = patience
         self.min_delta = float(min_delta)
         self.every_n_steps = every_n_steps
@@ -176,6 +195,7 @@ class NeutralTargetStopCallback(CheckClock):
         self._rows: torch.Tensor | None = None  # for each (name, template), its row of ``_teacher``
         self._queries: torch.Tensor | None = None  # the teacher's embedding of each (name, template) prompt
         self._others: torch.Tensor | None = None  # the teacher's embedding of each (pool name, template) prompt
+        self._kept_queries: torch.Tensor | None = None  # the teacher's embedding of each (kept name, template) prompt
         self.stop_reason: str | None = None
         self._best = float("-inf")  # the best lowest score since training began
         self._stale = 0  # checks in a row without progress on it
@@ -199,31 +219,38 @@ class NeutralTargetStopCallback(CheckClock):
                                         dim=-1).reshape(shape)
             self._others = F.normalize(embed(self._prompts(self.pool), teacher=True, batch_size=self.batch_size),
                                        dim=-1).reshape(shape) if self.pool else self._queries[:0]
+            self._kept_queries = F.normalize(embed(self._prompts(self.kept), teacher=True,
+                                                   batch_size=self.batch_size), dim=-1).reshape(shape) \
+                if self.kept else self._queries[:0]
 
-    def _student(self) -> torch.Tensor:
-        """The student's embedding of each removed name's held-out prompts, ``(names × templates, dim)``."""
+    def _student(self, kept: bool = False) -> torch.Tensor:
+        """The student's embedding of each removed name's held-out prompts, ``(names × templates, dim)``, followed
+        with ``kept`` by the sampled kept names'."""
         if self._teacher is None:
             self._embed_targets()
-        return self.trainer.embed_texts(self._prompts(self.names), batch_size=self.batch_size)
+        names = [*self.names, *self.kept] if kept else self.names
+        return self.trainer.embed_texts(self._prompts(names), batch_size=self.batch_size)
 
     def _similarity_scores(self, student: torch.Tensor) -> torch.Tensor:
         similarity = F.cosine_similarity(student, self._teacher[self._rows], dim=-1)
         similarity = similarity.reshape(len(self.names), len(self.templates))
         return similarity.min(dim=1).values if self.reduction == "min" else similarity.mean(dim=1)
 
-    def _retrieved(self, student: torch.Tensor) -> torch.Tensor:
-        """For each removed name, whether the text-only attack still finds it (1.0) or not (0.0).
+    def _retrieved(self, student: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each removed name, and each sampled kept name, whether the text-only attack still finds it (1.0).
 
         The teacher's embedding of a name's prompt stands where the person's face stands in the identity inference
         attack (the text tower was trained to meet the faces there): under each wording it is compared with the
-        student's embeddings of every removed name and the teacher's of the pool, and the name is found if its own
-        prompt ranks first under any one wording (τ = 1).
+        student's embeddings of every removed and sampled kept name and the teacher's of the rest of the pool, and
+        the name is found if its own prompt ranks first under any one wording (τ = 1).
         """
-        student = F.normalize(student, dim=-1).reshape(len(self.names), len(self.templates), -1)
+        student = F.normalize(student, dim=-1).reshape(-1, len(self.templates), student.shape[-1])
         candidates = torch.cat([student, self._others], dim=0)  # (candidates, templates, dim)
-        similarity = torch.einsum("ntd,ctd->tnc", self._queries, candidates)  # (templates, names, candidates)
-        own = torch.arange(len(self.names), device=similarity.device)
-        return (similarity.argmax(dim=-1) == own).any(dim=0).float()
+        queries = torch.cat([self._queries, self._kept_queries], dim=0)
+        similarity = torch.einsum("ntd,ctd->tnc", queries, candidates)  # (templates, names, candidates)
+        own = torch.arange(len(queries), device=similarity.device)
+        found = (similarity.argmax(dim=-1) == own).any(dim=0).float()
+        return found[: len(self.names)], found[len(self.names):]
 
     @torch.no_grad()
     def scores(self) -> torch.Tensor:
@@ -232,27 +259,33 @@ class NeutralTargetStopCallback(CheckClock):
         return broadcast(self._similarity_scores(self._student()).contiguous(), from_process=0)
 
     @torch.no_grad()
-    def measure(self) -> tuple[torch.Tensor, float | None]:
-        """``scores()`` and, with ``max_retrieved`` set, the share of names the text-only attack still finds, from
-        one pass of the student (the main process's figures)."""
-        student = self._student()
-        figures = self._similarity_scores(student)
-        if self.max_retrieved is not None:
-            figures = torch.cat([figures, self._retrieved(student).mean().reshape(1)])
+    def measure(self) -> tuple[torch.Tensor, float | None, float | None]:
+        """``scores()`` and, with ``max_retrieved`` set, the shares of the removed names and of the sampled kept
+        names the text-only attack still finds (``None`` where not measured), from one pass of the student (the main
+        process's figures)."""
+        retrieval = self.max_retrieved is not None
+        student = self._student(kept=retrieval)
+        figures = self._similarity_scores(student[: len(self.names) * len(self.templates)])
+        if retrieval:
+            removed, kept = self._retrieved(student)
+            shares = [removed.mean(), kept.mean() if len(kept) else torch.tensor(float("nan"), device=removed.device)]
+            figures = torch.cat([figures, torch.stack(shares).to(figures.dtype)])
         figures = broadcast(figures.contiguous(), from_process=0)
-        if self.max_retrieved is None:
-            return figures, None
-        return figures[:-1], figures[-1].item()
+        if not retrieval:
+            return figures, None, None
+        kept_share = figures[-1].item()
+        return figures[:-2], figures[-2].item(), None if kept_share != kept_share else kept_share
 
     def _check(self, state: TrainerState, decide: bool) -> None:
         start = time.perf_counter()
         train_seconds = self._train_clock(start)
-        scores, retrieved = self.measure()
+        scores, retrieved, kept = self.measure()
         seconds = time.perf_counter() - start
         self.check_seconds += seconds
         below = int((scores < self.threshold).sum())
         entry = {"step": state.global_step, "min_similarity": scores.min().item(),
                  "mean_similarity": scores.mean().item(), "names_below": below, "retrieved": retrieved,
+                 "kept_retrieved": kept,
                  "train_seconds": train_seconds, "check_seconds": seconds}
         self.history.append(entry)
         if self.log:
@@ -261,6 +294,8 @@ class NeutralTargetStopCallback(CheckClock):
                       "forget_proxy_check_seconds": seconds}
             if retrieved is not None:
                 logged["forget_proxy_retrieved"] = retrieved
+            if kept is not None:
+                logged["forget_proxy_kept_retrieved"] = kept
             state.log_history.append(logged)
         if not decide or self.forgotten_step is not None:
             return
@@ -271,7 +306,7 @@ class NeutralTargetStopCallback(CheckClock):
             self._stale += 1
         if below == 0:
             self.stop_reason = "threshold"
-        elif retrieved is not None and retrieved <= self.max_retrieved:
+        elif retrieved is not None and retrieved <= self.max_retrieved and (kept is None or kept >= self.min_kept):
             self.stop_reason = "retrieval"
         elif self.patience is not None and self._stale >= self.patience:
             self.stop_reason = "plateau"
