@@ -27,8 +27,9 @@ steps). Steps saved are ``max_steps`` minus the stop step (0 for *never*). A sto
 weights at its stop step as this one (the rule only reads the model), so one full run gives every threshold's
 outcome; ``--rescore`` scores other thresholds (or another ``--max_tpr``) on a recorded ``--json`` without
 training. The retrieval rules (``--retrieved``, ``--min_kept``) are scored the same way: the first check whose share
-of removed names found is at most the share while at least ``--min_kept`` of the kept sample is still found. "stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not
-monotonic). The learning-rate schedule is the 200-step one throughout.
+of removed names found is at most the share while at least ``--min_kept`` of the kept sample is still found.
+"stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not monotonic).
+The learning-rate schedule is the 200-step one throughout.
 
 Seconds: the whole ``unlearn`` call (both monitors' checks included), and each monitor's checks alone.
 """
