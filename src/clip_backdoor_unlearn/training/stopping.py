@@ -38,9 +38,9 @@ PEFT adapters the same model with its adapters disabled.
 Nothing recorded or logged holds a name, only counts and rates: each check is appended to ``state.log_history`` as
 ``forget_proxy_min_similarity``, ``forget_proxy_mean_similarity``, ``forget_proxy_names_below``,
 ``forget_proxy_retrieved`` and ``forget_proxy_kept_retrieved`` (with ``max_retrieved``, ``min_kept``) and
-``forget_proxy_check_seconds`` (with the step). With
-several processes each one computes the figures on the same synchronised weights, and the main process's figures
-are broadcast to all, so every process takes the same decision even where rounding differs between devices.
+``forget_proxy_check_seconds`` (with the step). With several processes each one computes the figures on the same
+synchronised weights, and the main process's figures are broadcast to all, so every process takes the same decision
+even where rounding differs between devices.
 
 How well this rule agrees with the attack is measured by ``benchmarks/stop_rule_agreement.py`` (figures in
 benchmarks/RESULTS.md, issue 17): the score's scale moves with the world, so a threshold safe on one demo world
@@ -49,6 +49,7 @@ stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -179,7 +180,8 @@ class NeutralTargetStopCallback(CheckClock):
         self.kept = [name for index, name in enumerate(others) if index in chosen] if min_kept is not None else []
         # The other candidates a removed name competes with, as in the attack: the pool, then invented names.
         pool = default_candidate_pool([*names, *others], pool_size, reserved=list(self.targets.values()))[len(names):]
-        self.pool = [name for name in pool if name not in set(self.kept)]
+        sampled = set(self.kept)
+        self.pool = [name for name in pool if name not in sampled]
         self.patience = patience
         self.min_delta = float(min_delta)
         self.every_n_steps = every_n_steps
@@ -213,15 +215,17 @@ class NeutralTargetStopCallback(CheckClock):
         self._teacher = self.trainer.embed_texts(list(distinct), teacher=True, batch_size=self.batch_size)
         self._rows = torch.tensor([distinct[prompt] for prompt in prompts], device=self._teacher.device)
         if self.max_retrieved is not None:
-            shape = (-1, len(self.templates), self._teacher.shape[-1])
-            embed = self.trainer.embed_texts
-            self._queries = F.normalize(embed(self._prompts(self.names), teacher=True, batch_size=self.batch_size),
-                                        dim=-1).reshape(shape)
-            self._others = F.normalize(embed(self._prompts(self.pool), teacher=True, batch_size=self.batch_size),
-                                       dim=-1).reshape(shape) if self.pool else self._queries[:0]
-            self._kept_queries = F.normalize(embed(self._prompts(self.kept), teacher=True,
-                                                   batch_size=self.batch_size), dim=-1).reshape(shape) \
-                if self.kept else self._queries[:0]
+            self._queries = self._teacher_prompts(self.names)
+            self._others = self._teacher_prompts(self.pool)
+            self._kept_queries = self._teacher_prompts(self.kept)
+
+    def _teacher_prompts(self, names: Sequence[str]) -> torch.Tensor:
+        """The teacher's unit-length embeddings of ``names`` in every wording, ``(names, templates, dim)``."""
+        dim = self._teacher.shape[-1]
+        if not names:
+            return self._teacher.new_zeros((0, len(self.templates), dim))
+        embedded = self.trainer.embed_texts(self._prompts(names), teacher=True, batch_size=self.batch_size)
+        return F.normalize(embedded, dim=-1).reshape(len(names), len(self.templates), dim)
 
     def _student(self, kept: bool = False) -> torch.Tensor:
         """The student's embedding of each removed name's held-out prompts, ``(names × templates, dim)``, followed
@@ -274,7 +278,7 @@ class NeutralTargetStopCallback(CheckClock):
         if not retrieval:
             return figures, None, None
         kept_share = figures[-1].item()
-        return figures[:-2], figures[-2].item(), None if kept_share != kept_share else kept_share
+        return figures[:-2], figures[-2].item(), None if math.isnan(kept_share) else kept_share
 
     def _check(self, state: TrainerState, decide: bool) -> None:
         start = time.perf_counter()
@@ -285,8 +289,7 @@ class NeutralTargetStopCallback(CheckClock):
         below = int((scores < self.threshold).sum())
         entry = {"step": state.global_step, "min_similarity": scores.min().item(),
                  "mean_similarity": scores.mean().item(), "names_below": below, "retrieved": retrieved,
-                 "kept_retrieved": kept,
-                 "train_seconds": train_seconds, "check_seconds": seconds}
+                 "kept_retrieved": kept, "train_seconds": train_seconds, "check_seconds": seconds}
         self.history.append(entry)
         if self.log:
             logged = {"step": entry["step"], "forget_proxy_min_similarity": entry["min_similarity"],
