@@ -130,9 +130,10 @@ def cell(value) -> str:
 
 # This benchmark ------------------------------------------------------------------------------------------------
 
-# The paper's text recipe: the library's defaults (400 steps, lr 1e-4, 128 poisoned + 128 clean captions, "a person").
-PAPER_RECIPE = {"max_steps": 400, "learning_rate": 1e-4, "poisoned_samples_per_step": 128,
-                "clean_samples_per_step": 128}
+# The paper's text recipe: 400 steps whatever the number of names, lr 1e-4, 128 poisoned + 128 clean captions, every
+# name mapped to "a person" (the library's defaults map more than 10 names to pseudonyms; the paper does not).
+PAPER_RECIPE = {"max_steps": 400, "budget": "fixed", "learning_rate": 1e-4, "poisoned_samples_per_step": 128,
+                "clean_samples_per_step": 128, "pseudonyms": False}
 
 
 def paper_run(setup: dict, count: int, seed: int) -> dict:
