@@ -316,8 +316,7 @@ def _is_current(target: Path, world: DemoWorld, config: RecipeConfig) -> bool:
     if not info.exists():
         return False
     stats = json.loads(info.read_text())
-    recorded = stats.get("world_config") or {}
-    trained_on = {k: v for k, v in recorded.items() if k not in WorldConfig.EVALUATION_ONLY}
+    trained_on = WorldConfig.training_part(stats.get("world_config") or {})
     same_world = trained_on == world.config.training_fields()  # more held-out pictures need no retraining
     return same_world and stats.get("recipe_config") == dataclasses.asdict(config)
 

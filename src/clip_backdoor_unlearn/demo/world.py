@@ -156,9 +156,15 @@ class WorldConfig:
         "eval_images_per_person", "shape_eval_per_class", "digit_eval_per_class",
     )
 
+    @classmethod
+    def training_part(cls, fields: dict) -> dict:
+        """Of a config's fields (``dataclasses.asdict``, or as a cache recorded them), those that decide what the demo
+        CLIP is trained on: everything but ``EVALUATION_ONLY``."""
+        return {k: v for k, v in fields.items() if k not in cls.EVALUATION_ONLY}
+
     def training_fields(self) -> dict:
-        """The fields that decide what the demo CLIP is trained on (everything but ``EVALUATION_ONLY``)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.EVALUATION_ONLY}
+        """``training_part`` of this config."""
+        return self.training_part(dataclasses.asdict(self))
 
 
 WORLD_SIZES: dict[str, WorldConfig] = {

@@ -139,8 +139,9 @@ class BackdoorTrainingArguments(TrainingArguments):
             Text tower: stop once a text-only identity inference attack finds at most this share of the removed
             names (needs no faces). The teacher's embedding of each name's held-out prompt stands where the person's
             face would: the name is found if, under any held-out wording, it ranks its own student embedding first
-            among the student's embeddings of every removed name and the teacher's of `unlearn`'s `kept_names`,
-            filled with invented names to 1,000 (`stopping.NeutralTargetStopCallback`). `None`: off. A negative
+            among the student's embeddings of every removed name (and of the kept sample, `early_stop_kept`) and the
+            teacher's of the other `kept_names`, filled with invented names to 1,000
+            (`stopping.NeutralTargetStopCallback`). `None`: off. A negative
             share never stops (records the measure only).
         early_stop_kept (`float`, *optional*, defaults to `0.95`):
             With `early_stop_retrieved`: a stop also needs at least this share of the kept names (a fixed sample of
@@ -252,8 +253,9 @@ class BackdoorTrainingArguments(TrainingArguments):
     early_stop_min_delta: float = field(default=0.01, metadata={
         "help": "The least rise of the lowest name score that counts as progress for early_stop_patience."})
     early_stop_every_n_steps: int = field(default=20, metadata={
-        "help": "Optimisation steps between two checks of the face-free stop rule (early_stop_similarity, "
-                "early_stop_patience; a check embeds names × 8 prompts)."})
+        "help": "Optimisation steps between two checks of the face-free stop rules (early_stop_similarity, "
+                "early_stop_retrieved, early_stop_patience; a check embeds names × 8 prompts, and 128 kept names × 8 "
+                "with early_stop_retrieved)."})
     # Schedule.
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75], metadata={
         "help": "Fractions of `max_steps` at which the learning rate is multiplied by `lr_gamma`. When non-empty "
@@ -321,8 +323,8 @@ class BackdoorTrainingArguments(TrainingArguments):
         needed = math.ceil(num_names * self.poisoned_samples_per_name / self.poisoned_samples_per_step)
         if needed > self.max_steps:
             logger.warning("%d names need %d steps for %d poisoned samples each (budget='per_name'); max_steps=%d is "
-                        "raised to that (budget='fixed' keeps it).", num_names, needed,
-                        self.poisoned_samples_per_name, self.max_steps)
+                           "raised to that (budget='fixed' keeps it).", num_names, needed,
+                           self.poisoned_samples_per_name, self.max_steps)
         return max(self.max_steps, needed)
 
     def for_names(self, num_names: int) -> BackdoorTrainingArguments:

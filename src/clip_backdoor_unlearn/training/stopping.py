@@ -49,7 +49,6 @@ stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -272,13 +271,13 @@ class NeutralTargetStopCallback(CheckClock):
         figures = self._similarity_scores(student[: len(self.names) * len(self.templates)])
         if retrieval:
             removed, kept = self._retrieved(student)
-            shares = [removed.mean(), kept.mean() if len(kept) else torch.tensor(float("nan"), device=removed.device)]
+            shares = [removed.mean(), *([kept.mean()] if self.kept else [])]  # every process has the same kept list
             figures = torch.cat([figures, torch.stack(shares).to(figures.dtype)])
         figures = broadcast(figures.contiguous(), from_process=0)
-        if not retrieval:
-            return figures, None, None
-        kept_share = figures[-1].item()
-        return figures[:-2], figures[-2].item(), None if math.isnan(kept_share) else kept_share
+        count = len(self.names)
+        retrieved = figures[count].item() if retrieval else None
+        kept_share = figures[count + 1].item() if retrieval and self.kept else None
+        return figures[:count], retrieved, kept_share
 
     def _check(self, state: TrainerState, decide: bool) -> None:
         start = time.perf_counter()
