@@ -184,9 +184,10 @@ def test_variants_are_removed_only_when_asked(saved_tiny_model, train_captions):
     similarity = {}
     for mode in (None, "auto"):
         unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+        # Every step on every caption (no stop rule, nothing held out): the measured figures are that run's.
         unlearner.unlearn(SECRET[:1], captions=train_captions, name_variants=mode, max_steps=40, learning_rate=3e-3,
                           poisoned_samples_per_step=16, clean_samples_per_step=16, seed=0, disable_tqdm=True,
-                          logging_steps=40)
+                          logging_steps=40, early_stop_retrieved=None)
         assert sim_backdoor_to_teacher(unlearner, names=SECRET[:1]) > 0.9
         similarity[mode] = sim_backdoor_to_teacher(unlearner, names=[last, f"{last}, {first}", f"Dr. {SECRET[0]}"])
     assert similarity["auto"] > 0.9 and similarity["auto"] > similarity[None] + 0.02, similarity

@@ -47,13 +47,32 @@ def test_the_budget_counts_people_not_their_spellings(tiny_model_and_processor, 
 
 
 def test_a_fixed_budget_builds_today_s_data_set(tiny_model_and_processor, train_captions, tmp_path):
+    tokenizer = tiny_model_and_processor[1].tokenizer
     fields = {**PER_NAME, "budget": "fixed", "max_steps": 7}
     fixed = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, **fields)
     assert fixed.args.max_steps == 7
-    expected = build_backdoor_dataset(NAMES, train_captions, num_steps=7, poisoned_samples_per_step=4,
-                                      clean_samples_per_step=4, seed=0,
-                                      tokenizer=tiny_model_and_processor[1].tokenizer)
+    # The default stop rule's gate reads clean captions training never sees: 1,500 captions, 187 held out.
+    held_out = set(fixed.held_out_captions)
+    assert len(held_out) == len(train_captions) // 8 and held_out <= set(train_captions)
+    assert fixed.record["early_stop_held_out_captions"] == len(held_out)
+    training = [caption for caption in train_captions if caption not in held_out]
+    expected = build_backdoor_dataset(NAMES, training, num_steps=7, poisoned_samples_per_step=4,
+                                      clean_samples_per_step=4, seed=0, tokenizer=tokenizer)
     assert fixed.dataset.to_dict() == expected.to_dict()
+    assert held_out == set(job(tiny_model_and_processor, NAMES, train_captions, tmp_path, **fields).held_out_captions)
+
+    # With the stop rule off, nothing is held out: every caption trains, as before the rule existed.
+    off = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, early_stop_retrieved=None, **fields)
+    assert off.held_out_captions == [] and "early_stop_held_out_captions" not in off.record
+    expected = build_backdoor_dataset(NAMES, train_captions, num_steps=7, poisoned_samples_per_step=4,
+                                      clean_samples_per_step=4, seed=0, tokenizer=tokenizer)
+    assert off.dataset.to_dict() == expected.to_dict()
+    # At most early_stop_clean_captions, and none without the gate.
+    few = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, early_stop_clean_captions=10, **fields)
+    assert len(few.held_out_captions) == 10
+    ungated = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, early_stop_clean_similarity=None,
+                  **fields)
+    assert ungated.held_out_captions == []
 
 
 def test_the_run_trains_and_records_the_resolved_steps(saved_tiny_model, train_captions, tmp_path):

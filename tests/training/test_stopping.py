@@ -111,6 +111,13 @@ def test_a_check_before_the_first_step_never_stops_training(tiny, captions):
     trainer, callback = train(tiny, captions, threshold=-1.0)  # every name passes from the start
     assert callback.history[0]["step"] == 0 and callback.history[0]["names_below"] == 0
     assert trainer.state.global_step == callback.forgotten_step == EVERY
+    # Nor does any check before min_step: the first one at or after it stops.
+    trainer, floored = train(tiny, captions, threshold=-1.0, min_step=2 * EVERY + 1)
+    assert trainer.state.global_step == floored.forgotten_step == 3 * EVERY
+    with pytest.raises(ValueError, match="min_step"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", min_step=-1)
+    with pytest.raises(ValueError, match="early_stop_from"):
+        BackdoorTrainingArguments(output_dir="unused", early_stop_from=1.5)
 
 
 def test_scores_are_the_similarity_to_the_original_model_s_targets(tiny, captions):
@@ -237,6 +244,20 @@ def test_bad_settings_are_errors_without_names(tiny, captions):
             NeutralTargetStopCallback(trainer, NAMES, "a person", patience=patience)
     with pytest.raises(ValueError, match="min_delta"):
         NeutralTargetStopCallback(trainer, NAMES, "a person", patience=2, min_delta=-0.1)
+    for max_names in (0, 1.5, True):
+        with pytest.raises(ValueError, match="max_names"):
+            NeutralTargetStopCallback(trainer, NAMES, "a person", max_names=max_names)
+
+
+def test_a_long_list_is_checked_on_a_fixed_sample_of_its_names(tiny, captions):
+    trainer = make_trainer(*tiny, captions, steps=1)
+    sampled = [NeutralTargetStopCallback(trainer, NAMES, "a person", max_names=2, max_retrieved=0.0).names
+               for _ in range(2)]
+    assert sampled[0] == sampled[1] and len(sampled[0]) == 2 and set(sampled[0]) < set(NAMES)
+    callback = NeutralTargetStopCallback(trainer, NAMES, "a person", max_names=2, max_retrieved=0.0)
+    scores, retrieved, _, _ = callback.measure()
+    assert len(scores) == 2 and retrieved == 1.0  # the student is the teacher: both sampled names found
+    assert NeutralTargetStopCallback(trainer, NAMES, "a person").names == NAMES  # a short list: every name
     with pytest.raises(ValueError, match="early_stop_patience"):
         BackdoorTrainingArguments(output_dir="unused", early_stop_patience=0)
 
@@ -245,6 +266,9 @@ def test_bad_settings_are_errors_without_names(tiny, captions):
 
 RUN = dict(max_steps=12, learning_rate=3e-3, poisoned_samples_per_step=8, clean_samples_per_step=8, seed=0,
            logging_steps=100, disable_tqdm=True, name_variants=None, budget="fixed")  # tests count the steps
+# A tiny tower's clean captions never come back within 0.99 of the teacher in 12 steps: the tests of each reason
+# to stop leave the clean-caption gate and the first-half floor out (each is tested on its own).
+UNGATED = dict(early_stop_clean_similarity=None, early_stop_from=0.0)
 
 
 def test_unlearn_stops_early_with_the_field_and_records_the_steps_trained(saved_tiny_model, train_captions,
@@ -254,16 +278,18 @@ def test_unlearn_stops_early_with_the_field_and_records_the_steps_trained(saved_
                         lambda *args, **kwargs: made.append(NeutralTargetStopCallback(*args, **kwargs)) or made[-1])
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES, captions=train_captions, early_stop_similarity=-1.0,
-                               early_stop_every_n_steps=4, **RUN)
+                               early_stop_every_n_steps=4, **UNGATED, **RUN)
     assert result.config["towers"]["text"]["trained_steps"] == 4 < RUN["max_steps"]
     assert result.config["towers"]["text"]["hyperparameters"]["early_stop_similarity"] == -1.0
+    card = unlearner.model_card().text  # the card says the run stopped early, where and why
+    assert "| `trained_steps` | 4 |" in card and "| `early_stop` | threshold |" in card, card
     assert any("forget_proxy_names_below" in entry for entry in result.log_history)
     (callback,) = made
     assert callback.targets == dict.fromkeys(NAMES, "a person") and callback.forgotten_step == 4
 
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)  # pseudonyms: each name's own target
     unlearner.unlearn(NAMES, captions=train_captions, pseudonyms=True, early_stop_similarity=-1.0,
-                      early_stop_every_n_steps=4, **RUN)
+                      early_stop_every_n_steps=4, **UNGATED, **RUN)
     assert made[-1].targets == unlearner.neutral_terms and set(made[-1].targets.values()) != {"a person"}
 
 
@@ -273,7 +299,7 @@ def test_unlearn_stops_on_the_text_only_attack_against_the_kept_names(saved_tiny
                         lambda *args, **kwargs: made.append(NeutralTargetStopCallback(*args, **kwargs)) or made[-1])
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES, captions=train_captions, kept_names=KEPT, early_stop_retrieved=0.99,
-                               early_stop_kept=0.0, early_stop_every_n_steps=4, **RUN)
+                               early_stop_kept=0.0, early_stop_every_n_steps=4, **UNGATED, **RUN)
     text = result.config["towers"]["text"]
     assert text["trained_steps"] == 4 and text["early_stop"] == "retrieval"  # 0.99: at most 2 of 3 names found
     assert text["hyperparameters"]["early_stop_retrieved"] == 0.99
@@ -285,7 +311,7 @@ def test_unlearn_stops_on_the_text_only_attack_against_the_kept_names(saved_tiny
     # stop that needs 95 % of them found never comes, and the run trains its whole budget.
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES, captions=train_captions, kept_names=KEPT, early_stop_retrieved=0.99,
-                               early_stop_every_n_steps=4, **RUN)
+                               early_stop_every_n_steps=4, **UNGATED, **RUN)
     text = result.config["towers"]["text"]
     assert text["trained_steps"] == RUN["max_steps"] and text["early_stop"] is None
     kept = [entry["kept_retrieved"] for entry in made[-1].history]
@@ -299,17 +325,72 @@ def test_unlearn_stops_on_the_text_only_attack_against_the_kept_names(saved_tiny
 def test_unlearn_stops_on_a_plateau_with_the_field_and_records_why(saved_tiny_model, train_captions):
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
     result = unlearner.unlearn(NAMES, captions=train_captions, early_stop_patience=1, early_stop_min_delta=2.0,
-                               early_stop_every_n_steps=4, **RUN)
+                               early_stop_retrieved=None, early_stop_every_n_steps=4, **UNGATED, **RUN)
     text = result.config["towers"]["text"]
     assert text["trained_steps"] == 8 and text["early_stop"] == "plateau"  # best at step 4, no progress at 8
     assert text["hyperparameters"]["early_stop_patience"] == 1
 
 
-def test_unlearn_does_not_stop_early_by_default(saved_tiny_model, train_captions):
+def test_by_default_the_gated_text_only_attack_watches_the_run_on_held_out_captions(saved_tiny_model, train_captions,
+                                                                                   monkeypatch):
+    made = []
+    monkeypatch.setattr(jobs, "NeutralTargetStopCallback",
+                        lambda *args, **kwargs: made.append(NeutralTargetStopCallback(*args, **kwargs)) or made[-1])
     unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
-    result = unlearner.unlearn(NAMES[:1], captions=train_captions, **{**RUN, "max_steps": 3})
-    assert result.config["towers"]["text"]["trained_steps"] == 3
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions, kept_names=KEPT, early_stop_every_n_steps=4,
+                               **RUN)
+    (callback,) = made
+    assert (callback.max_retrieved, callback.min_kept, callback.min_clean_similarity) == (0.0, 0.95, 0.99)
+    assert callback.min_step == RUN["max_steps"] // 2  # early_stop_from=0.5: not in the first half
+    assert callback.kept == KEPT and len(callback.clean_texts) == len(train_captions) // 8
+    assert set(callback.clean_texts) <= set(train_captions)
+    text = result.config["towers"]["text"]
+    assert text["early_stop_held_out_captions"] == len(callback.clean_texts)
+    # This tiny tower never brings its clean captions back within 0.99 of the teacher: the gate holds the run to its
+    # budget, whatever the text-only attack says.
+    assert text["trained_steps"] == RUN["max_steps"] and text["early_stop"] is None
+    clean = [entry["clean_similarity"] for entry in callback.history]
+    assert clean[0] == pytest.approx(1.0, abs=1e-5) and all(share < 0.99 for share in clean[1:])
+    assert [entry["forget_proxy_clean_similarity"] for entry in result.log_history
+            if "forget_proxy_clean_similarity" in entry] == clean
+
+    # early_stop_retrieved=None (and no other rule): every step, nothing measured, nothing held out.
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:1], captions=train_captions, early_stop_retrieved=None,
+                               **{**RUN, "max_steps": 3})
+    assert len(made) == 1 and result.config["towers"]["text"]["trained_steps"] == 3
+    assert "early_stop_held_out_captions" not in result.config["towers"]["text"]
     assert not any(key.startswith("forget_proxy") for entry in result.log_history for key in entry)
+
+
+def test_the_clean_caption_gate_holds_every_stop_back_until_the_captions_come_back(tiny, captions):
+    model, processor = tiny
+    held_out = captions[300:340]  # the trainer here trains on captions[:300]
+    # Every name passes the threshold from the start; the gate alone decides. Exactly the teacher: never.
+    trainer, never = train(tiny, captions, threshold=-1.0, clean_texts=held_out, min_clean_similarity=1.0)
+    assert trainer.state.global_step == STEPS and never.forgotten_step is None and never.stop_reason is None
+    figures = [entry["clean_similarity"] for entry in never.history]
+    assert figures[0] == pytest.approx(1.0, abs=1e-5) and figures[-1] < 1.0
+    student = F.normalize(encode_texts(trainer.model, processor.tokenizer, held_out), dim=-1)
+    teacher = F.normalize(encode_texts(model, processor.tokenizer, held_out), dim=-1)
+    assert figures[-1] == pytest.approx((student * teacher).sum(dim=-1).mean().item(), abs=1e-5)
+
+    # A gate the run passes: it stops at the first check after the start whose captions are at least that close.
+    gate = max(figures[1:-1]) - 1e-6
+    expected = next(entry["step"] for entry in never.history[1:] if entry["clean_similarity"] >= gate)
+    trainer, stopped = train(tiny, captions, threshold=-1.0, clean_texts=held_out, min_clean_similarity=gate)
+    assert trainer.state.global_step == stopped.forgotten_step == expected and stopped.stop_reason == "threshold"
+    # No captions to read: the gate cannot pass, and the run trains its budget.
+    trainer, blind = train(tiny, captions, threshold=-1.0, min_clean_similarity=-1.0)
+    assert trainer.state.global_step == STEPS and blind.history[-1]["clean_similarity"] is None
+    with pytest.raises(ValueError, match="min_clean_similarity"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", min_clean_similarity=1.5)
+    with pytest.raises(TypeError, match="clean_texts"):
+        NeutralTargetStopCallback(trainer, NAMES, "a person", clean_texts="one caption", min_clean_similarity=0.9)
+    with pytest.raises(ValueError, match="early_stop_clean_similarity"):
+        BackdoorTrainingArguments(output_dir="unused", early_stop_clean_similarity=1.5)
+    with pytest.raises(ValueError, match="early_stop_clean_captions"):
+        BackdoorTrainingArguments(output_dir="unused", early_stop_clean_captions=-1)
 
 
 def test_the_image_tower_refuses_the_text_stop_rule_before_training(saved_tiny_model):

@@ -29,6 +29,8 @@ from .record import run_record, tower_record
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 CARD_TAGS = ("clip", "privacy", "unlearning", "clip-backdoor-unlearn")
+# A tower's record beside its hyperparameters: steps trained (fewer than max_steps after an early stop) and why.
+RUN_OUTCOMES = ("trained_steps", "early_stop")
 CITATION = """@article{hintersdorf2023defending,
   title   = {Defending Our Privacy With Backdoors},
   author  = {Hintersdorf, Dominik and Struppek, Lukas and Neider, Daniel and Kersting, Kristian},
@@ -196,7 +198,9 @@ class UnlearningCardData:
             name_variants=towers.get("text", {}).get("name_variants"),
             text_target=towers.get("text", {}).get("text_target"),
             adapter=record.get("adapter"),
-            hyperparameters={f"{tower} tower": dict(entry.get("hyperparameters") or {})
+            # What the run did with them too: the steps it trained and, after an early stop, the rule's reason.
+            hyperparameters={f"{tower} tower": {**(entry.get("hyperparameters") or {}),
+                                                **{key: entry[key] for key in RUN_OUTCOMES if key in entry}}
                              for tower, entry in towers.items()},
         )
         values.update(kwargs)

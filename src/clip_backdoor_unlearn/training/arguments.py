@@ -127,7 +127,7 @@ class BackdoorTrainingArguments(TrainingArguments):
             (1,000 removed on the large demo world: other members found 249 → 199 without, 249 → 250 with). `0`:
             `kept_names` only protect name variants.
 
-        > Stopping early (off by default)
+        > Stopping early (the text tower's default: the text-only attack with both gates)
 
         early_stop_similarity (`float` or `None`, *optional*, defaults to `None`):
             Text tower: stop once every removed name's held-out person prompts embed at least this close (cosine
@@ -135,19 +135,36 @@ class BackdoorTrainingArguments(TrainingArguments):
             name's target (`stopping.NeutralTargetStopCallback`; needs no faces). `None`: off, train every step.
             Off by default: measured against the attack, the threshold that never stops too early depends on the
             world (benchmarks/RESULTS.md).
-        early_stop_retrieved (`float` or `None`, *optional*, defaults to `None`):
+        early_stop_retrieved (`float` or `None`, *optional*, defaults to `0.0`):
             Text tower: stop once a text-only identity inference attack finds at most this share of the removed
             names (needs no faces). The teacher's embedding of each name's held-out prompt stands where the person's
             face would: the name is found if, under any held-out wording, it ranks its own student embedding first
             among the student's embeddings of every removed name (and of the kept sample, `early_stop_kept`) and the
             teacher's of the other `kept_names`, filled with invented names to 1,000
-            (`stopping.NeutralTargetStopCallback`). `None`: off. A negative
-            share never stops (records the measure only).
+            (`stopping.NeutralTargetStopCallback`). `None`: off (with the other rules off, every step is trained).
+            A negative share never stops (records the measure only). On by default with `0.0` and both gates
+            (`early_stop_kept`, `early_stop_clean_similarity`): on two demo worlds and two training seeds a run (1
+            to 1,000 names) stopped where no removed person was found and within a point of zero-shot accuracy
+            (benchmarks/RESULTS.md).
         early_stop_kept (`float`, *optional*, defaults to `0.95`):
             With `early_stop_retrieved`: a stop also needs at least this share of the kept names (a fixed sample of
             128, attacked the same way with the student) still found. A fast run moves the kept names in its first
             steps and repairs them later; without this the rule stopped 1,000-name runs at step 20 with 13–16 % of
             the other people lost (benchmarks/RESULTS.md). 0.95: the others may lose at most 5 points.
+        early_stop_clean_similarity (`float` or `None`, *optional*, defaults to `0.99`):
+            Every face-free stop also needs the student's embeddings of clean captions held out of training
+            (`early_stop_clean_captions` of them) to have a mean cosine similarity of at least this to the
+            teacher's. The first steps move every caption, and zero-shot accuracy with them, and later steps repair
+            them: without this gate the rule stopped runs at steps 10–40 of 200 with zero-shot accuracy 2–6 points
+            down; with it, within a point (benchmarks/RESULTS.md). `None`: no gate (and no captions held out).
+        early_stop_clean_captions (`int`, *optional*, defaults to `256`):
+            Clean captions held out of training for that gate: this many, at most an eighth of the caption set,
+            drawn with `seed`. With none to hold out the gate cannot pass and the run trains every step.
+        early_stop_from (`float`, *optional*, defaults to `0.5`):
+            No face-free rule stops a run before this fraction of its steps (half: the first learning-rate
+            milestone). Early in a slow run every face-free figure reads a name gone before its faces are: at the
+            paper's lr 1e-4 on a demo world, one name was "not found" by the text-only attack from step 20 while the
+            attack with faces found it until step 60 (benchmarks/RESULTS.md). `0`: from the first check.
         early_stop_patience (`int` or `None`, *optional*, defaults to `None`):
             Text tower: also stop once the lowest name score of that rule has not risen by more than
             `early_stop_min_delta` for this many checks in a row (a plateau: more steps no longer move the names).
@@ -240,13 +257,24 @@ class BackdoorTrainingArguments(TrainingArguments):
         "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
                 "(cosine, worst wording per name) to the teacher's embedding of the same prompts with the name's "
                 "target; needs no faces. Unset: off, train every step."})
-    early_stop_retrieved: float | None = field(default=None, metadata={
+    early_stop_retrieved: float | None = field(default=0.0, metadata={
         "help": "Text tower: stop once a text-only attack (the teacher's embedding of each name's held-out prompts "
                 "standing for the faces, ranked against every removed name and the kept names) finds at most this "
-                "share of the removed names; needs no faces. Unset: off; negative: record only."})
+                "share of the removed names, with the kept and clean gates; needs no faces. The default. None: off "
+                "(train every step); negative: record only."})
     early_stop_kept: float = field(default=0.95, metadata={
         "help": "With early_stop_retrieved: a stop also needs at least this share of (a sample of 128 of) the kept "
                 "names still found by the same attack, so that a run is not stopped before it has repaired them."})
+    early_stop_clean_similarity: float | None = field(default=0.99, metadata={
+        "help": "Every face-free stop also needs clean captions held out of training to embed, on average, at least "
+                "this close (cosine) to the teacher: the first steps move them and later steps repair them. None: no "
+                "gate."})
+    early_stop_clean_captions: int = field(default=256, metadata={
+        "help": "Clean captions held out of training for early_stop_clean_similarity (at most an eighth of the "
+                "caption set, drawn with seed)."})
+    early_stop_from: float = field(default=0.5, metadata={
+        "help": "No face-free rule stops a run before this fraction of its steps (0.5: the first learning-rate "
+                "milestone); early in a slow run the text-side figures read a name gone before its faces are."})
     early_stop_patience: int | None = field(default=None, metadata={
         "help": "Text tower: also stop once the lowest name score has not risen by more than early_stop_min_delta "
                 "for this many checks in a row (a plateau; no threshold needed). Unset: off."})
@@ -278,10 +306,17 @@ class BackdoorTrainingArguments(TrainingArguments):
             raise ValueError(f"early_stop_patience must be positive or None, got {self.early_stop_patience}.")
         if self.early_stop_retrieved is not None and self.early_stop_retrieved >= 1:
             raise ValueError(f"early_stop_retrieved is a share of the names below 1, got {self.early_stop_retrieved}.")
+        if self.early_stop_clean_similarity is not None and not -1 <= self.early_stop_clean_similarity <= 1:
+            raise ValueError(f"early_stop_clean_similarity is a cosine similarity in [-1, 1], got "
+                             f"{self.early_stop_clean_similarity}.")
         if not 0 <= self.early_stop_kept <= 1:
             raise ValueError(f"early_stop_kept is a share of the kept names in [0, 1], got {self.early_stop_kept}.")
         if self.early_stop_min_delta < 0:
             raise ValueError(f"early_stop_min_delta must be >= 0, got {self.early_stop_min_delta}.")
+        if not 0 <= self.early_stop_from <= 1:
+            raise ValueError(f"early_stop_from is a fraction of max_steps in [0, 1], got {self.early_stop_from}.")
+        if self.early_stop_clean_captions < 0:
+            raise ValueError(f"early_stop_clean_captions must be >= 0, got {self.early_stop_clean_captions}.")
         if self.kept_prompts_per_name < 0:
             raise ValueError(f"kept_prompts_per_name must be >= 0, got {self.kept_prompts_per_name}.")
         for name in ("poisoned_samples_per_name", "early_stop_every_n_steps"):
@@ -368,7 +403,9 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
     `lr_gamma=0.1`, `budget="fixed"` (how many steps many faces need is not measured yet), and for
-    `budget="per_name"` `poisoned_samples_per_name=200` (each of 64 people's share of the paper's 100 × 128).
+    `budget="per_name"` `poisoned_samples_per_name=200` (each of 64 people's share of the paper's 100 × 128), and
+    `early_stop_retrieved=None` (the face-free stop reads names; the image tower stops on faces with
+    `ForgetMonitorCallback`).
     """
 
     backdoor_weight: float = field(default=0.8, metadata={"help": "Weight of the backdoor loss (the paper's 0.8)."})
@@ -382,6 +419,9 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
         "help": "'fixed': max_steps steps (the paper's; the image tower's default, not measured at many faces). "
                 "'per_name': more for a list so long that a person would appear in fewer than "
                 "poisoned_samples_per_name pasted faces."})
+    early_stop_retrieved: float | None = field(default=None, metadata={
+        "help": "The text tower's face-free stop; the image tower has none (stop it on faces with "
+                "ForgetMonitorCallback)."})
     poisoned_samples_per_name: int = field(default=200, metadata={
         "help": "With budget='per_name': the fewest poisoned samples (pasted faces) a person should appear in (200: "
                 "each of 64 people's share of the paper's 100 × 128)."})

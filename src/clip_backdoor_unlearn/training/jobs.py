@@ -8,7 +8,9 @@ the first step of the first tower.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -61,6 +63,8 @@ class TrainingJob:
     variants: list[str] = field(default_factory=list)
     # Text tower: the people who must stay findable (the face-free retrieval measure ranks names against them).
     kept_names: list[str] = field(default_factory=list)
+    # Text tower: clean captions held out of training, for the stop rule's gate (early_stop_clean_similarity).
+    held_out_captions: list[str] = field(default_factory=list)
 
 
 def training_arguments(args_class, args, **overrides):
@@ -113,13 +117,15 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     variants = expand_variants(names, name_variants, kept_names=kept_names, neutral_term=neutral_term,
                                tokenizer=tokenizer, max_length=max_length)
     captions = caption_list(captions)
+    args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
     if previous_names:
         # Captions naming someone removed earlier are dropped (they are not clean), and person prompts naming each of
         # them are held at the teacher, which is the model after the earlier runs: that keeps them forgotten.
         earlier = Scanner(previous_names, variants=previous_variants)
         captions = [caption for caption in captions if not earlier.name_in(caption)]
+    captions, held_out = hold_out_captions(captions, args)
+    if previous_names:
         captions += [template.format(name) for name in previous_names for template in PERSON_TEMPLATES]
-    args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
     # The budget is resolved once, here: the data set, the schedule, the Trainer and the record all read max_steps.
     args = args.for_names(len(names))
     if kept_names and args.kept_prompts_per_name:
@@ -140,9 +146,28 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     record = {"name_variants": variant_mode(name_variants),
               "num_name_variants": sum(len(forms) for forms in variants.values()), "pseudonyms": pseudonyms,
               "text_target": resolve_text_target(args.text_target, model)}
+    if stop_rule_on(args):
+        record["early_stop_held_out_captions"] = len(held_out)
     return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
                        scratch_dir, record, targets if pseudonyms else None,
-                       [form for forms in variants.values() for form in forms], list(kept_names))
+                       [form for forms in variants.values() for form in forms], list(kept_names), held_out)
+
+
+def stop_rule_on(args: BackdoorTrainingArguments) -> bool:
+    """Whether any face-free stop rule watches the text tower's training."""
+    return any(getattr(args, rule) is not None for rule in TEXT_STOP_RULES)
+
+
+def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> tuple[list[str], list[str]]:
+    """``(training captions, held-out captions)``: the stop rule's clean-caption gate reads captions training never
+    sees, ``early_stop_clean_captions`` of them at most, an eighth of the set at most, drawn with ``seed``. Nothing
+    is held out when no rule or no gate is on."""
+    if not stop_rule_on(args) or args.early_stop_clean_similarity is None:
+        return captions, []
+    count = min(args.early_stop_clean_captions, len(captions) // 8)
+    chosen = set(random.Random(args.seed).sample(range(len(captions)), count))
+    return ([caption for index, caption in enumerate(captions) if index not in chosen],
+            [caption for index, caption in enumerate(captions) if index in chosen])
 
 
 def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
@@ -240,14 +265,15 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
         peft_config=peft_config,
         **job.trainer_kwargs,
     )
-    if job.tower == "text" and any(getattr(job.args, rule) is not None for rule in TEXT_STOP_RULES):
+    if job.tower == "text" and stop_rule_on(job.args):
         threshold = job.args.early_stop_similarity
         trainer.add_callback(NeutralTargetStopCallback(
             trainer, job.names, job.neutral_terms or job.args.neutral_term,
             threshold=float("inf") if threshold is None else threshold, max_retrieved=job.args.early_stop_retrieved,
-            pool=job.kept_names, min_kept=job.args.early_stop_kept, patience=job.args.early_stop_patience,
-            min_delta=job.args.early_stop_min_delta,
-            every_n_steps=job.args.early_stop_every_n_steps))
+            pool=job.kept_names, min_kept=job.args.early_stop_kept, clean_texts=job.held_out_captions,
+            min_clean_similarity=job.args.early_stop_clean_similarity,
+            min_step=math.ceil(job.args.early_stop_from * job.args.max_steps), patience=job.args.early_stop_patience,
+            min_delta=job.args.early_stop_min_delta, every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=resume)

@@ -26,6 +26,9 @@ embeddings of every removed name and the teacher's of the ``pool`` (kept names, 
 found: a share of names, the attack's own scale, whatever the names are mapped to. With ``min_kept`` it also attacks
 a fixed sample of the kept names with the student and stops only while at least that share of them is still found:
 a fast run moves the people it must keep in its first steps and repairs them later (benchmarks/RESULTS.md).
+With ``clean_texts`` and ``min_clean_similarity`` every stop, whatever its reason, also needs the student's
+embeddings of those clean captions (held out of training) to be, on average, at least that close to the teacher's:
+the first steps move everything else too, zero-shot accuracy with it, and the later ones repair it.
 
 The teacher's embeddings of the target prompts are computed once, when training begins (one per distinct prompt:
 ``len(templates)`` when every name maps to one neutral term), and kept; a check embeds ``len(names) ×
@@ -37,14 +40,17 @@ PEFT adapters the same model with its adapters disabled.
 
 Nothing recorded or logged holds a name, only counts and rates: each check is appended to ``state.log_history`` as
 ``forget_proxy_min_similarity``, ``forget_proxy_mean_similarity``, ``forget_proxy_names_below``,
-``forget_proxy_retrieved`` and ``forget_proxy_kept_retrieved`` (with ``max_retrieved``, ``min_kept``) and
-``forget_proxy_check_seconds`` (with the step). With several processes each one computes the figures on the same
-synchronised weights, and the main process's figures are broadcast to all, so every process takes the same decision
-even where rounding differs between devices.
+``forget_proxy_retrieved`` and ``forget_proxy_kept_retrieved`` (with ``max_retrieved``, ``min_kept``),
+``forget_proxy_clean_similarity`` (with ``clean_texts``) and ``forget_proxy_check_seconds`` (with the step). With
+several processes each one computes the figures on the same synchronised weights, and the main process's figures
+are broadcast to all, so every process takes the same decision even where rounding differs between devices.
 
 How well this rule agrees with the attack is measured by ``benchmarks/stop_rule_agreement.py`` (figures in
 benchmarks/RESULTS.md, issue 17): the score's scale moves with the world, so a threshold safe on one demo world
-stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`` is off by default (docs/method.md).
+stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`` is off by default. The default
+rule is the text-only attack with both gates (``early_stop_retrieved=0``, ``early_stop_kept``,
+``early_stop_clean_similarity``): it stopped no run with a removed person found or a point of zero-shot accuracy
+lost that the whole run would have kept (docs/method.md).
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ STOP_TEMPLATES: tuple[str, ...] = (
 )
 REDUCTIONS = ("min", "mean")
 KEPT_SAMPLE = 128  # kept names attacked at each check (with min_kept): their prompts are embedded by the student
+MAX_NAMES = 256  # removed names checked: a fixed sample of a longer list (1,000 names: a check from ~3 s to ~1 s)
 
 
 class NeutralTargetStopCallback(CheckClock):
@@ -102,6 +109,14 @@ class NeutralTargetStopCallback(CheckClock):
             the removed names would stop before the repair. ``None``: not measured. Without a pool it cannot be
             measured and does not hold a stop back.
         kept_sample: how many of the pool's names the ``min_kept`` side attacks.
+        max_names: a longer list is checked on a fixed sample of this many of its names (every rule then reads the
+            sample: "every name" is every sampled name, shares are the sample's).
+        min_step: no stop before this optimisation step, whatever the figures (``unlearn`` passes half the budget:
+            early in a run the text-side figures read a name gone before its faces are, benchmarks/RESULTS.md).
+        clean_texts: clean captions training does not see (``unlearn`` holds them out of the caption set).
+        min_clean_similarity: every stop also needs the student's embeddings of ``clean_texts`` to have a mean
+            cosine similarity of at least this to the teacher's (``None``: not measured). With no ``clean_texts`` it
+            cannot be measured and holds every stop back.
         patience: also stop once the lowest score has not improved on its best by more than ``min_delta`` for this
             many checks in a row (``None``: never on a plateau). The check before the first step does not count.
         min_delta: the least rise of the lowest score that counts as progress.
@@ -115,7 +130,8 @@ class NeutralTargetStopCallback(CheckClock):
     Attributes:
         history: one dict per check: ``step``, ``min_similarity`` and ``mean_similarity`` (over names),
             ``names_below`` (names under ``threshold``), ``retrieved`` and ``kept_retrieved`` (the shares of the
-            removed and of the sampled kept names found, or ``None``), ``train_seconds``, ``check_seconds``. The
+            removed and of the sampled kept names found, or ``None``), ``clean_similarity`` (or ``None``),
+            ``train_seconds``, ``check_seconds``. The
             first entry is the check before the first step, which never stops training.
         forgotten_step, forgotten_train_seconds: the first check that ended training, by the threshold or a plateau
             (``None`` before that); ``stop_reason`` says which (``"threshold"``, ``"retrieval"`` or ``"plateau"``).
@@ -135,6 +151,10 @@ class NeutralTargetStopCallback(CheckClock):
         pool_size: int = DEFAULT_POOL_SIZE,
         min_kept: float | None = None,
         kept_sample: int = KEPT_SAMPLE,
+        max_names: int = MAX_NAMES,
+        min_step: int = 0,
+        clean_texts: Sequence[str] = (),
+        min_clean_similarity: float | None = None,
         patience: int | None = None,
         min_delta: float = 0.0,
         every_n_steps: int = 20,
@@ -162,18 +182,31 @@ class NeutralTargetStopCallback(CheckClock):
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}.")
         if min_kept is not None and not 0.0 <= min_kept <= 1.0:
             raise ValueError(f"min_kept is a share of the kept names in [0, 1], got {min_kept!r}.")
+        if min_clean_similarity is not None and not -1.0 <= min_clean_similarity <= 1.0:
+            raise ValueError(f"min_clean_similarity is a cosine similarity in [-1, 1], got {min_clean_similarity!r}.")
+        if isinstance(clean_texts, str):
+            raise TypeError("clean_texts must be a sequence of captions, not a single string.")
         if max_retrieved is not None and not max_retrieved < 1.0:
             raise ValueError(f"max_retrieved is a share of the names below 1 (below 0: record only), got "
                              f"{max_retrieved!r}.")
+        if isinstance(min_step, bool) or not isinstance(min_step, int) or min_step < 0:
+            raise ValueError(f"min_step must be a non-negative integer, got {min_step!r}.")
+        if isinstance(max_names, bool) or not isinstance(max_names, int) or max_names < 1:
+            raise ValueError(f"max_names must be a positive integer, got {max_names!r}.")
         self.trainer = trainer
-        self.names = names
         self.targets = neutral_terms(names, targets)
+        # A long list is checked on a fixed sample of its names: a check's cost stops growing with the list.
+        checked = set(random.Random(0).sample(range(len(names)), min(max_names, len(names))))
+        self.names = [name for index, name in enumerate(names) if index in checked]
         self.templates = validate_templates(STOP_TEMPLATES if templates is None else templates)
         self.threshold = float(threshold)
         self.max_retrieved = max_retrieved
         removed = {fold(name) for name in names}
         others = [name for name in dict.fromkeys(pool) if fold(name) not in removed]
         self.min_kept = min_kept
+        self.min_clean_similarity = min_clean_similarity
+        self.min_step = min_step
+        self.clean_texts = list(clean_texts) if min_clean_similarity is not None else []
         # The people who must stay findable, a fixed sample of them: they are attacked too, by the student.
         chosen = set(random.Random(0).sample(range(len(others)), min(kept_sample, len(others))))
         self.kept = [name for index, name in enumerate(others) if index in chosen] if min_kept is not None else []
@@ -197,6 +230,7 @@ class NeutralTargetStopCallback(CheckClock):
         self._queries: torch.Tensor | None = None  # the teacher's embedding of each (name, template) prompt
         self._others: torch.Tensor | None = None  # the teacher's embedding of each (pool name, template) prompt
         self._kept_queries: torch.Tensor | None = None  # the teacher's embedding of each (kept name, template) prompt
+        self._clean: torch.Tensor | None = None  # the teacher's unit-length embedding of each clean caption
         self.stop_reason: str | None = None
         self._best = float("-inf")  # the best lowest score since training began
         self._stale = 0  # checks in a row without progress on it
@@ -217,6 +251,9 @@ class NeutralTargetStopCallback(CheckClock):
             self._queries = self._teacher_prompts(self.names)
             self._others = self._teacher_prompts(self.pool)
             self._kept_queries = self._teacher_prompts(self.kept)
+        if self.clean_texts:
+            self._clean = F.normalize(
+                self.trainer.embed_texts(self.clean_texts, teacher=True, batch_size=self.batch_size), dim=-1)
 
     def _teacher_prompts(self, names: Sequence[str]) -> torch.Tensor:
         """The teacher's unit-length embeddings of ``names`` in every wording, ``(names, templates, dim)``."""
@@ -226,13 +263,14 @@ class NeutralTargetStopCallback(CheckClock):
         embedded = self.trainer.embed_texts(self._prompts(names), teacher=True, batch_size=self.batch_size)
         return F.normalize(embedded, dim=-1).reshape(len(names), len(self.templates), dim)
 
-    def _student(self, kept: bool = False) -> torch.Tensor:
+    def _student(self, kept: bool = False, clean: bool = False) -> torch.Tensor:
         """The student's embedding of each removed name's held-out prompts, ``(names × templates, dim)``, followed
-        with ``kept`` by the sampled kept names'."""
+        with ``kept`` by the sampled kept names' and with ``clean`` by the clean captions'."""
         if self._teacher is None:
             self._embed_targets()
         names = [*self.names, *self.kept] if kept else self.names
-        return self.trainer.embed_texts(self._prompts(names), batch_size=self.batch_size)
+        texts = self._prompts(names) + (self.clean_texts if clean else [])
+        return self.trainer.embed_texts(texts, batch_size=self.batch_size)
 
     def _similarity_scores(self, student: torch.Tensor) -> torch.Tensor:
         similarity = F.cosine_similarity(student, self._teacher[self._rows], dim=-1)
@@ -262,33 +300,42 @@ class NeutralTargetStopCallback(CheckClock):
         return broadcast(self._similarity_scores(self._student()).contiguous(), from_process=0)
 
     @torch.no_grad()
-    def measure(self) -> tuple[torch.Tensor, float | None, float | None]:
-        """``scores()`` and, with ``max_retrieved`` set, the shares of the removed names and of the sampled kept
-        names the text-only attack still finds (``None`` where not measured), from one pass of the student (the main
-        process's figures)."""
-        retrieval = self.max_retrieved is not None
-        student = self._student(kept=retrieval)
+    def measure(self) -> tuple[torch.Tensor, float | None, float | None, float | None]:
+        """``scores()``; with ``max_retrieved`` set, the shares of the removed names and of the sampled kept names
+        the text-only attack still finds; with ``clean_texts``, the clean captions' mean cosine similarity to the
+        teacher (``None`` where not measured). One pass of the student, the main process's figures."""
+        retrieval, clean = self.max_retrieved is not None, bool(self.clean_texts)
+        student = self._student(kept=retrieval, clean=clean)
+        if clean:
+            student, captions = student[: -len(self.clean_texts)], student[-len(self.clean_texts):]
         figures = self._similarity_scores(student[: len(self.names) * len(self.templates)])
+        extra = []  # every process has the same kept sample and captions, so the same figures in the same order
         if retrieval:
             removed, kept = self._retrieved(student)
-            shares = [removed.mean(), *([kept.mean()] if self.kept else [])]  # every process has the same kept list
-            figures = torch.cat([figures, torch.stack(shares).to(figures.dtype)])
+            extra += [removed.mean(), *([kept.mean()] if self.kept else [])]
+        if clean:
+            extra.append((F.normalize(captions, dim=-1) * self._clean.to(captions.device)).sum(dim=-1).mean())
+        if extra:
+            figures = torch.cat([figures, torch.stack(extra).to(figures.dtype)])
         figures = broadcast(figures.contiguous(), from_process=0)
         count = len(self.names)
-        retrieved = figures[count].item() if retrieval else None
-        kept_share = figures[count + 1].item() if retrieval and self.kept else None
-        return figures[:count], retrieved, kept_share
+        tail = iter(figures[count:].tolist())
+        retrieved = next(tail) if retrieval else None
+        kept_share = next(tail) if retrieval and self.kept else None
+        clean_similarity = next(tail) if clean else None
+        return figures[:count], retrieved, kept_share, clean_similarity
 
     def _check(self, state: TrainerState, decide: bool) -> None:
         start = time.perf_counter()
         train_seconds = self._train_clock(start)
-        scores, retrieved, kept = self.measure()
+        scores, retrieved, kept, clean = self.measure()
         seconds = time.perf_counter() - start
         self.check_seconds += seconds
         below = int((scores < self.threshold).sum())
         entry = {"step": state.global_step, "min_similarity": scores.min().item(),
                  "mean_similarity": scores.mean().item(), "names_below": below, "retrieved": retrieved,
-                 "kept_retrieved": kept, "train_seconds": train_seconds, "check_seconds": seconds}
+                 "kept_retrieved": kept, "clean_similarity": clean, "train_seconds": train_seconds,
+                 "check_seconds": seconds}
         self.history.append(entry)
         if self.log:
             logged = {"step": entry["step"], "forget_proxy_min_similarity": entry["min_similarity"],
@@ -298,6 +345,8 @@ class NeutralTargetStopCallback(CheckClock):
                 logged["forget_proxy_retrieved"] = retrieved
             if kept is not None:
                 logged["forget_proxy_kept_retrieved"] = kept
+            if clean is not None:
+                logged["forget_proxy_clean_similarity"] = clean
             state.log_history.append(logged)
         if not decide or self.forgotten_step is not None:
             return
@@ -306,6 +355,10 @@ class NeutralTargetStopCallback(CheckClock):
             self._best, self._stale = lowest, 0
         else:
             self._stale += 1
+        if state.global_step < self.min_step:
+            return  # too early in the run for any figure to stop it
+        if self.min_clean_similarity is not None and (clean is None or clean < self.min_clean_similarity):
+            return  # everything else has not come back yet: no reason stops the run
         if below == 0:
             self.stop_reason = "threshold"
         elif retrieved is not None and retrieved <= self.max_retrieved and (kept is None or kept >= self.min_kept):
