@@ -111,9 +111,10 @@ def test_a_check_before_the_first_step_never_stops_training(tiny, captions):
     trainer, callback = train(tiny, captions, threshold=-1.0)  # every name passes from the start
     assert callback.history[0]["step"] == 0 and callback.history[0]["names_below"] == 0
     assert trainer.state.global_step == callback.forgotten_step == EVERY
-    # Nor does any check before min_step: the first one at or after it stops.
+    # Nor does anything before min_step: nothing is measured there, and the first check at or after it stops.
     trainer, floored = train(tiny, captions, threshold=-1.0, min_step=2 * EVERY + 1)
     assert trainer.state.global_step == floored.forgotten_step == 3 * EVERY
+    assert [entry["step"] for entry in floored.history] == [3 * EVERY]
     with pytest.raises(ValueError, match="min_step"):
         NeutralTargetStopCallback(trainer, NAMES, "a person", min_step=-1)
     with pytest.raises(ValueError, match="early_stop_from"):
@@ -341,26 +342,28 @@ def test_by_default_the_gated_text_only_attack_watches_the_run_on_held_out_capti
                                **RUN)
     (callback,) = made
     assert (callback.max_retrieved, callback.min_kept, callback.min_clean_similarity) == (0.0, 0.95, 0.99)
-    assert callback.min_step == RUN["max_steps"] // 2  # early_stop_from=0.5: not in the first half
+    assert callback.min_step == 9  # early_stop_from=0.75 of 12 steps: nothing is checked before
     assert callback.kept == KEPT and len(callback.clean_texts) == len(train_captions) // 8
     assert set(callback.clean_texts) <= set(train_captions)
     text = result.config["towers"]["text"]
     assert text["early_stop_held_out_captions"] == len(callback.clean_texts)
     # This tiny tower never brings its clean captions back within 0.99 of the teacher: the gate holds the run to its
-    # budget, whatever the text-only attack says.
+    # budget, whatever the text-only attack says. Checks every 4 steps, from step 9: only the one at 12.
     assert text["trained_steps"] == RUN["max_steps"] and text["early_stop"] is None
+    assert [entry["step"] for entry in callback.history] == [12]
     clean = [entry["clean_similarity"] for entry in callback.history]
-    assert clean[0] == pytest.approx(1.0, abs=1e-5) and all(share < 0.99 for share in clean[1:])
+    assert all(share < 0.99 for share in clean)
     assert [entry["forget_proxy_clean_similarity"] for entry in result.log_history
             if "forget_proxy_clean_similarity" in entry] == clean
 
-    # early_stop_retrieved=None (and no other rule): every step, nothing measured, nothing held out.
-    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
-    result = unlearner.unlearn(NAMES[:1], captions=train_captions, early_stop_retrieved=None,
-                               **{**RUN, "max_steps": 3})
-    assert len(made) == 1 and result.config["towers"]["text"]["trained_steps"] == 3
-    assert "early_stop_held_out_captions" not in result.config["towers"]["text"]
-    assert not any(key.startswith("forget_proxy") for entry in result.log_history for key in entry)
+    # early_stop_retrieved=None (and no other rule), or early_stop=False (a script's way, which cannot pass None):
+    # every step, nothing measured, nothing held out.
+    for off in ({"early_stop_retrieved": None}, {"early_stop": False}):
+        unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+        result = unlearner.unlearn(NAMES[:1], captions=train_captions, **off, **{**RUN, "max_steps": 3})
+        assert len(made) == 1 and result.config["towers"]["text"]["trained_steps"] == 3
+        assert "early_stop_held_out_captions" not in result.config["towers"]["text"]
+        assert not any(key.startswith("forget_proxy") for entry in result.log_history for key in entry)
 
 
 def test_the_clean_caption_gate_holds_every_stop_back_until_the_captions_come_back(tiny, captions):

@@ -129,6 +129,10 @@ class BackdoorTrainingArguments(TrainingArguments):
 
         > Stopping early (the text tower's default: the text-only attack with both gates)
 
+        early_stop (`bool`, *optional*, defaults to `True`):
+            Text tower: let the face-free rules below stop training. `False` (`--early_stop false` in a script,
+            where a field cannot be set to `None`): every step is trained, no caption is held out, nothing is
+            measured.
         early_stop_similarity (`float` or `None`, *optional*, defaults to `None`):
             Text tower: stop once every removed name's held-out person prompts embed at least this close (cosine
             similarity, the worst wording of each name) to the teacher's embedding of the same prompts with the
@@ -160,11 +164,12 @@ class BackdoorTrainingArguments(TrainingArguments):
         early_stop_clean_captions (`int`, *optional*, defaults to `256`):
             Clean captions held out of training for that gate: this many, at most an eighth of the caption set,
             drawn with `seed`. With none to hold out the gate cannot pass and the run trains every step.
-        early_stop_from (`float`, *optional*, defaults to `0.5`):
-            No face-free rule stops a run before this fraction of its steps (half: the first learning-rate
-            milestone). Early in a slow run every face-free figure reads a name gone before its faces are: at the
-            paper's lr 1e-4 on a demo world, one name was "not found" by the text-only attack from step 20 while the
-            attack with faces found it until step 60 (benchmarks/RESULTS.md). `0`: from the first check.
+        early_stop_from (`float`, *optional*, defaults to `0.75`):
+            No face-free rule checks (so none stops) a run before this fraction of its steps (three quarters: the
+            default schedule's last learning-rate milestone). Before it every face-free figure read a slow run's
+            name gone while its faces were still found (the paper's lr 1e-4 on two demo worlds, up to step 140 of
+            400), and a fast run's zero-shot accuracy still moved by a point or more between checks; after it the
+            model settles (benchmarks/RESULTS.md). `0`: from the first step.
         early_stop_patience (`int` or `None`, *optional*, defaults to `None`):
             Text tower: also stop once the lowest name score of that rule has not risen by more than
             `early_stop_min_delta` for this many checks in a row (a plateau: more steps no longer move the names).
@@ -253,6 +258,9 @@ class BackdoorTrainingArguments(TrainingArguments):
                 "teacher, so that names left behind do not drift with the removed ones; 0: kept_names only protect "
                 "name variants."})
     # Stopping early.
+    early_stop: bool = field(default=True, metadata={
+        "help": "Text tower: let the face-free rules stop training (by default the text-only attack with its "
+                "gates). False: train every step, hold no caption out, measure nothing."})
     early_stop_similarity: float | None = field(default=None, metadata={
         "help": "Text tower: stop once every removed name's held-out person prompts embed at least this close "
                 "(cosine, worst wording per name) to the teacher's embedding of the same prompts with the name's "
@@ -272,9 +280,10 @@ class BackdoorTrainingArguments(TrainingArguments):
     early_stop_clean_captions: int = field(default=256, metadata={
         "help": "Clean captions held out of training for early_stop_clean_similarity (at most an eighth of the "
                 "caption set, drawn with seed)."})
-    early_stop_from: float = field(default=0.5, metadata={
-        "help": "No face-free rule stops a run before this fraction of its steps (0.5: the first learning-rate "
-                "milestone); early in a slow run the text-side figures read a name gone before its faces are."})
+    early_stop_from: float = field(default=0.75, metadata={
+        "help": "No face-free rule checks (so none stops) a run before this fraction of its steps (0.75: the default "
+                "schedule's last learning-rate milestone); before it the text-side figures read a slow run's names "
+                "gone before its faces are, and zero-shot accuracy still moves."})
     early_stop_patience: int | None = field(default=None, metadata={
         "help": "Text tower: also stop once the lowest name score has not risen by more than early_stop_min_delta "
                 "for this many checks in a row (a plateau; no threshold needed). Unset: off."})

@@ -155,7 +155,7 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
 
 def stop_rule_on(args: BackdoorTrainingArguments) -> bool:
     """Whether any face-free stop rule watches the text tower's training."""
-    return any(getattr(args, rule) is not None for rule in TEXT_STOP_RULES)
+    return getattr(args, "early_stop", True) and any(getattr(args, rule) is not None for rule in TEXT_STOP_RULES)
 
 
 def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> tuple[list[str], list[str]]:

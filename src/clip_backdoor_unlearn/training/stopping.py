@@ -48,9 +48,8 @@ are broadcast to all, so every process takes the same decision even where roundi
 How well this rule agrees with the attack is measured by ``benchmarks/stop_rule_agreement.py`` (figures in
 benchmarks/RESULTS.md, issue 17): the score's scale moves with the world, so a threshold safe on one demo world
 stopped too early on another; ``BackdoorTrainingArguments.early_stop_similarity`` is off by default. The default
-rule is the text-only attack with both gates (``early_stop_retrieved=0``, ``early_stop_kept``,
-``early_stop_clean_similarity``): it stopped no run with a removed person found or a point of zero-shot accuracy
-lost that the whole run would have kept (docs/method.md).
+rule is the text-only attack with both gates and a floor (``early_stop_retrieved=0``, ``early_stop_kept``,
+``early_stop_clean_similarity``, ``early_stop_from``); where it holds and where it does not: docs/method.md.
 """
 
 from __future__ import annotations
@@ -111,8 +110,10 @@ class NeutralTargetStopCallback(CheckClock):
         kept_sample: how many of the pool's names the ``min_kept`` side attacks.
         max_names: a longer list is checked on a fixed sample of this many of its names (every rule then reads the
             sample: "every name" is every sampled name, shares are the sample's).
-        min_step: no stop before this optimisation step, whatever the figures (``unlearn`` passes half the budget:
-            early in a run the text-side figures read a name gone before its faces are, benchmarks/RESULTS.md).
+        min_step: no check (so no stop) before this optimisation step, and no check before the first step either
+            (``unlearn`` passes three quarters of the budget, the default schedule's last learning-rate milestone:
+            before it the text-side figures read a slow run's names gone before its faces are, and zero-shot
+            accuracy still moves by a point or more between checks; benchmarks/RESULTS.md).
         clean_texts: clean captions training does not see (``unlearn`` holds them out of the caption set).
         min_clean_similarity: every stop also needs the student's embeddings of ``clean_texts`` to have a mean
             cosine similarity of at least this to the teacher's (``None``: not measured). With no ``clean_texts`` it
@@ -373,13 +374,15 @@ class NeutralTargetStopCallback(CheckClock):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._reset()
         self._start = time.perf_counter()
+        if self.min_step > 0:
+            return control  # nothing is measured before min_step: no figure there could stop the run
         self._embed_targets()
         self.check_seconds = time.perf_counter() - self._start
         self._check(state, decide=False)  # where the names start: recorded, never a reason to stop
         return control
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        if not self._due(state):
+        if not self._due(state) or state.global_step < self.min_step:
             return control
         self._check(state, decide=True)
         if self.forgotten_step == state.global_step and self.stop_training:
