@@ -165,14 +165,19 @@ def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_pat
     return BackdoorTrainingArguments(**text), VisionBackdoorTrainingArguments(**vision)
 
 
-def _print_table(metrics: dict, seconds: float) -> None:
-    """The figures of the model card's table (same rows, same labels), before and after."""
+def _print_table(metrics: dict, seconds: float, towers: dict) -> None:
+    """The figures of the model card's table (same rows, same labels), before and after; the steps each tower
+    trained (fewer than its budget when the default stop rule ended it, and why)."""
     def fmt(value) -> str:
         return "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
     print(f"\n{'metric':<44}{'before':>10}{'after':>10}")
     for row, before, after in metric_rows(metrics):
         print(f"{row.label:<44}{fmt(before):>10}{fmt(after):>10}")
+    for tower, record in towers.items():
+        trained, budget = record.get("trained_steps"), record.get("hyperparameters", {}).get("max_steps")
+        why = f" (stopped early: {record['early_stop']})" if record.get("early_stop") else ""
+        print(f"{f'{tower} tower steps trained':<44}{'':>10}{trained:>10} of {budget}{why}")
     print(f"{'unlearning seconds':<44}{'':>10}{seconds:>10.1f}\n")
 
 
@@ -337,7 +342,7 @@ def run(script_args: ScriptArguments, text_args: BackdoorTrainingArguments,
         if clean_images is not None or inputs["images"] is not None:
             evaluation["clean_images"] = clean_images if clean_images is not None else inputs["images"]
         metrics = unlearner.evaluate(names, **evaluation)
-        _print_table(metrics, result.train_seconds)
+        _print_table(metrics, result.train_seconds, result.config.get("towers", {}))
     return {"unlearner": unlearner, "metrics": metrics, "result": result}
 
 

@@ -114,7 +114,7 @@ def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_pat
 
     def unlearn(self, names, **kwargs):
         calls["unlearn"] = (names, kwargs)
-        return SimpleNamespace(train_seconds=0.0)
+        return SimpleNamespace(train_seconds=0.0, config={})
 
     monkeypatch.setattr(example.BackdoorUnlearner, "unlearn", unlearn)
     def evaluate(self, names, **data):
