@@ -37,7 +37,7 @@ recorded ``--json`` without training. The retrieval rules (``--retrieved``, ``--
 the first check whose share of removed names found is at most the share while at least ``--min_kept`` of the kept
 sample is still found; then again with the clean captions at least ``--min_clean`` from the teacher too and no
 check before ``--early_stop_from`` of the steps (the library's default rule is ``--retrieved 0 --min_kept 0.95
---min_clean 0.99 --early_stop_from 0.5``).
+--min_clean 0.99 --early_stop_from 0.75``). The runs themselves record from the first step (``early_stop_from=0``).
 "stays ≤ from" is the first check after which the TPR never goes above ``--max_tpr`` again (it is not monotonic).
 The learning-rate schedule is the 200-step one throughout.
 
@@ -143,7 +143,7 @@ def run(setup: dict, count: int, settings: dict, options: argparse.Namespace) ->
         warnings.simplefilter("ignore", VariantConflictWarning)  # expected: kept names share name parts
         result = unlearner.unlearn(removed, callbacks=[attack], output_dir=output_dir, disable_tqdm=True,
                                    logging_strategy="no", early_stop_similarity=UNREACHABLE,
-                                   early_stop_retrieved=RECORD_ONLY,
+                                   early_stop_retrieved=RECORD_ONLY, early_stop_from=0.0,
                                    early_stop_every_n_steps=options.every_n_steps, **text_inputs(setup, removed),
                                    **settings)
     seconds = time.perf_counter() - start
@@ -356,7 +356,7 @@ def main() -> None:
     parser.add_argument("--min_clean", type=float, default=0.99,
                         help="every rule also needs the held-out clean captions at least this close to the teacher "
                              "(early_stop_clean_similarity); the rules are also scored without it")
-    parser.add_argument("--early_stop_from", type=float, default=0.5,
+    parser.add_argument("--early_stop_from", type=float, default=0.75,
                         help="the gated rules pass no check before this fraction of the steps (early_stop_from)")
     parser.add_argument("--max_zero_shot_drop", type=float, default=0.01,
                         help="a stop is too early when zero-shot accuracy there is more than this below both its "
