@@ -51,9 +51,9 @@ def test_a_fixed_budget_builds_today_s_data_set(tiny_model_and_processor, train_
     fields = {**PER_NAME, "budget": "fixed", "max_steps": 7}
     fixed = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, **fields)
     assert fixed.args.max_steps == 7
-    # The default stop rule's gate reads clean captions training never sees: 1,500 captions, 187 held out.
+    # The default stop rule's gate reads clean captions training never sees: an eighth of the distinct ones.
     held_out = set(fixed.held_out_captions)
-    assert len(held_out) == len(train_captions) // 8 and held_out <= set(train_captions)
+    assert len(held_out) == len(set(train_captions)) // 8 and held_out <= set(train_captions)
     assert fixed.record["early_stop_held_out_captions"] == len(held_out)
     training = [caption for caption in train_captions if caption not in held_out]
     expected = build_backdoor_dataset(NAMES, training, num_steps=7, poisoned_samples_per_step=4,
@@ -73,6 +73,10 @@ def test_a_fixed_budget_builds_today_s_data_set(tiny_model_and_processor, train_
     ungated = job(tiny_model_and_processor, NAMES, train_captions, tmp_path, early_stop_clean_similarity=None,
                   **fields)
     assert ungated.held_out_captions == []
+    # A caption given twice is held out whole: no copy of it trains.
+    doubled = job(tiny_model_and_processor, NAMES, train_captions * 2, tmp_path, **fields)
+    assert set(doubled.held_out_captions) == held_out
+    assert not held_out & {caption for row in doubled.dataset["clean"] for caption in row}
 
 
 def test_the_run_trains_and_records_the_resolved_steps(saved_tiny_model, train_captions, tmp_path):

@@ -160,14 +160,17 @@ def stop_rule_on(args: BackdoorTrainingArguments) -> bool:
 
 def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> tuple[list[str], list[str]]:
     """``(training captions, held-out captions)``: the stop rule's clean-caption gate reads captions training never
-    sees, ``early_stop_clean_captions`` of them at most, an eighth of the set at most, drawn with ``seed``. Nothing
-    is held out when no rule or no gate is on."""
+    sees (every copy of a held-out caption leaves the training set), ``early_stop_clean_captions`` of them at most,
+    an eighth of the distinct captions at most, drawn with ``seed``. Nothing is held out when no rule or no gate is
+    on."""
     if not stop_rule_on(args) or args.early_stop_clean_similarity is None:
         return captions, []
-    count = min(args.early_stop_clean_captions, len(captions) // 8)
-    chosen = set(random.Random(args.seed).sample(range(len(captions)), count))
-    return ([caption for index, caption in enumerate(captions) if index not in chosen],
-            [caption for index, caption in enumerate(captions) if index in chosen])
+    distinct = list(dict.fromkeys(captions))
+    count = min(args.early_stop_clean_captions, len(distinct) // 8)
+    chosen = set(random.Random(args.seed).sample(range(len(distinct)), count))
+    held_out = [caption for index, caption in enumerate(distinct) if index in chosen]
+    excluded = set(held_out)
+    return [caption for caption in captions if caption not in excluded], held_out
 
 
 def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
