@@ -92,8 +92,11 @@ def test_evaluate_reports_before_and_after(unlearned, held_out_captions):
 
 def test_result_logs_each_loss_part(unlearned):
     _, result, _ = unlearned
-    logged = [entry for entry in result.log_history if "backdoor_loss" in entry]
-    assert len(logged) == FAST["max_steps"] // FAST["logging_steps"]
+    logged = [entry for entry in result.log_history if "backdoor_loss" in entry and "train_runtime" not in entry]
+    # One entry per logging interval of the steps trained (the default stop rule may end the run after 3/4 of them).
+    trained = result.config["towers"]["text"]["trained_steps"]
+    assert FAST["max_steps"] * 3 // 4 <= trained <= FAST["max_steps"]
+    assert len(logged) == trained // FAST["logging_steps"]
     assert {"utility_loss", "backdoor_loss", "weight_term"} <= set(logged[-1])
     # measured: -0.915 over the first 50 steps, -0.976 over the last 50
     assert logged[-1]["backdoor_loss"] < min(logged[0]["backdoor_loss"] - 0.03, -0.95)
