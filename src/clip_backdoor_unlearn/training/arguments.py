@@ -127,7 +127,7 @@ class BackdoorTrainingArguments(TrainingArguments):
             (1,000 removed on the large demo world: other members found 249 → 199 without, 249 → 250 with). `0`:
             `kept_names` only protect name variants.
 
-        > Stopping early (the text tower's default: the text-only attack with both gates)
+        > Stopping early (the text tower's default: the text-only attack with two gates and a floor)
 
         early_stop (`bool`, *optional*, defaults to `True`):
             Text tower: let the face-free rules below stop training. `False` (`--early_stop false` in a script,
@@ -146,10 +146,10 @@ class BackdoorTrainingArguments(TrainingArguments):
             among the student's embeddings of every removed name (and of the kept sample, `early_stop_kept`) and the
             teacher's of the other `kept_names`, filled with invented names to 1,000
             (`stopping.NeutralTargetStopCallback`). `None`: off (with the other rules off, every step is trained).
-            A negative share never stops (records the measure only). On by default with `0.0` and both gates
-            (`early_stop_kept`, `early_stop_clean_similarity`): on two demo worlds and two training seeds a run (1
-            to 1,000 names) stopped where no removed person was found and within a point of zero-shot accuracy
-            (benchmarks/RESULTS.md).
+            A negative share never stops (records the measure only). On by default with `0.0`, both gates
+            (`early_stop_kept`, `early_stop_clean_similarity`) and the floor (`early_stop_from`): on three full demo
+            worlds the main job's runs stopped at step 160 of 200 with the whole run's figures, many-names runs
+            never stopped, and a slow run that never forgets was stopped at 3/4 (benchmarks/RESULTS.md).
         early_stop_kept (`float`, *optional*, defaults to `0.95`):
             With `early_stop_retrieved`: a stop also needs at least this share of the kept names (a fixed sample of
             128, attacked the same way with the student) still found. A fast run moves the kept names in its first
