@@ -356,8 +356,6 @@ class NeutralTargetStopCallback(CheckClock):
             self._best, self._stale = lowest, 0
         else:
             self._stale += 1
-        if state.global_step < self.min_step:
-            return  # too early in the run for any figure to stop it
         if self.min_clean_similarity is not None and (clean is None or clean < self.min_clean_similarity):
             return  # everything else has not come back yet: no reason stops the run
         if below == 0:
