@@ -58,7 +58,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 from time_to_forget import add_common_arguments, cell, machine_line, prepare, text_inputs, text_settings
-from transformers import TrainerCallback
 
 from clip_backdoor_unlearn import BackdoorUnlearner
 from clip_backdoor_unlearn.data.variants import VariantConflictWarning
@@ -72,6 +71,7 @@ from clip_backdoor_unlearn.evaluation.idia import (
 )
 from clip_backdoor_unlearn.evaluation.templates import IDIA_TEMPLATES
 from clip_backdoor_unlearn.evaluation.zero_shot import zero_shot_classifier
+from clip_backdoor_unlearn.training.callbacks import CheckClock
 from clip_backdoor_unlearn.training.embeddings import encode_images, processor_parts
 
 THRESHOLDS = (0.90, 0.93, 0.95, 0.97, 0.99)
@@ -84,7 +84,7 @@ COLUMNS = ("removed", "seed", "stops at", "score there", "TPR there", "others lo
            "steps saved")
 
 
-class OutcomeMonitor(TrainerCallback):
+class OutcomeMonitor(CheckClock):
     """What stopping at a check would leave: the removed people's exact IDIA TPR, the other detected members still
     found (one attack over every detected member's pictures and the whole pool), and zero-shot accuracy. For a
     text-tower run: the pictures are embedded once, every check re-embeds the prompts and the class texts."""
@@ -92,8 +92,7 @@ class OutcomeMonitor(TrainerCallback):
     def __init__(self, setup: dict, removed: list[str], every_n_steps: int):
         self.setup, self.removed, self.every_n_steps = setup, set(removed), every_n_steps
         self.tokenizer, self.image_processor = processor_parts(setup["processor"])
-        self.history: list[dict] = []
-        self.check_seconds = 0.0
+        self._reset_clock()
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         start = time.perf_counter()
@@ -109,7 +108,7 @@ class OutcomeMonitor(TrainerCallback):
         self._check(model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if not state.global_step % self.every_n_steps or state.global_step >= state.max_steps:
+        if self._due(state):  # the stop rule's schedule: every every_n_steps steps and after the last
             self._check(model, state.global_step)
 
     @torch.no_grad()

@@ -162,8 +162,9 @@ class BackdoorTrainingArguments(TrainingArguments):
             them: without this gate the rule stopped runs at steps 10–40 of 200 with zero-shot accuracy 2–6 points
             down; with it, within a point (benchmarks/RESULTS.md). `None`: no gate (and no captions held out).
         early_stop_clean_captions (`int`, *optional*, defaults to `256`):
-            Clean captions held out of training for that gate: this many, at most an eighth of the caption set,
-            drawn with `seed`. With none to hold out the gate cannot pass and the run trains every step.
+            Clean captions held out of training for that gate: this many, at most an eighth of the distinct
+            captions, drawn with `seed` (every copy of a held-out caption leaves the training set). With none to
+            hold out the gate cannot pass and the run trains every step.
         early_stop_from (`float`, *optional*, defaults to `0.75`):
             No face-free rule checks (so none stops) a run before this fraction of its steps (three quarters: the
             default schedule's last learning-rate milestone). Before it every face-free figure read a slow run's
@@ -279,7 +280,7 @@ class BackdoorTrainingArguments(TrainingArguments):
                 "gate."})
     early_stop_clean_captions: int = field(default=256, metadata={
         "help": "Clean captions held out of training for early_stop_clean_similarity (at most an eighth of the "
-                "caption set, drawn with seed)."})
+                "distinct captions, drawn with seed)."})
     early_stop_from: float = field(default=0.75, metadata={
         "help": "No face-free rule checks (so none stops) a run before this fraction of its steps (0.75: the default "
                 "schedule's last learning-rate milestone); before it the text-side figures read a slow run's names "
