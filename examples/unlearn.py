@@ -84,6 +84,9 @@ class ScriptArguments:
     eval_face_images: str | None = field(default=None, metadata={
         "help": "Evaluation faces for the identity inference attack: faces/<First Last>/*.jpg or a data set. "
                 "Use pictures the unlearning never saw."})
+    gallery_face_images: str | None = field(default=None, metadata={
+        "help": "(vision) Many people's *other* pictures, each removed person's among them: the image-to-image "
+                "attack, with --eval_face_images as the queries (faces/<First Last>/*.jpg or a data set)."})
     candidate_names_file: str | None = field(default=None, metadata={
         "help": "The attack's pool of candidate names (file or data set); default: the evaluated people plus "
                 "invented names up to 1,000."})
@@ -236,6 +239,8 @@ def user_inputs(script_args: ScriptArguments) -> dict:
         "images": _read(script_args, "images", "clean images", sources.read_images, split=split, limit=limit),
         "eval_faces": _read(script_args, "eval_face_images", "people's evaluation faces", sources.read_faces,
                             split=split),
+        "gallery_faces": _read(script_args, "gallery_face_images", "people's gallery faces", sources.read_faces,
+                               split=split),
         "candidate_names": _read(script_args, "candidate_names_file", "candidate names", sources.read_texts,
                                  column=script_args.names_column, split=split),
         "non_member_names": _read(script_args, "non_member_names_file", "non-member names", sources.read_texts,
@@ -284,6 +289,7 @@ def demo_inputs(script_args: ScriptArguments, model, processor, world, given: di
     }
     if script_args.encoder != "text":
         demo.update(world.vision_unlearning_inputs(removed))
+        demo["gallery_faces"] = world.faces()["train"]  # the image-to-image attack: fresh pictures against these
     return {**demo, **{key: value for key, value in given.items() if value is not None}}
 
 
@@ -338,6 +344,8 @@ def run(script_args: ScriptArguments, text_args: BackdoorTrainingArguments,
         if inputs["eval_faces"] is not None:
             evaluation.update(face_images=inputs["eval_faces"], candidate_names=inputs["candidate_names"],
                               non_member_names=inputs["non_member_names"], idia_before=inputs.get("idia_before"))
+            if inputs.get("gallery_faces") is not None:
+                evaluation["gallery_images"] = inputs["gallery_faces"]
         clean_images = inputs.get("clean_images")
         if clean_images is not None or inputs["images"] is not None:
             evaluation["clean_images"] = clean_images if clean_images is not None else inputs["images"]

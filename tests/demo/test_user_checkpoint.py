@@ -105,7 +105,7 @@ def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_pat
 
     example = load_example(monkeypatch)
     for folder, people in (("train_faces", ["Ada Lovelace"]), ("eval_faces", ["Ada Lovelace", "Zorbo Quill"]),
-                           ("refs", ["a", "b"]), ("clean", ["x"])):
+                           ("refs", ["a", "b"]), ("clean", ["x"]), ("gallery", ["Ada Lovelace", "Ivo Jansen"])):
         for person in people:
             (tmp_path / folder / person).mkdir(parents=True)
             Image.new("RGB", (16, 16), "red").save(tmp_path / folder / person / "1.png")
@@ -128,13 +128,16 @@ def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_pat
                   "--encoder", "vision", "--face_images", str(tmp_path / "train_faces"),
                   "--reference_faces", str(tmp_path / "refs"), "--images", str(tmp_path / "clean"),
                   "--eval_face_images", str(tmp_path / "eval_faces"), "--idia_protocol", "paper",
+                  "--gallery_face_images", str(tmp_path / "gallery"), "--face_target", "mean",
                   "--max_steps", "3", "--reference_samples_per_step", "5", "--output_dir", str(tmp_path / "out")])
     names, kwargs = calls["unlearn"]
     assert names == ["Ada Lovelace"] and kwargs["encoder"] == "vision"
     assert isinstance(kwargs["args"], example.VisionBackdoorTrainingArguments)
     assert (kwargs["args"].max_steps, kwargs["args"].reference_samples_per_step) == (3, 5)
+    assert kwargs["args"].face_target == "mean"
     assert list(kwargs["face_images"]) == ["Ada Lovelace"] and len(kwargs["reference_faces"]) == 2
     assert len(kwargs["images"]) == 1
     evaluation = calls["evaluate"]
     assert sorted(evaluation["face_images"]) == ["Ada Lovelace", "Zorbo Quill"]
+    assert sorted(evaluation["gallery_images"]) == ["Ada Lovelace", "Ivo Jansen"]  # the image-to-image attack
     assert evaluation["candidate_names"] is None and evaluation["idia_protocol"] == "paper"  # the default pool
