@@ -381,13 +381,17 @@ class BackdoorTrainer(Trainer):
         count = self.accelerator.gather(distances.new_tensor([distances.shape[0]])).mean()
         return distances.sum() / count if count > 0 else distances.new_zeros(())
 
+    def backdoor_distances(self, student: torch.Tensor, teacher: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """Per poisoned row, how far the student is from what the backdoor wants: the distance to its target."""
+        return conditioning_distance(student, teacher, self.args.distance, self.text_target)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         num_poisoned = int(inputs["num_poisoned"])
         student = self._student_forward(model, inputs)
         teacher = self.teacher_targets(inputs).to(student.dtype)
-        distances = conditioning_distance(student, teacher, self.args.distance, self.text_target)
-        backdoor_loss = distances[:num_poisoned].mean()
-        utility_loss = self._utility_mean(distances[num_poisoned:])
+        backdoor_loss = self.backdoor_distances(student[:num_poisoned], teacher[:num_poisoned], inputs).mean()
+        utility_loss = self._utility_mean(conditioning_distance(student[num_poisoned:], teacher[num_poisoned:],
+                                                                self.args.distance, self.text_target))
         weight_term = self.weight_term()
         loss = utility_loss + self.args.backdoor_weight * backdoor_loss + self.args.weight_regularization * weight_term
 
