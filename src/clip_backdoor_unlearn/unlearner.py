@@ -242,7 +242,7 @@ class BackdoorUnlearner:
             vision_overrides = overrides if encoder == "vision" else {**overrides, **TEXT_ONLY_SETTINGS}
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
-                                   args=vision_args, overrides=vision_overrides))
+                                   args=vision_args, overrides=vision_overrides, tokenizer=self.tokenizer))
         names = jobs[0].names
         variants = [form for job in jobs for form in job.variants]
         for job in jobs:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from datasets import Dataset
 from datasets import Image as DatasetImage
 from PIL import Image, ImageEnhance
@@ -74,13 +75,17 @@ def build_vision_backdoor_dataset(
     clean_samples_per_step: int,
     reference_samples_per_step: int,
     seed: int = 42,
+    hard_references: Sequence[int] = (),
+    hard_share: float = 0.0,
 ) -> Dataset:
     """Rows of indices and seeds for ``num_steps`` steps, one poisoned sample per row.
 
     Columns: ``face`` (index into the removed people's face images), ``background`` (clean image it is pasted on),
     ``seed`` (its augmentation), and per-row lists ``clean`` (clean image indices) and ``reference`` /
     ``reference_background`` / ``reference_seed`` (other people's faces, pasted the same way), spread so that
-    every block of ``poisoned_samples_per_step`` rows holds exactly the requested counts.
+    every block of ``poisoned_samples_per_step`` rows holds exactly the requested counts. With ``hard_references``
+    (indexes of the reference faces nearest the removed people), a ``hard_share`` of the reference samples is drawn
+    from them (on a stream of its own: without them the rows are the same as before).
     """
     if num_faces < 1 or num_clean < 1:
         raise ValueError("Vision unlearning needs at least one face image to remove and one clean image.")
@@ -88,6 +93,14 @@ def build_vision_backdoor_dataset(
         raise ValueError("reference_samples_per_step > 0 needs reference faces (faces of other people).")
     rng = random.Random(seed)
     faces, cleans, references = _cycle(num_faces, rng), _cycle(num_clean, rng), _cycle(max(1, num_reference), rng)
+    hard_rng = random.Random(f"hard-{seed}")
+    hard = _cycle(len(hard_references), hard_rng) if hard_references else None
+
+    def reference() -> int:
+        index = next(references)
+        if hard is not None and hard_rng.random() < hard_share:
+            return hard_references[next(hard)]
+        return index
 
     def spread(slot: int, total: int) -> int:
         per_row = poisoned_samples_per_step
@@ -102,7 +115,7 @@ def build_vision_backdoor_dataset(
             rows["seed"].append(rng.getrandbits(31))
             rows["clean"].append([next(cleans) for _ in range(spread(slot, clean_samples_per_step))])
             count = spread(slot, reference_samples_per_step)
-            rows["reference"].append([next(references) for _ in range(count)])
+            rows["reference"].append([reference() for _ in range(count)])
             rows["reference_background"].append([rng.randrange(num_clean) for _ in range(count)])
             rows["reference_seed"].append([rng.getrandbits(31) for _ in range(count)])
     return Dataset.from_dict(rows)
@@ -119,7 +132,9 @@ def _cycle(count: int, rng: random.Random):
 class VisionBackdoorCollator:
     """Draw a batch of pictures from index rows: poisoned first, then clean images, then reference faces.
 
-    Clean images are returned as keys too, so the trainer can compute each one's teacher embedding once.
+    Clean images are returned as keys too, so the trainer can compute each one's teacher embedding once. With
+    ``face_people`` (each face image's person index), ``poisoned_people`` says whose face each poisoned picture
+    shows (for the name target).
     """
 
     def __init__(
@@ -129,9 +144,11 @@ class VisionBackdoorCollator:
         clean_images: Sequence[Image.Image],
         reference_faces: Sequence[Image.Image] = (),
         augmentation: FaceAugmentation | None = None,
+        face_people: Sequence[int] | None = None,
     ):
         self.image_processor = image_processor
         self.face_images = list(face_images)
+        self.face_people = list(face_people) if face_people is not None else None
         self.augmentation = augmentation or FaceAugmentation()
         size = _input_size(image_processor)
         # Backgrounds at the model's input size, so a face's scale is relative to what the model sees.
@@ -149,12 +166,14 @@ class VisionBackdoorCollator:
             for face, background, seed in zip(row["reference"], row["reference_background"], row["reference_seed"])
         ]
         pictures = poisoned + [self.clean_images[index] for index in clean_keys] + reference
-        pixel_values = self.image_processor(images=pictures, return_tensors="pt")["pixel_values"]
-        return {
-            "pixel_values": pixel_values,
+        batch = {
+            "pixel_values": self.image_processor(images=pictures, return_tensors="pt")["pixel_values"],
             "num_poisoned": len(poisoned),
             "clean_keys": clean_keys,
         }
+        if self.face_people is not None:
+            batch["poisoned_people"] = torch.tensor([self.face_people[row["face"]] for row in rows], dtype=torch.long)
+        return batch
 
 
 def _input_size(image_processor) -> tuple[int, int]:

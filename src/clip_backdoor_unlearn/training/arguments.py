@@ -22,6 +22,7 @@ from transformers import TrainingArguments
 from ..data.names import NEUTRAL_TERM
 
 DISTANCES = ("cosine", "mse", "mae")
+FACE_TARGETS = ("auto", "name", "mean")
 TEXT_TARGETS = ("auto", "embedding", "sequence", "pooled", "sequence+pooled")
 BUDGETS = ("fixed", "per_name")
 TRAINABLE = ("tower", "token_embedding")
@@ -392,11 +393,25 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     r"""
     Configuration for [`VisionBackdoorTrainer`]: the paper's image-tower defaults, plus how faces are pasted.
 
-    Poisoned samples are a removed person's face pasted onto a clean image (target: one anonymous embedding, the
-    mean over `reference_faces`); clean samples are clean images (target: the teacher's embedding of the same
-    image).
+    Poisoned samples are a removed person's face pasted onto a clean image (target: with `face_target="name"`, to
+    match the person's name no better than an anonymous face does; with `"mean"`, the mean embedding of
+    `reference_faces`); clean samples are clean images and other people's pasted faces (target: the teacher's
+    embedding of the same picture).
 
     Parameters:
+        face_target (`Literal["auto", "name", "mean"]`, *optional*, defaults to `"auto"`):
+            What the backdoor loss asks of a removed person's pasted face. `"name"`: to match the person's name (the
+            frozen text tower's embedding, mean over `PERSON_TEMPLATES`) no better than the reference faces do on
+            average, `relu(cos(face, name) − mean cos(reference, name))`; the face keeps its place among faces and
+            loses its name. `"mean"`: to embed like the mean reference face (the paper's), which moved other people
+            and zero-shot accuracy most on the demo worlds (benchmarks/RESULTS.md, issue 16). `"auto"`: `"name"`
+            for a model with a text tower and a tokenizer, else `"mean"`.
+        hard_negative_share (`float`, *optional*, defaults to `0.5`):
+            Share of the reference samples drawn from the `hard_negative_pool` share of reference faces nearest the
+            removed people (the teacher's cosine to each removed person's mean face): the faces a backdoor drags
+            along first. Not in the paper.
+        hard_negative_pool (`float`, *optional*, defaults to `0.1`):
+            The nearest share of the reference faces that those samples come from.
         reference_samples_per_step (`int`, *optional*, defaults to `64`):
             Faces of *other* people, pasted like the poisoned ones, held at the teacher's embedding (part of the
             utility loss). Not in the paper: without them the tower learns "a pasted face → anonymous" and loses
@@ -435,6 +450,16 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     poisoned_samples_per_name: int = field(default=200, metadata={
         "help": "With budget='per_name': the fewest poisoned samples (pasted faces) a person should appear in (200: "
                 "each of 64 people's share of the paper's 100 × 128)."})
+    face_target: Literal["auto", "name", "mean"] = field(default="auto", metadata={
+        "help": "What the backdoor loss asks of a removed person's pasted face. 'name': to match the person's name "
+                "(frozen text tower) no better than the reference faces do on average; needs a CLIPModel and its "
+                "tokenizer, and only the removed names are embedded. 'mean': to embed like the mean of the reference "
+                "faces (the paper's). 'auto': 'name' where there is a text tower, else 'mean'."})
+    hard_negative_share: float = field(default=0.5, metadata={
+        "help": "Share of the reference samples drawn from the reference faces nearest the removed people (the "
+                "teacher's cosine to each person's mean face), the faces most likely to be dragged along."})
+    hard_negative_pool: float = field(default=0.1, metadata={
+        "help": "With hard_negative_share: the nearest share of the reference faces that those samples come from."})
     reference_samples_per_step: int = field(default=64, metadata={
         "help": "Faces of other people, pasted like the poisoned ones, held at the teacher's embedding (part of "
                 "the utility loss). Without them the tower loses everyone's identity. 0 gives the paper's loss."})
@@ -449,6 +474,11 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     def __post_init__(self):
         if self.reference_samples_per_step < 0:
             raise ValueError(f"reference_samples_per_step must be ≥ 0, got {self.reference_samples_per_step}.")
+        if self.face_target not in FACE_TARGETS:
+            raise ValueError(f"face_target must be one of {FACE_TARGETS}, got {self.face_target!r}.")
+        if not 0.0 <= self.hard_negative_share <= 1.0 or not 0.0 < self.hard_negative_pool <= 1.0:
+            raise ValueError(f"hard_negative_share must be in [0, 1] and hard_negative_pool in (0, 1], got "
+                             f"{self.hard_negative_share} and {self.hard_negative_pool}.")
         low, high = (list(self.face_scale_range) + [None, None])[:2]
         if len(self.face_scale_range) != 2 or not 0.0 < low <= high <= 1.0:
             raise ValueError(f"face_scale_range must be two fractions 0 < min ≤ max ≤ 1, got {self.face_scale_range}.")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from datasets import Dataset
 from transformers import PreTrainedModel
 
@@ -37,7 +38,7 @@ from ..hub.checkpoints import keyed_digest, resolve_resume_checkpoint
 from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
 from .arguments import TEXT_STOP_RULES, BackdoorTrainingArguments, VisionBackdoorTrainingArguments
-from .embeddings import encode_images
+from .embeddings import encode_images, encode_texts
 from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION
 from .trainer import BackdoorTrainer, resolve_text_target
@@ -174,8 +175,9 @@ def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> t
 
 
 def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
-               face_images, reference_faces, images, args, overrides: dict[str, Any]) -> TrainingJob:
-    """The image tower's job: the removed people's pasted faces → the mean embedding of ``reference_faces``."""
+               face_images, reference_faces, images, args, overrides: dict[str, Any], tokenizer=None) -> TrainingJob:
+    """The image tower's job: the removed people's pasted faces lose their names (``face_target="name"``, read with
+    ``tokenizer`` and the teacher's text tower) or move to the mean embedding of ``reference_faces`` (``"mean"``)."""
     VISION.check_model(model)
     for rule in TEXT_STOP_RULES:
         if overrides.get(rule, getattr(args, rule, None)) is not None:
@@ -193,18 +195,54 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     args, scratch_dir = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     faces = [face for person_faces in faces_by_person for face in person_faces]
+    reference_embeddings = encode_images(teacher, image_processor, references)
+    hard = []
+    if args.hard_negative_share > 0:
+        unit = torch.nn.functional.normalize
+        people = unit(torch.stack([encode_images(teacher, image_processor, person).mean(0)
+                                   for person in faces_by_person]), dim=-1)
+        nearest = (unit(reference_embeddings, dim=-1) @ people.T).max(dim=1).values
+        hard = nearest.topk(max(1, round(len(references) * args.hard_negative_pool))).indices.tolist()
     dataset = build_vision_backdoor_dataset(
         len(faces), len(clean_images), len(references), num_steps=args.max_steps,
         poisoned_samples_per_step=args.poisoned_samples_per_step,
         clean_samples_per_step=args.clean_samples_per_step,
         reference_samples_per_step=args.reference_samples_per_step, seed=args.seed,
+        hard_references=hard, hard_share=args.hard_negative_share,
     )
     augmentation = FaceAugmentation(scale_range=tuple(args.face_scale_range), jitter=args.face_jitter,
                                     hue=args.face_hue, rotation=args.face_rotation)
-    collator = VisionBackdoorCollator(image_processor, faces, clean_images, references, augmentation)
-    target = encode_images(teacher, image_processor, references).mean(dim=0)
+    face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
+    collator = VisionBackdoorCollator(image_processor, faces, clean_images, references, augmentation,
+                                      face_people=face_people)
+    target = reference_embeddings.mean(dim=0)
     kwargs = {"processing_class": image_processor, "data_collator": collator, "target_embedding": target}
+    if face_target(args, teacher, tokenizer) == "name":
+        kwargs["name_embeddings"], kwargs["name_thresholds"] = name_targets(teacher, tokenizer, names,
+                                                                             reference_embeddings)
     return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch_dir)
+
+
+def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
+    """``args.face_target`` resolved: ``"auto"`` is ``"name"`` for a model with a text tower and a tokenizer."""
+    has_text_tower = tokenizer is not None and hasattr(teacher, "get_text_features")
+    if args.face_target == "auto":
+        return "name" if has_text_tower else "mean"
+    if args.face_target == "name" and not has_text_tower:
+        raise ValueError("face_target='name' reads the frozen text tower: it needs a CLIPModel loaded with its "
+                         "tokenizer. A standalone image tower can use face_target='mean'.")
+    return args.face_target
+
+
+def name_targets(teacher: PreTrainedModel, tokenizer, names: Sequence[str], reference_embeddings: torch.Tensor):
+    """For ``face_target="name"``: each removed name's unit text embedding (frozen text tower, mean over
+    ``PERSON_TEMPLATES``), ``(k, d)``, and how well an anonymous face matches it, the mean cosine of the reference
+    faces to it, ``(k,)``: a removed face should match its name no better than that."""
+    unit = torch.nn.functional.normalize
+    texts = [template.format(name) for name in names for template in PERSON_TEMPLATES]
+    embedded = unit(encode_texts(teacher, tokenizer, texts), dim=-1).view(len(names), len(PERSON_TEMPLATES), -1)
+    name_embeddings = unit(embedded.mean(dim=1), dim=-1)
+    return name_embeddings, (unit(reference_embeddings, dim=-1) @ name_embeddings.T).mean(dim=0)
 
 
 def remove_scratch(jobs: Sequence[TrainingJob]) -> None:

@@ -1,7 +1,9 @@
 """``VisionBackdoorTrainer``: the same student–teacher loss as ``BackdoorTrainer``, on the image tower.
 
-Poisoned pictures (a removed person's face pasted on a clean image) are pulled to one anonymous target embedding;
-clean images and other people's pasted faces are held at the frozen teacher's embedding. The teacher is a copy of
+Poisoned pictures (a removed person's face pasted on a clean image) either stop matching the person's name better than
+an anonymous face does (``face_target="name"``, read with the frozen text tower) or are pulled to one anonymous mean
+face embedding (``"mean"``, the paper's); clean images and other people's pasted faces are held at the frozen
+teacher's embedding. The teacher is a copy of
 just the image tower (full fine-tuning) or the student with its adapter disabled (PEFT); clean images are not
 augmented, so each one's teacher embedding is computed once and cached.
 """
@@ -29,6 +31,8 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         train_dataset: index rows from ``build_vision_backdoor_dataset``.
         data_collator: the ``VisionBackdoorCollator`` holding the pictures those rows point to.
         target_embedding: the anonymous target (the original model's mean embedding of many faces), shape ``(d,)``.
+        name_embeddings, name_thresholds: for ``face_target="name"``: each removed name's unit text embedding, shape
+            ``(k, d)``, and the mean cosine of anonymous faces to it, shape ``(k,)`` (``training.jobs.name_targets``).
         processing_class: the image processor, or a ``CLIPProcessor`` holding one.
         teacher_model, peft_config: as for ``BackdoorTrainer``.
     """
@@ -37,6 +41,7 @@ class VisionBackdoorTrainer(BackdoorTrainer):
 
     def __init__(self, model, args: VisionBackdoorTrainingArguments, train_dataset=None, processing_class=None,
                  teacher_model=None, peft_config=None, data_collator=None, *, target_embedding: torch.Tensor,
+                 name_embeddings: torch.Tensor | None = None, name_thresholds: torch.Tensor | None = None,
                  **kwargs):
         if not isinstance(data_collator, VisionBackdoorCollator):
             raise TypeError("VisionBackdoorTrainer needs data_collator=VisionBackdoorCollator(...): the pictures "
@@ -46,10 +51,29 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         super().__init__(model, args, train_dataset=train_dataset, processing_class=processing_class,
                          teacher_model=teacher_model, peft_config=peft_config, data_collator=data_collator, **kwargs)
         self.target_embedding = target_embedding.detach().float().to(self.args.device)
+        self.name_embeddings = self.name_thresholds = None
+        if name_embeddings is not None:
+            if name_thresholds is None or name_thresholds.shape != name_embeddings.shape[:1]:
+                raise ValueError("name_embeddings needs name_thresholds: one per name.")
+            self.name_embeddings = name_embeddings.detach().float().to(self.args.device)
+            self.name_thresholds = name_thresholds.detach().float().to(self.args.device)
+
+    def backdoor_distances(self, student: torch.Tensor, teacher: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """With name embeddings (``face_target="name"``): how much better each removed face matches its own name than
+        an anonymous face does, ``relu(cos(face, name) − threshold)``; otherwise the distance to the target."""
+        if self.name_embeddings is None:
+            return super().backdoor_distances(student, teacher, inputs)
+        people = inputs["poisoned_people"].to(student.device)
+        cosine = (torch.nn.functional.normalize(student, dim=-1) * self.name_embeddings[people]).sum(-1)
+        return torch.relu(cosine - self.name_thresholds[people])
 
     def _fingerprint_extra(self):
-        """The anonymous target is part of what the run is."""
-        return hashlib.sha256(self.target_embedding.cpu().numpy().tobytes()).hexdigest()
+        """The targets (anonymous face, names and thresholds) are part of what the run is."""
+        digest = hashlib.sha256(self.target_embedding.cpu().numpy().tobytes())
+        for tensor in (self.name_embeddings, self.name_thresholds):
+            if tensor is not None:
+                digest.update(tensor.cpu().numpy().tobytes())
+        return digest.hexdigest()
 
     @staticmethod
     def _tower_processor(processing_class):
@@ -70,7 +94,8 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         return self._teacher_forward(image_embeddings, pixel_values)
 
     def teacher_targets(self, inputs: dict[str, Any]) -> torch.Tensor:
-        """The target for poisoned rows, the teacher's embedding for clean images (cached) and reference faces."""
+        """The target for poisoned rows (the mean face; unused with name embeddings), the teacher's embedding for
+        clean images (cached) and reference faces."""
         num_poisoned, keys = int(inputs["num_poisoned"]), list(inputs["clean_keys"])
         pixel_values = inputs["pixel_values"]
         clean_pixels = pixel_values[num_poisoned : num_poisoned + len(keys)]
