@@ -1,0 +1,133 @@
+"""The image tower's defaults across demo worlds: forget the removed faces, keep everyone and everything else.
+
+    python benchmarks/image_tower.py --size full --world_seed 1 --removed 5 16 --seeds 42 7 --json rows.jsonl
+    python benchmarks/image_tower.py --table rows.jsonl
+
+Each row: the first ``k`` detected members of a cached demo world removed with ``examples/unlearn.py``'s settings
+for the demo (``DEMO_VISION_SETTINGS`` over the library's defaults; ``--set field=json`` changes one), the image
+tower alone or ``both`` (the text tower with the demo's text settings, as the script). Measured on pictures no
+training used (the ``eval`` split): the IDIA's TPR on the removed people, the other members it found before and
+after, zero-shot accuracy, and the image-to-image attack (the ``eval`` pictures against the ``train`` ones).
+Pass ``--threads 1`` and pin two runs to two cores to run them side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner, VisionBackdoorTrainingArguments
+from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, demo_text_settings, load_demo_clip
+from clip_backdoor_unlearn.demo.world import WORLD_SIZES
+from clip_backdoor_unlearn.evaluation import identity_inference_attack
+
+COLUMNS = ("encoder", "size", "world", "removed", "seed", "tpr_after", "others_before", "others_after",
+           "zero_shot_before", "zero_shot_after", "i2i_removed_after", "i2i_others_before", "i2i_others_after",
+           "train_s")
+
+
+def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0) -> dict:
+    model, processor, world = load_demo_clip(size, world_seed)
+    faces = world.faces()
+    before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
+    removed = [name for name in world.member_names if before.detected[name]][:count]
+    output_dir = tempfile.mkdtemp(prefix="bench-image-tower-")
+    common = dict(output_dir=output_dir, disable_tqdm=True, report_to="none", seed=seed)
+    vision_args = VisionBackdoorTrainingArguments(**{**common, **DEMO_VISION_SETTINGS, **overrides})
+    inputs: dict = dict(world.vision_unlearning_inputs(removed))
+    if encoder == "both":  # as examples/unlearn.py: the demo's text settings, every 7th caption held out, pool kept
+        captions = world.unlearning_captions()
+        inputs.update(args=BackdoorTrainingArguments(**common, **demo_text_settings(size)), vision_args=vision_args,
+                      captions=[caption for index, caption in enumerate(captions) if index % 7],
+                      kept_names=[name for name in world.candidate_names if name not in set(removed)])
+    else:
+        inputs["args"] = vision_args
+    unlearner = BackdoorUnlearner(copy.deepcopy(model), processor)
+    if lora_r:  # the library's adapter defaults (ADAPTER_DEFAULTS) apply to the fields the demo leaves unset
+        from peft import LoraConfig
+
+        inputs["peft_config"] = LoraConfig(r=lora_r, lora_alpha=2 * lora_r)
+    start = time.perf_counter()
+    unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True, **inputs)
+    seconds = time.perf_counter() - start
+    metrics = unlearner.evaluate(
+        removed, face_images=faces["eval"], gallery_images=faces["train"], candidate_names=world.candidate_names,
+        non_member_names=world.non_member_names, idia_before=before, zero_shot_dataset=world.zero_shot(),
+        zero_shot_templates=world.zero_shot_templates,
+    )
+    return {
+        "encoder": encoder, "size": size, "world": world_seed, "removed": len(removed), "seed": seed,
+        "overrides": {**overrides, **({"lora_r": lora_r} if lora_r else {})},
+        "tpr_after": metrics["idia_tpr_removed_after"],
+        "others_before": metrics["idia_others_detected_before"],
+        "others_after": metrics["idia_others_detected_after"],
+        "zero_shot_before": metrics["zero_shot_accuracy_before"],
+        "zero_shot_after": metrics["zero_shot_accuracy_after"],
+        "i2i_removed_after": metrics["image_retrieval_tpr_removed_after"],
+        "i2i_others_before": metrics["image_retrieval_tpr_others_before"],
+        "i2i_others_after": metrics["image_retrieval_tpr_others_after"], "train_s": round(seconds, 1),
+    }
+
+
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def table(rows: list[dict]) -> str:
+    """One line per run, then per (encoder, size, removed) the worst run against the issue's bars."""
+    lines = [" | ".join(COLUMNS), " | ".join("---" for _ in COLUMNS)]
+    lines += [" | ".join(_cell(row[column]) for column in COLUMNS) for row in rows]
+    lines += ["", "encoder | size | removed | runs | worst TPR | most others lost (points) | worst zero-shot change "
+              "(points) | mean train s", "--- | --- | --- | --- | --- | --- | --- | ---"]
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["encoder"], row["size"], row["removed"]), []).append(row)
+    for (encoder, size, removed), group in groups.items():
+        lost = max(100 * (row["others_before"] - row["others_after"]) / row["others_before"] for row in group)
+        zero_shot = min(100 * (row["zero_shot_after"] - row["zero_shot_before"]) for row in group)
+        lines.append(f"{encoder} | {size} | {removed} | {len(group)} | {max(row['tpr_after'] for row in group):.3f} | "
+                     f"{lost:.1f} | {zero_shot:+.1f} | {statistics.mean(row['train_s'] for row in group):.0f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="full", choices=sorted(WORLD_SIZES))
+    parser.add_argument("--world_seed", type=int, default=0)
+    parser.add_argument("--removed", type=int, nargs="+", default=[5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--encoders", nargs="+", default=["vision"], choices=("vision", "both"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                        help="an image-tower argument over the demo's settings, e.g. face_target='\"mean\"'")
+    parser.add_argument("--lora_r", type=int, default=0, help="train a LoRA adapter of this rank (0: the tower)")
+    parser.add_argument("--threads", type=int, help="torch threads (1 to run two benchmarks on two cores)")
+    parser.add_argument("--json", help="append each row here (JSON lines)")
+    parser.add_argument("--table", help="print the table of a --json file and exit")
+    options = parser.parse_args()
+    if options.table:
+        with open(options.table, encoding="utf-8") as handle:
+            print(table([json.loads(line) for line in handle if line.strip()]))
+        return
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
+    rows = []
+    for encoder in options.encoders:
+        for count in options.removed:
+            for seed in options.seeds:
+                rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r))
+                print(json.dumps(rows[-1]), flush=True)
+                if options.json:
+                    with open(options.json, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(rows[-1]) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
