@@ -102,11 +102,15 @@ def demo_text_settings(size: str) -> dict:
 # 100 steps, decay ×0.1 at steps 25 and 50, faces a quarter to half the picture) leave the demo's people detected:
 # the tiny tower needs a larger step size, and its attack images are whole-frame faces, so faces are pasted large.
 # Measured on the CI world, 3 removed: 100 steps lose 2 of 17 other members, 200 steps 1 of 17 (TPR 1.0 → 0.0 both).
+# A linear warmup over the first fifth, then a cosine decay, instead of the step decay: the first steps at full rate
+# move the whole tower (zero-shot accuracy); the warmup cost 1.2 zero-shot points fewer on average over 8 paired runs
+# on two full worlds, the worst from 5.1 to 2.0 with 5 removed (benchmarks/RESULTS.md, issue 16).
 DEMO_VISION_SETTINGS = {
     "max_steps": 200,
     "learning_rate": 1e-3,
-    "lr_milestones": [0.5, 0.75],
-    "lr_gamma": 0.5,
+    "lr_milestones": [],
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.2,
     "poisoned_samples_per_step": 32,
     "clean_samples_per_step": 32,
     "reference_samples_per_step": 96,

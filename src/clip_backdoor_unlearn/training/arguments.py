@@ -403,9 +403,10 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             What the backdoor loss asks of a removed person's pasted face. `"name"`: to match the person's name (the
             frozen text tower's embedding, mean over `PERSON_TEMPLATES`) no better than the reference faces do on
             average, `relu(cos(face, name) − mean cos(reference, name))`; the face keeps its place among faces and
-            loses its name. `"mean"`: to embed like the mean reference face (the paper's), which moved other people
-            and zero-shot accuracy most on the demo worlds (benchmarks/RESULTS.md, issue 16). `"auto"`: `"name"`
-            for a model with a text tower and a tokenizer, else `"mean"`.
+            loses its name. `"mean"`: to embed like the mean reference face (the paper's), which left up to 0.4 of the
+            removed people findable on the demo worlds where the name target left at most 0.19; both cost zero-shot
+            accuracy (benchmarks/RESULTS.md, issue 16). `"auto"`: `"name"` for a model with a text tower and a
+            tokenizer, else `"mean"`.
         hard_negative_share (`float`, *optional*, defaults to `0.5`):
             Share of the reference samples drawn from the `hard_negative_pool` share of reference faces nearest the
             removed people (the teacher's cosine to each removed person's mean face): the faces a backdoor drags
