@@ -34,11 +34,12 @@ from ..data.names import validate_names
 from ..data.prompts import PERSON_TEMPLATES, build_backdoor_dataset, kept_name_prompts
 from ..data.pseudonyms import anchor_captions, invent_pseudonyms
 from ..data.variants import expand_variants, variant_mode
+from ..evaluation.zero_shot import zero_shot_classifier
 from ..hub.checkpoints import keyed_digest, resolve_resume_checkpoint
 from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
 from .arguments import TEXT_STOP_RULES, BackdoorTrainingArguments, VisionBackdoorTrainingArguments
-from .embeddings import encode_images, encode_texts
+from .embeddings import encode_images
 from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION
 from .trainer import BackdoorTrainer, resolve_text_target
@@ -194,6 +195,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     clean_images = load_images(images, "images")
     args, scratch_dir = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
+    target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
     faces = [face for person_faces in faces_by_person for face in person_faces]
     reference_embeddings = encode_images(teacher, image_processor, references)
     hard = []
@@ -217,7 +219,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                                       face_people=face_people)
     target = reference_embeddings.mean(dim=0)
     kwargs = {"processing_class": image_processor, "data_collator": collator, "target_embedding": target}
-    if face_target(args, teacher, tokenizer) == "name":
+    if target_kind == "name":
         kwargs["name_embeddings"], kwargs["name_thresholds"] = name_targets(teacher, tokenizer, names,
                                                                              reference_embeddings)
     return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch_dir)
@@ -236,13 +238,11 @@ def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel,
 
 def name_targets(teacher: PreTrainedModel, tokenizer, names: Sequence[str], reference_embeddings: torch.Tensor):
     """For ``face_target="name"``: each removed name's unit text embedding (frozen text tower, mean over
-    ``PERSON_TEMPLATES``), ``(k, d)``, and how well an anonymous face matches it, the mean cosine of the reference
-    faces to it, ``(k,)``: a removed face should match its name no better than that."""
-    unit = torch.nn.functional.normalize
-    texts = [template.format(name) for name in names for template in PERSON_TEMPLATES]
-    embedded = unit(encode_texts(teacher, tokenizer, texts), dim=-1).view(len(names), len(PERSON_TEMPLATES), -1)
-    name_embeddings = unit(embedded.mean(dim=1), dim=-1)
-    return name_embeddings, (unit(reference_embeddings, dim=-1) @ name_embeddings.T).mean(dim=0)
+    ``PERSON_TEMPLATES``, as a zero-shot class), ``(k, d)``, and how well an anonymous face matches it, the mean cosine
+    of the reference faces to it, ``(k,)``: a removed face should match its name no better than that."""
+    name_embeddings = zero_shot_classifier(teacher, tokenizer, names, PERSON_TEMPLATES)
+    unit_references = torch.nn.functional.normalize(reference_embeddings, dim=-1)
+    return name_embeddings, (unit_references @ name_embeddings.T).mean(dim=0)
 
 
 def remove_scratch(jobs: Sequence[TrainingJob]) -> None:
