@@ -7,8 +7,8 @@ world (30 unnamed people) is too small to show it; the same world with the full 
 Measured, 3 removed, seeds 0: the image tower alone leaves TPR 0.33; with "a person" as the text target on top,
 1.0; with pseudonyms on top, 0.0. (The full world shows it with 5 removed: ``test_both_towers_regression.py``.)
 
-The image tower is trained once and both text variants start from it (``both_towers.py``). About 5 minutes on two
-cores, most of it training this world's demo CLIP (not cached) and the image tower.
+The image tower is trained once and both text variants start from it (``both_towers.py``). About 4 minutes on two
+quiet cores, most of it training this world's demo CLIP (not cached) and the image tower.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from clip_backdoor_unlearn.demo.world import DemoWorld
 
 from .both_towers import edit_image_tower, newly_found, text_on_top
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
+# Not ``single_thread``: this module trains alone on a quiet machine (CI), where the image tower of 160 pictures a step
+# takes about half as long on two threads as on one.
+pytestmark = pytest.mark.slow
 
 NUM_REMOVED = 3
 SEED = 0
