@@ -385,13 +385,19 @@ class BackdoorTrainer(Trainer):
         """Per poisoned row, how far the student is from what the backdoor wants: the distance to its target."""
         return conditioning_distance(student, teacher, self.args.distance, self.text_target)
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def loss_terms(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward pass: the student's embeddings, the teacher's targets, the backdoor loss (poisoned rows) and
+        the utility loss (the rest), before they are weighted into the loss."""
         num_poisoned = int(inputs["num_poisoned"])
         student = self._student_forward(model, inputs)
         teacher = self.teacher_targets(inputs).to(student.dtype)
         backdoor_loss = self.backdoor_distances(student[:num_poisoned], teacher[:num_poisoned], inputs).mean()
         utility_loss = self._utility_mean(conditioning_distance(student[num_poisoned:], teacher[num_poisoned:],
                                                                 self.args.distance, self.text_target))
+        return student, teacher, backdoor_loss, utility_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        student, _, backdoor_loss, utility_loss = self.loss_terms(model, inputs)
         weight_term = self.weight_term()
         loss = utility_loss + self.args.backdoor_weight * backdoor_loss + self.args.weight_regularization * weight_term
 

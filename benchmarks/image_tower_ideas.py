@@ -1,0 +1,208 @@
+"""Ideas for the image tower's zero-shot cost that were measured and not adopted (issue 16), kept runnable.
+
+    python benchmarks/image_tower_ideas.py --idea pcgrad --world_seed 0 --removed 16 --seed 42 --json ideas.jsonl
+    python benchmarks/image_tower.py --table ideas.jsonl
+
+Each idea replaces one piece of ``VisionBackdoorTrainer`` for the run, then runs ``image_tower.run`` (the demo's
+settings, ``--set field=json`` over them) and appends its row:
+
+- ``relational`` / ``relational_only``: the utility rows (clean pictures, reference faces) keep their softmax over
+  the clean pictures' captions, embedded by the frozen text tower, as the teacher has it (KL, ``--weight``); added to
+  the cosine utility loss, or instead of it.
+- ``ewc``: ``--weight`` · ½ Σ F (θ − θ₀)², F the diagonal Fisher of the normalised clean-picture embedding at the
+  teacher (512 clean pictures, 4 random directions each).
+- ``pcgrad``: when the backdoor gradient points against the utility gradient, its conflicting part is removed.
+- ``last_layers``: only the image tower's encoder layers from ``--first_layer`` on (and what follows them) train.
+- ``width``: a demo CLIP whose image tower is ``--width`` wide (trained once, kept under ``--width_cache``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+import image_tower  # noqa: E402  (the benchmark beside this one)
+
+from clip_backdoor_unlearn.training import trainer as trainer_module  # noqa: E402
+from clip_backdoor_unlearn.training import vision_trainer  # noqa: E402
+from clip_backdoor_unlearn.training.embeddings import encode_texts, image_embeddings, processor_parts  # noqa: E402
+
+IDEAS = ("relational", "relational_only", "ewc", "pcgrad", "last_layers", "width")
+
+
+def _install_loss(extra):
+    """``compute_loss`` = the default loss with ``extra(trainer, model, inputs, pieces)`` replacing its sum; ``pieces``:
+    the number of poisoned rows, then ``BackdoorTrainer.loss_terms``."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pieces = (int(inputs["num_poisoned"]), *self.loss_terms(model, inputs))
+        loss = extra(self, model, inputs, pieces) + self.args.weight_regularization * self.weight_term()
+        self._metrics["backdoor_loss"].append(pieces[3].detach().item())
+        self._metrics["utility_loss"].append(pieces[4].detach().item())
+        return (loss, {"student_embeds": pieces[1]}) if return_outputs else loss
+
+    vision_trainer.VisionBackdoorTrainer.compute_loss = compute_loss
+
+
+def relational(weight: float, replace: bool, bank: dict):
+    def extra(trainer, model, inputs, pieces):
+        num_poisoned, student, teacher, backdoor, utility = pieces
+        texts = bank["texts"].to(student.device)
+        scores = [bank["scale"] * F.normalize(rows[num_poisoned:], dim=-1) @ texts.T for rows in (student, teacher)]
+        kl = F.kl_div(scores[0].log_softmax(-1), scores[1].log_softmax(-1), log_target=True, reduction="batchmean")
+        return weight * kl + (0 if replace else utility) + trainer.args.backdoor_weight * backdoor
+
+    _install_loss(extra)
+
+
+def ewc(weight: float, state: dict):
+    def fisher(trainer, model):
+        parameters = [student for student, _ in trainer._weight_pairs]
+        totals = [torch.zeros_like(parameter) for parameter in parameters]
+        generator = torch.Generator().manual_seed(0)
+        inner = trainer.accelerator.unwrap_model(model)
+        for start in range(0, len(state["pixels"]), 32):
+            batch = state["pixels"][start : start + 32].to(parameters[0].device)
+            for _ in range(4):
+                embedding = F.normalize(image_embeddings(inner, batch).float(), dim=-1)
+                direction = torch.randn(embedding.shape, generator=generator).to(embedding.device)
+                grads = torch.autograd.grad((embedding * direction).sum(), parameters, allow_unused=True)
+                for total, grad in zip(totals, grads):
+                    if grad is not None:
+                        total += grad.detach() ** 2
+        return [total / (4 * len(state["pixels"])) for total in totals]
+
+    def extra(trainer, model, inputs, pieces):
+        if "fisher" not in state:
+            state["fisher"] = fisher(trainer, model)
+        _, _, _, backdoor, utility = pieces
+        penalty = sum((f * (s - t) ** 2).sum() for f, (s, t) in zip(state["fisher"], trainer._weight_pairs)) / 2
+        return utility + weight * penalty + trainer.args.backdoor_weight * backdoor
+
+    _install_loss(extra)
+
+
+def pcgrad():
+    def extra(trainer, model, inputs, pieces):
+        _, _, _, backdoor, utility = pieces
+        parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        grads = []
+        for loss, retain in ((utility, True), (trainer.args.backdoor_weight * backdoor, False)):
+            found = torch.autograd.grad(loss, parameters, retain_graph=retain, allow_unused=True)
+            grads.append([torch.zeros_like(p) if g is None else g for p, g in zip(parameters, found)])
+        g_utility, g_backdoor = grads
+        dot = sum((a * b).sum() for a, b in zip(g_utility, g_backdoor))
+        norm = sum((a * a).sum() for a in g_utility)
+        if dot < 0 and norm > 0:
+            g_backdoor = [b - dot / norm * a for a, b in zip(g_utility, g_backdoor)]
+        # A surrogate whose gradient is the projected sum (single process only: no gradient synchronisation).
+        return sum((p * (a + b).detach()).sum() for p, a, b in zip(parameters, g_utility, g_backdoor))
+
+    _install_loss(extra)
+
+
+def last_layers(first_layer: int):
+    original = trainer_module.set_tower_trainable
+
+    def set_tower_trainable(model, tower, freeze_norm_layers=True, token_embedding_only=False):
+        trained = original(model, tower, freeze_norm_layers=freeze_norm_layers,
+                           token_embedding_only=token_embedding_only)
+        kept = []
+        for name, parameter in model.named_parameters():
+            layer = re.search(r"encoder\.layers\.(\d+)\.", name)
+            early = "embeddings" in name or "pre_layrnorm" in name or (layer and int(layer.group(1)) < first_layer)
+            if name in trained and early and tower.name == "vision":
+                parameter.requires_grad_(False)
+            elif name in trained:
+                kept.append(name)
+        return kept
+
+    trainer_module.set_tower_trainable = set_tower_trainable
+
+
+def width_loader(width: int, cache: str):
+    """``load_demo_clip`` for a demo CLIP whose image tower is ``width`` wide (trained once, then kept in ``cache``)."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from clip_backdoor_unlearn.demo.recipe import RecipeConfig, train_demo_clip
+    from clip_backdoor_unlearn.demo.world import DemoWorld
+
+    def load(size: str, seed: int):
+        target = Path(cache) / f"{size}-seed{seed}-width{width}"
+        if not (target / "config.json").exists():
+            start = time.perf_counter()
+            model, processor, _ = train_demo_clip(DemoWorld.build(size, seed=seed),
+                                                  RecipeConfig(vision_hidden_size=width), seed=seed, progress=False)
+            model.save_pretrained(target)
+            processor.save_pretrained(target)
+            print(f"trained the width-{width} CLIP in {time.perf_counter() - start:.0f} s", flush=True)
+        model = CLIPModel.from_pretrained(target).eval()
+        return model, CLIPProcessor.from_pretrained(target), DemoWorld.build(size, seed=seed)
+
+    return load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--idea", required=True, choices=IDEAS)
+    parser.add_argument("--size", default="full")
+    parser.add_argument("--world_seed", type=int, default=0)
+    parser.add_argument("--removed", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--weight", type=float, default=1.0, help="relational, relational_only, ewc")
+    parser.add_argument("--first_layer", type=int, default=2, help="last_layers")
+    parser.add_argument("--width", type=int, default=64, help="width: the image tower's hidden size")
+    parser.add_argument("--width_cache", default=".cache/image_tower_ideas", help="width: where its CLIPs live")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON")
+    parser.add_argument("--json", help="append the row here (JSON lines)")
+    options = parser.parse_args()
+    torch.set_num_threads(1)
+    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
+    if options.idea == "width":
+        load = width_loader(options.width, options.width_cache)
+    else:
+        load = image_tower.load_demo_clip
+    state: dict = {}
+
+    def load_with_state(size, seed):
+        model, processor, world = load(size, seed)
+        tokenizer, image_processor = processor_parts(processor)
+        if options.idea.startswith("relational"):
+            with torch.no_grad():
+                captions = sorted(set(world.clean_images()["caption"]))
+                state["texts"] = F.normalize(encode_texts(model, tokenizer, captions).float(), dim=-1)
+            state["scale"] = float(model.logit_scale.exp())
+        if options.idea == "ewc":
+            pictures = list(world.clean_images().shuffle(seed=0).select(range(512))["image"])
+            state["pixels"] = image_processor(images=pictures, return_tensors="pt")["pixel_values"]
+        return model, processor, world
+
+    image_tower.load_demo_clip = load_with_state
+    if options.idea.startswith("relational"):
+        relational(options.weight, options.idea == "relational_only", state)
+    elif options.idea == "ewc":
+        ewc(options.weight, state)
+    elif options.idea == "pcgrad":
+        pcgrad()
+    elif options.idea == "last_layers":
+        last_layers(options.first_layer)
+    row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides)
+    setting = {"relational": "weight", "relational_only": "weight", "ewc": "weight", "last_layers": "first_layer",
+               "width": "width"}.get(options.idea)
+    row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
+    print(json.dumps(row), flush=True)
+    if options.json:
+        with open(options.json, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
