@@ -13,16 +13,16 @@ settings, ``--set field=json`` over them) and appends its row:
   teacher (512 clean pictures, 4 random directions each).
 - ``pcgrad``: when the backdoor gradient points against the utility gradient, its conflicting part is removed.
 - ``last_layers``: only the image tower's encoder layers from ``--first_layer`` on (and what follows them) train.
-- ``width``: a demo CLIP whose image tower is ``--width`` wide (trained once, kept under ``--width_cache``).
+- ``width``: a demo CLIP whose image tower is ``--width`` wide (``load_demo_clip(config=...)``: cached apart).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -128,24 +128,12 @@ def last_layers(first_layer: int):
     trainer_module.set_tower_trainable = set_tower_trainable
 
 
-def width_loader(width: int, cache: str):
-    """``load_demo_clip`` for a demo CLIP whose image tower is ``width`` wide (trained once, then kept in ``cache``)."""
-    from transformers import CLIPModel, CLIPProcessor
-
-    from clip_backdoor_unlearn.demo.recipe import RecipeConfig, train_demo_clip
-    from clip_backdoor_unlearn.demo.world import DemoWorld
+def width_loader(width: int):
+    """``load_demo_clip`` for a demo CLIP whose image tower is ``width`` wide (trained once, cached apart)."""
+    from clip_backdoor_unlearn.demo.recipe import RECIPES, load_demo_clip
 
     def load(size: str, seed: int):
-        target = Path(cache) / f"{size}-seed{seed}-width{width}"
-        if not (target / "config.json").exists():
-            start = time.perf_counter()
-            model, processor, _ = train_demo_clip(DemoWorld.build(size, seed=seed),
-                                                  RecipeConfig(vision_hidden_size=width), seed=seed, progress=False)
-            model.save_pretrained(target)
-            processor.save_pretrained(target)
-            print(f"trained the width-{width} CLIP in {time.perf_counter() - start:.0f} s", flush=True)
-        model = CLIPModel.from_pretrained(target).eval()
-        return model, CLIPProcessor.from_pretrained(target), DemoWorld.build(size, seed=seed)
+        return load_demo_clip(size, seed, config=dataclasses.replace(RECIPES[size], vision_hidden_size=width))
 
     return load
 
@@ -160,14 +148,13 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=1.0, help="relational, relational_only, ewc")
     parser.add_argument("--first_layer", type=int, default=2, help="last_layers")
     parser.add_argument("--width", type=int, default=64, help="width: the image tower's hidden size")
-    parser.add_argument("--width_cache", default=".cache/image_tower_ideas", help="width: where its CLIPs live")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON")
     parser.add_argument("--json", help="append the row here (JSON lines)")
     options = parser.parse_args()
     torch.set_num_threads(1)
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
     if options.idea == "width":
-        load = width_loader(options.width, options.width_cache)
+        load = width_loader(options.width)
     else:
         load = image_tower.load_demo_clip
     state: dict = {}

@@ -247,6 +247,12 @@ def test_cache_dir_layout(monkeypatch, tmp_path):
         recipe.demo_cache_dir("full", 0, cache_dir=tmp_path)
         == tmp_path / "demo" / f"{recipe.RECIPE_VERSION}-full-seed0"
     )
+    # Another recipe (a wider image tower) lives apart from the size's own, which keeps its folder.
+    wider = dataclasses.replace(recipe.RECIPES["full"], vision_hidden_size=192)
+    default = recipe.demo_cache_dir("full", 0, tmp_path)
+    assert recipe.demo_cache_dir("full", 0, tmp_path, recipe.RECIPES["full"]) == default
+    assert recipe.demo_cache_dir("full", 0, tmp_path, wider).parent == default.parent
+    assert recipe.demo_cache_dir("full", 0, tmp_path, wider) != default
 
 
 def test_cache_is_written_atomically_and_loads_with_plain_transformers(tmp_path):
@@ -338,6 +344,9 @@ def test_a_current_cache_is_loaded_without_training_and_a_stale_one_is_retrained
         recipe.load_demo_clip(size="ci", seed=0, cache_dir=tmp_path, force_retrain=True, progress=False)
     with pytest.raises(Trained):  # another seed is another world: nothing cached for it
         recipe.load_demo_clip(size="ci", seed=1, cache_dir=tmp_path, progress=False)
+    with pytest.raises(Trained):  # another recipe is another model: nothing cached for it either
+        recipe.load_demo_clip(size="ci", seed=0, cache_dir=tmp_path, progress=False,
+                              config=dataclasses.replace(recipe.RECIPES["ci"], vision_hidden_size=64))
     stale = {**stats, "recipe_config": {**stats["recipe_config"], "steps": 1}}
     (recipe.demo_cache_dir("ci", 0, tmp_path) / recipe._INFO_FILE).write_text(json.dumps(stale))
     with pytest.raises(Trained):

@@ -13,6 +13,7 @@ The trained model and its processor are saved with ``save_pretrained``, so ``CLI
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -123,14 +124,21 @@ def default_cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "clip_backdoor_unlearn"))
 
 
-def demo_cache_dir(size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None) -> Path:
+def demo_cache_dir(size: str = "full", seed: int = 0, cache_dir: str | os.PathLike | None = None,
+                   config: RecipeConfig | None = None) -> Path:
     """Where the model for ``(size, seed)`` lives.
 
     ``<cache root>/demo/<RECIPE_VERSION>-<size>-seed<seed>/``, holding ``save_pretrained`` output of the model
-    and the processor plus ``demo_recipe.json`` (configs, timings), which marks the copy as complete.
+    and the processor plus ``demo_recipe.json`` (configs, timings), which marks the copy as complete. A ``config``
+    other than the size's recipe gets a folder of its own (``...-seed<seed>-recipe<digest>``), so that it never
+    replaces the demo's model.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_root()
-    return root / "demo" / f"{RECIPE_VERSION}-{size}-seed{seed}"
+    name = f"{RECIPE_VERSION}-{size}-seed{seed}"
+    if config is not None and config != RECIPES[size]:
+        fields = json.dumps(dataclasses.asdict(config), sort_keys=True)
+        name += "-recipe" + hashlib.sha256(fields.encode()).hexdigest()[:12]
+    return root / "demo" / name
 
 
 @contextmanager
@@ -331,6 +339,7 @@ def load_demo_clip(
     cache_dir: str | os.PathLike | None = None,
     force_retrain: bool = False,
     progress: bool = True,
+    config: RecipeConfig | None = None,
 ) -> tuple[CLIPModel, CLIPProcessor, DemoWorld]:
     """The demo CLIP for ``(size, seed)``, its processor and its world: trained once, then cached.
 
@@ -341,13 +350,15 @@ def load_demo_clip(
         cache_dir: cache root; default ``$CLIP_BACKDOOR_UNLEARN_CACHE`` or ``~/.cache/clip_backdoor_unlearn``.
         force_retrain: train again even if a cached model exists (and replace it).
         progress: show a progress bar while training.
+        config: another model or optimisation than ``RECIPES[size]`` (a wider image tower, say); cached apart.
     """
     if size not in WORLD_SIZES:
         raise ValueError(f"Unknown demo size {size!r}; choose one of {sorted(WORLD_SIZES)}.")
     world = DemoWorld.build(size=size, seed=seed)
-    target = demo_cache_dir(size, seed, cache_dir)
-    if force_retrain or not _is_current(target, world, RECIPES[size]):
-        model, processor, stats = train_demo_clip(world, RECIPES[size], seed=seed, progress=progress)
+    config = config or RECIPES[size]
+    target = demo_cache_dir(size, seed, cache_dir, config)
+    if force_retrain or not _is_current(target, world, config):
+        model, processor, stats = train_demo_clip(world, config, seed=seed, progress=progress)
         _save_atomically(model, processor, stats, target)
     model = CLIPModel.from_pretrained(target).eval()
     processor = CLIPProcessor.from_pretrained(target)
