@@ -191,3 +191,41 @@ def test_zero_shot_classifier_ensembles_normalised_prompt_embeddings(clip):
         )
     torch.testing.assert_close(classifier, torch.stack(expected), atol=1e-5, rtol=1e-4)
     assert torch.linalg.vector_norm(classifier, dim=-1) == pytest.approx(torch.ones(3), abs=1e-5)
+
+
+def test_paired_accuracy_change_counts_the_pictures_that_changed():
+    from clip_backdoor_unlearn.evaluation import paired_accuracy_change
+
+    before = torch.tensor([True, True, False, False, True])
+    after = torch.tensor([True, False, True, False, False])  # two lost, one gained, two unchanged
+    change, half_width = paired_accuracy_change(before, after)
+    assert change == pytest.approx(-0.2)
+    assert half_width == pytest.approx(1.96 * (3 - 1 / 5) ** 0.5 / 5)
+    assert paired_accuracy_change(before, before) == (0.0, 0.0)  # nothing changed: no doubt about it
+    # The same change over more pictures that changed is less certain.
+    wider = paired_accuracy_change(torch.tensor([True, False] * 5 + [True] * 10), torch.tensor([False, True] * 5 +
+                                                                                                [False] * 10))
+    narrower = paired_accuracy_change(torch.tensor([True] * 10 + [False] * 10), torch.tensor([False] * 10 +
+                                                                                              [False] * 10))
+    assert wider[0] == narrower[0] == pytest.approx(-0.5) and wider[1] > narrower[1]
+    with pytest.raises(ValueError, match="equally long"):
+        paired_accuracy_change(before, after[:3])
+
+
+def test_evaluate_reports_the_zero_shot_change_with_its_interval(clip):
+    from clip_backdoor_unlearn.evaluation import paired_accuracy_change, zero_shot_hits
+    from clip_backdoor_unlearn.evaluation.unlearning import evaluate_unlearning
+
+    model, processor = clip
+    pictures = images(30, seed=5)
+    dataset = {"image": pictures, "label": [CLASSES[index % 3] for index in range(30)]}
+    options = dict(class_names=CLASSES, zero_shot_templates=["a photo of {}."])
+    changed = perturbed(model, scale=2.0)
+    metrics = evaluate_unlearning(model, changed, processor, [NAME], zero_shot_dataset=dataset, **options)
+    hits = [zero_shot_hits(m, processor, dataset, class_names=CLASSES, templates=["a photo of {}."])[1]
+            for m in (model, changed)]
+    assert metrics["zero_shot_accuracy_before"] == pytest.approx(float(hits[0].float().mean()))
+    assert metrics["zero_shot_accuracy_after"] == pytest.approx(float(hits[1].float().mean()))
+    assert bool((hits[0] != hits[1]).any())  # the perturbation changed some answers: the interval is not zero
+    half_width = paired_accuracy_change(*hits)[1]
+    assert half_width > 0 and metrics["zero_shot_accuracy_change_ci95"] == pytest.approx(half_width)

@@ -17,7 +17,14 @@ from .protocol import IDIA_PROTOCOLS, IDIAProtocol, default_candidate_pool
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES, OPENAI_IMAGENET_TEMPLATES, ZERO_SHOT_TEMPLATES
 from .variant_leakage import leakage_table, variant_leakage
-from .zero_shot import zero_shot_accuracy, zero_shot_classifier, zero_shot_rankings, zero_shot_topk_accuracy
+from .zero_shot import (
+    paired_accuracy_change,
+    zero_shot_accuracy,
+    zero_shot_classifier,
+    zero_shot_hits,
+    zero_shot_rankings,
+    zero_shot_topk_accuracy,
+)
 
 __all__ = [
     "IDIA_PROTOCOLS",
@@ -37,6 +44,7 @@ __all__ = [
     "image_retrieval_attack",
     "leakage_table",
     "majority_vote",
+    "paired_accuracy_change",
     "predict_candidates",
     "sim_backdoor",
     "sim_clean",
@@ -46,6 +54,7 @@ __all__ = [
     "variant_leakage",
     "zero_shot_accuracy",
     "zero_shot_classifier",
+    "zero_shot_hits",
     "zero_shot_rankings",
     "zero_shot_topk_accuracy",
 ]

@@ -21,7 +21,7 @@ from .protocol import idia_protocol as resolve_protocol
 from .similarity import sim_backdoor, sim_clean, sim_clean_images, sim_to_target
 from .templates import IDIA_TEMPLATES
 from .variant_leakage import variant_leakage
-from .zero_shot import zero_shot_topk_accuracy
+from .zero_shot import paired_accuracy_change, zero_shot_hits
 
 
 def backdoor_pairs(names: Sequence[str], neutral_term: str | Mapping[str, str],
@@ -65,7 +65,10 @@ def evaluate_unlearning(
     IDIA figures from ``unlearning_report`` prefixed ``idia_`` (with ``face_images``; ``idia_before`` reuses an
     attack already run on the original model), ``idia_fpr_non_members_before/after`` (with ``non_member_names``:
     people whose images are given but who were never in training), and ``zero_shot_accuracy_before/after`` (with
-    ``zero_shot_dataset``, prompts from ``zero_shot_templates`` when given); ``sim_target_before/after`` and
+    ``zero_shot_dataset``, prompts from ``zero_shot_templates`` when given) with
+    ``zero_shot_accuracy_change_ci95``, the 95 % half-width of their difference picture by picture
+    (``paired_accuracy_change``: how far the change can be from the truth by the luck of the pictures drawn);
+    ``sim_target_before/after`` and
     ``sim_clean_images`` for the image tower (see ``_image_tower_metrics``). With ``name_variants=True`` (and
     ``face_images``) the attack is repeated with each removed person's name replaced by a variant of each kind
     (``variant_leakage``): ``idia_variant_{kind}_tpr_before/after``; ``kept_names`` adds
@@ -120,13 +123,15 @@ def evaluate_unlearning(
     metrics.update(_image_tower_metrics(original_model, sanitized_model, processor, removed_names, face_images,
                                         target_embedding, clean_images))
     if zero_shot_dataset is not None:
+        hits = {}
         for label, model in (("before", original_model), ("after", sanitized_model)):
             options = {"templates": zero_shot_templates} if zero_shot_templates else {}
-            accuracy = zero_shot_topk_accuracy(model, processor, zero_shot_dataset, class_names=class_names,
-                                               top_k=(1, 5), show_progress_bar=show_progress_bar, **options)
-            metrics[f"zero_shot_accuracy_{label}"] = accuracy[1]
-            if 5 in accuracy:
-                metrics[f"zero_shot_top5_accuracy_{label}"] = accuracy[5]
+            hits[label] = zero_shot_hits(model, processor, zero_shot_dataset, class_names=class_names, top_k=(1, 5),
+                                         show_progress_bar=show_progress_bar, **options)
+            metrics[f"zero_shot_accuracy_{label}"] = float(hits[label][1].float().mean())
+            if 5 in hits[label]:
+                metrics[f"zero_shot_top5_accuracy_{label}"] = float(hits[label][5].float().mean())
+        metrics["zero_shot_accuracy_change_ci95"] = paired_accuracy_change(hits["before"][1], hits["after"][1])[1]
     return metrics
 
 

@@ -123,6 +123,28 @@ def zero_shot_topk_accuracy(
         top_k: the ``k`` to report.
         show_progress_bar: show progress over the image batches.
     """
+    hits = zero_shot_hits(model, processor, dataset, class_names=class_names, templates=templates,
+                          image_column=image_column, label_column=label_column, batch_size=batch_size, top_k=top_k,
+                          show_progress_bar=show_progress_bar)
+    return {k: int(correct.sum()) / len(correct) for k, correct in hits.items()}
+
+
+def zero_shot_hits(
+    model: torch.nn.Module,
+    processor,
+    dataset: Any,
+    *,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] | str = ZERO_SHOT_TEMPLATES,
+    image_column: str = "image",
+    label_column: str = "label",
+    batch_size: int = 128,
+    top_k: Sequence[int] = (1,),
+    show_progress_bar: bool = False,
+) -> dict[int, torch.Tensor]:
+    """``{k: per image, whether its class is among the k nearest}`` (boolean, dataset order): what
+    ``zero_shot_topk_accuracy`` averages, kept per image so that two models can be compared picture by picture
+    (``paired_accuracy_change``). Arguments as there."""
     if isinstance(templates, str):
         templates = zero_shot_templates(templates)
     class_names = _class_names(dataset, label_column, class_names)
@@ -131,7 +153,23 @@ def zero_shot_topk_accuracy(
                                           image_column=image_column, label_column=label_column,
                                           batch_size=batch_size, k=max(ks), show_progress_bar=show_progress_bar)
     hits = rankings == labels.unsqueeze(1)
-    return {k: int(hits[:, :k].any(dim=1).sum()) / len(labels) for k in ks}
+    return {k: hits[:, :k].any(dim=1) for k in ks}
+
+
+def paired_accuracy_change(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
+    """``(change, half_width)``: the accuracy change from ``before`` to ``after`` (per-image correctness of two
+    models on the same pictures, ``zero_shot_hits``) and the half-width of its 95 % interval.
+
+    Only pictures that one model gets right and the other wrong move the change, so their number sets its noise:
+    the paired standard error is ``sqrt(b + c − (b − c)² / n) / n`` with ``b`` pictures lost and ``c`` gained. A
+    change within the half-width of zero cannot be told from the luck of which pictures were drawn.
+    """
+    if before.shape != after.shape or before.ndim != 1 or len(before) == 0:
+        raise ValueError("paired_accuracy_change needs two equally long, non-empty rows of per-image correctness.")
+    before, after = before.bool(), after.bool()
+    lost, gained, n = int((before & ~after).sum()), int((~before & after).sum()), len(before)
+    error = max(lost + gained - (gained - lost) ** 2 / n, 0.0) ** 0.5 / n
+    return (gained - lost) / n, 1.96 * error
 
 
 def zero_shot_rankings(
