@@ -7,7 +7,8 @@ Each row: the first ``k`` detected members of a cached demo world removed with `
 for the demo (``DEMO_VISION_SETTINGS`` over the library's defaults; ``--set field=json`` changes one), the image
 tower alone or ``both`` (the text tower with the demo's text settings, as the script). Measured on pictures no
 training used (the ``eval`` split): the IDIA's TPR on the removed people, the other members it found before and
-after, zero-shot accuracy, and the image-to-image attack (the ``eval`` pictures against the ``train`` ones).
+after, zero-shot accuracy with its paired 95 % half-width in points (``--zero_shot_per_class`` draws more
+held-out pictures to narrow it), and the image-to-image attack (the ``eval`` pictures against the ``train`` ones).
 Pass ``--threads 1`` and pin two runs to two cores to run them side by side.
 """
 
@@ -24,15 +25,25 @@ import torch
 
 from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner, VisionBackdoorTrainingArguments
 from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, demo_text_settings, load_demo_clip
-from clip_backdoor_unlearn.demo.world import WORLD_SIZES
-from clip_backdoor_unlearn.evaluation import identity_inference_attack
+from clip_backdoor_unlearn.demo.world import WORLD_SIZES, DemoWorld
+from clip_backdoor_unlearn.evaluation import identity_inference_attack, paired_accuracy_change, zero_shot_hits
 
 COLUMNS = ("encoder", "size", "world", "removed", "seed", "tpr_after", "others_before", "others_after",
-           "zero_shot_before", "zero_shot_after", "i2i_removed_after", "i2i_others_before", "i2i_others_after",
-           "train_s")
+           "zero_shot_before", "zero_shot_after", "zero_shot_ci95", "i2i_removed_after", "i2i_others_before",
+           "i2i_others_after", "train_s")
 
 
-def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0) -> dict:
+def zero_shot_set(size: str, world_seed: int, world: DemoWorld, per_class: list[int] | None):
+    """The world's held-out zero-shot pictures, or ``per_class`` = [shapes, digits] of them (evaluation-only
+    fields: the cached CLIP stays the one trained)."""
+    if per_class:
+        world = DemoWorld.build(size=size, seed=world_seed, shape_eval_per_class=per_class[0],
+                                digit_eval_per_class=per_class[1])
+    return world.zero_shot()
+
+
+def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
+        zero_shot_per_class: list[int] | None = None) -> dict:
     model, processor, world = load_demo_clip(size, world_seed)
     faces = world.faces()
     before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
@@ -58,17 +69,27 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
     seconds = time.perf_counter() - start
     metrics = unlearner.evaluate(
         removed, face_images=faces["eval"], gallery_images=faces["train"], candidate_names=world.candidate_names,
-        non_member_names=world.non_member_names, idia_before=before, zero_shot_dataset=world.zero_shot(),
-        zero_shot_templates=world.zero_shot_templates,
+        non_member_names=world.non_member_names, idia_before=before,
     )
+    pictures = zero_shot_set(size, world_seed, world, zero_shot_per_class)
+    templates = world.zero_shot_templates
+    hits_before, hits_after = (zero_shot_hits(tower, processor, pictures, templates=templates)[1]
+                               for tower in (model, unlearner.model))
+    change, half_width = paired_accuracy_change(hits_before, hits_after)
+    zero_shot_before = float(hits_before.float().mean())
+    shapes = torch.tensor(pictures["label"]) < len(world.shape_classes)  # the shapes' classes come first
+    by_kind = {kind: [round(100 * value, 2) for value in paired_accuracy_change(hits_before[rows], hits_after[rows])]
+               for kind, rows in (("shapes", shapes), ("digits", ~shapes))}
     return {
         "encoder": encoder, "size": size, "world": world_seed, "removed": len(removed), "seed": seed,
         "overrides": {**overrides, **({"lora_r": lora_r} if lora_r else {})},
         "tpr_after": metrics["idia_tpr_removed_after"],
         "others_before": metrics["idia_others_detected_before"],
         "others_after": metrics["idia_others_detected_after"],
-        "zero_shot_before": metrics["zero_shot_accuracy_before"],
-        "zero_shot_after": metrics["zero_shot_accuracy_after"],
+        "zero_shot_before": zero_shot_before, "zero_shot_after": zero_shot_before + change,
+        "zero_shot_ci95": round(100 * half_width, 2), "zero_shot_pictures": len(hits_before),
+        "zero_shot_changed": int((hits_before != hits_after).sum()),
+        "zero_shot_change_by_kind": by_kind,
         "i2i_removed_after": metrics["image_retrieval_tpr_removed_after"],
         "i2i_others_before": metrics["image_retrieval_tpr_others_before"],
         "i2i_others_after": metrics["image_retrieval_tpr_others_after"], "train_s": round(seconds, 1),
@@ -82,7 +103,7 @@ def _cell(value) -> str:
 def table(rows: list[dict]) -> str:
     """One line per run, then per (encoder, size, removed) the worst run against the issue's bars."""
     lines = [" | ".join(COLUMNS), " | ".join("---" for _ in COLUMNS)]
-    lines += [" | ".join(_cell(row[column]) for column in COLUMNS) for row in rows]
+    lines += [" | ".join(_cell(row.get(column, "–")) for column in COLUMNS) for row in rows]
     lines += ["", "encoder | size | removed | runs | worst TPR | most others lost (points) | worst zero-shot change "
               "(points) | mean train s", "--- | --- | --- | --- | --- | --- | --- | ---"]
     groups: dict[tuple, list[dict]] = {}
@@ -106,6 +127,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                         help="an image-tower argument over the demo's settings, e.g. face_target='\"mean\"'")
     parser.add_argument("--lora_r", type=int, default=0, help="train a LoRA adapter of this rank (0: the tower)")
+    parser.add_argument("--zero_shot_per_class", type=int, nargs=2, metavar=("SHAPES", "DIGITS"),
+                        help="held-out zero-shot pictures per shape and per digit class (the world's own if unset; "
+                             "more narrow the ± in zero_shot_ci95, points)")
     parser.add_argument("--threads", type=int, help="torch threads (1 to run two benchmarks on two cores)")
     parser.add_argument("--json", help="append each row here (JSON lines)")
     parser.add_argument("--table", help="print the table of a --json file and exit")
@@ -121,7 +145,8 @@ def main() -> None:
     for encoder in options.encoders:
         for count in options.removed:
             for seed in options.seeds:
-                rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r))
+                rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r,
+                                options.zero_shot_per_class))
                 print(json.dumps(rows[-1]), flush=True)
                 if options.json:
                     with open(options.json, "a", encoding="utf-8") as handle:
