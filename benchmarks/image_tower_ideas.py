@@ -283,8 +283,8 @@ def main() -> None:
                 state["texts"] = F.normalize(encode_texts(model, tokenizer, captions).float(), dim=-1)
             state["scale"] = float(model.logit_scale.exp())
         if options.idea == "named_references":
+            from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
             from clip_backdoor_unlearn.evaluation.zero_shot import zero_shot_classifier
-            from clip_backdoor_unlearn.training.jobs import PERSON_TEMPLATES
 
             with torch.no_grad():
                 state["names"] = zero_shot_classifier(model, tokenizer, world.candidate_names, PERSON_TEMPLATES).float()
@@ -293,8 +293,8 @@ def main() -> None:
             pool = {name: index for index, name in enumerate(world.candidate_names)}
 
             def vision_unlearning_inputs(removed):  # reference faces: the unnamed people's, then the other members'
-                inputs = inputs_for(removed)
-                others = world.faces()["train"].filter(lambda name, member: member and name not in set(removed),
+                inputs, gone = inputs_for(removed), set(removed)
+                others = world.faces()["train"].filter(lambda name, member: member and name not in gone,
                                                        input_columns=["name", "member"])["name"]
                 state["reference_labels"] = torch.tensor([-1] * len(world.unnamed_faces()) + [pool[n] for n in others])
                 assert len(state["reference_labels"]) == len(inputs["reference_faces"])
@@ -324,8 +324,7 @@ def main() -> None:
     row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides,
                           zero_shot_per_class=options.zero_shot_per_class)
     setting = {"relational": "weight", "relational_only": "weight", "ewc": "weight", "nullspace": "weight",
-               "named_references": "weight",
-               "last_layers": "first_layer", "width": "width"}.get(options.idea)
+               "named_references": "weight", "last_layers": "first_layer", "width": "width"}.get(options.idea)
     row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
     print(json.dumps(row), flush=True)
     if options.json:
