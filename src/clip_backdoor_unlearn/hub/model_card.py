@@ -129,7 +129,7 @@ METRIC_ROWS = (
     MetricRow("SimBackdoor (name vs neutral term)", "sim_backdoor_before", "sim_backdoor_after", "sim_backdoor"),
     MetricRow("SimClean (held-out captions)", None, "sim_clean", "sim_clean"),
     MetricRow("Zero-shot top-1 accuracy", "zero_shot_accuracy_before", "zero_shot_accuracy_after", "zero_shot"),
-    MetricRow("Zero-shot top-1 change, 95 % half-width (paired)", None, "zero_shot_accuracy_change_ci95",
+    MetricRow("Zero-shot top-1 change ± (95 %, paired)", None, "zero_shot_accuracy_change_ci95",
               "zero_shot"),
     MetricRow("Zero-shot top-5 accuracy", "zero_shot_top5_accuracy_before", "zero_shot_top5_accuracy_after",
               "zero_shot"),
