@@ -398,3 +398,32 @@ def test_forget_monitor_through_unlearn(saved_tiny_model, train_captions):
     assert monitor.last_tpr == attack.tpr(NAMES[:2])
     assert [entry["forget_idia_tpr"] for entry in result.log_history if "forget_idia_tpr" in entry] == [
         entry["tpr"] for entry in monitor.history]
+
+
+class _FailAtStep(__import__("transformers").TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        raise RuntimeError("interrupted on purpose")
+
+
+@pytest.mark.parametrize("case", ["trained", "interrupted", "refused", "second tower refused"])
+def test_no_scratch_folder_is_left_behind(saved_tiny_model, train_captions, tmp_path, monkeypatch, case):
+    """Without an output_dir a run trains in a temporary folder; whether it ends, fails in training or is refused
+    before training (here: nothing to resume; an image tower without faces after the text tower's job was built),
+    that folder is gone afterwards."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    run = dict(captions=train_captions[:100], **SHORT)
+    if case == "trained":
+        unlearner.unlearn(NAMES[:1], **run)
+    elif case == "interrupted":
+        with pytest.raises(RuntimeError, match="on purpose"):
+            unlearner.unlearn(NAMES[:1], callbacks=[_FailAtStep()], **run)
+    elif case == "refused":
+        with pytest.raises(FileNotFoundError, match="checkpoint"):
+            unlearner.unlearn(NAMES[:1], resume_from_checkpoint=True, **run)
+    else:
+        with pytest.raises(ValueError):
+            unlearner.unlearn(NAMES[:1], encoder="both", face_images=None, **run)
+    assert [path.name for path in tmp_path.iterdir()] == []

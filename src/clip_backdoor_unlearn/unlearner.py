@@ -48,7 +48,7 @@ from .training.arguments import (
     unset_defaults,
 )
 from .training.embeddings import processor_parts
-from .training.jobs import check_outputs, resume_setting, run_job, text_job, vision_job
+from .training.jobs import check_outputs, resume_setting, run_job, scratch_output_dirs, text_job, vision_job
 from .training.stopping import NeutralTargetStopCallback
 from .training.towers import TEXT, check_clip_model
 
@@ -247,39 +247,40 @@ class BackdoorUnlearner:
         variants = [form for job in jobs for form in job.variants]
         for job in jobs:
             job.trainer_kwargs["callbacks"] = list(callbacks or [])
-        resume = check_outputs(jobs, resume_setting(resume_from_checkpoint, jobs[0].args), self.source_dir)
-        if self.original_model is None:
-            self.original_model = copy.deepcopy(self.model).eval().requires_grad_(False)
-        # From here the model changes: the names are protected at once, and nothing is saved until the run is over.
-        self._protected_names += [name for name in names if name not in self._protected_names]
-        self._protected_variants += [form for form in variants if form not in self._protected_variants]
-        self._incomplete = True
+        with scratch_output_dirs(jobs):
+            resume = check_outputs(jobs, resume_setting(resume_from_checkpoint, jobs[0].args), self.source_dir)
+            if self.original_model is None:
+                self.original_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+            # From here the model changes: the names are protected at once, and nothing is saved until the run is over.
+            self._protected_names += [name for name in names if name not in self._protected_names]
+            self._protected_variants += [form for form in variants if form not in self._protected_variants]
+            self._incomplete = True
 
-        log_history, seconds, steps, peft_model = [], 0.0, 0, None
-        first_run = not self.unlearning_config
-        # The teacher is the model as it is at the start of this run (the original in the first), so sequential runs
-        # add up. One copy serves every tower: they share no parameter, so training one leaves the other's teacher
-        # as it was. Adapters use the disabled base instead.
-        teacher = None
-        if peft_config is None:
-            teacher = self.original_model if first_run else copy.deepcopy(self.model).eval().requires_grad_(False)
-        with redacting(self._scanner()):
-            for job in jobs:
-                trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
-                                               protected_names=self._protected_names)
-                log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
-                job.record["trained_steps"] = trainer.state.global_step  # fewer than max_steps after an early stop
-                stops = [callback for callback in trainer.callback_handler.callbacks
-                         if isinstance(callback, NeutralTargetStopCallback)]
-                if stops:
-                    job.record["early_stop"] = stops[0].stop_reason  # "threshold", "retrieval", "plateau" or None
-                seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
-                trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
-                if peft_config is not None:
-                    peft_model = trained
-                    self.model = copy.deepcopy(trained).merge_and_unload().eval()
-                else:
-                    self.model = trained
+            log_history, seconds, steps, peft_model = [], 0.0, 0, None
+            first_run = not self.unlearning_config
+            # The teacher is the model as it is at the start of this run (the original in the first), so sequential runs
+            # add up. One copy serves every tower: they share no parameter, so training one leaves the other's teacher
+            # as it was. Adapters use the disabled base instead.
+            teacher = None
+            if peft_config is None:
+                teacher = self.original_model if first_run else copy.deepcopy(self.model).eval().requires_grad_(False)
+            with redacting(self._scanner()):
+                for job in jobs:
+                    trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
+                                                   protected_names=self._protected_names)
+                    log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
+                    job.record["trained_steps"] = trainer.state.global_step  # fewer than max_steps after an early stop
+                    stops = [callback for callback in trainer.callback_handler.callbacks
+                             if isinstance(callback, NeutralTargetStopCallback)]
+                    if stops:
+                        job.record["early_stop"] = stops[0].stop_reason  # "threshold", "retrieval", "plateau" or None
+                    seconds, steps = seconds + job_seconds, steps + trainer.state.global_step
+                    trained = trainer.accelerator.unwrap_model(trainer.model).eval().requires_grad_(False)
+                    if peft_config is not None:
+                        peft_model = trained
+                        self.model = copy.deepcopy(trained).merge_and_unload().eval()
+                    else:
+                        self.model = trained
         # An adapter alone stands for one tower of one run; otherwise only the merged model describes the change.
         self.peft_model = peft_model if len(jobs) == 1 and first_run else None
         run = run_record(

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class TrainingJob:
     args: BackdoorTrainingArguments
     dataset: Dataset
     trainer_kwargs: dict[str, Any]
-    scratch_dir: str | None = None
+    scratch: bool = False  # no output_dir was given: the run makes a temporary one (scratch_output_dirs)
     # Extra entries for the run record (counts and modes only, never names).
     record: dict[str, Any] = field(default_factory=dict)
     # Text tower: what each name is mapped to (the neutral term, or a pseudonym each). Never recorded or saved.
@@ -70,22 +71,36 @@ class TrainingJob:
 
 
 def training_arguments(args_class, args, **overrides):
-    """``args`` (or the class defaults) with ``overrides``; a scratch ``output_dir`` when none is given."""
+    """``args`` (or the class defaults) with ``overrides``, and whether the job needs a scratch ``output_dir``: one is
+    made for the run by ``scratch_output_dirs`` when neither ``args`` nor ``overrides`` name one."""
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(args_class)})
     if unknown:
         raise TypeError(f"Unknown training argument(s) {unknown}; see {args_class.__name__}.")
-    scratch_dir = None
     if overrides.get("push_to_hub") or getattr(args, "push_to_hub", False):
         raise TypeError("push_to_hub=True in the training arguments would publish checkpoints unscanned (with the "
                         "training arguments); train, then call BackdoorUnlearner.push_to_hub(repo_id).")
     if args is None:
-        if "output_dir" not in overrides:
-            scratch_dir = overrides["output_dir"] = tempfile.mkdtemp(prefix="clip-backdoor-unlearn-")
         overrides.setdefault("disable_tqdm", False)
-        return args_class(**overrides), scratch_dir
+        return args_class(**overrides), "output_dir" not in overrides
     if not isinstance(args, args_class):
         raise TypeError(f"Expected {args_class.__name__}, got {type(args).__name__}.")
-    return dataclasses.replace(args, **overrides), scratch_dir
+    return dataclasses.replace(args, **overrides), False
+
+
+@contextmanager
+def scratch_output_dirs(jobs: Sequence[TrainingJob]):
+    """For the length of a run, a temporary ``output_dir`` for each job that needs one (``TrainingJob.scratch``),
+    removed on leaving, whether the run ended or failed: a refused or interrupted call leaves nothing behind."""
+    made: list[str] = []
+    try:
+        for job in jobs:
+            if job.scratch:
+                made.append(tempfile.mkdtemp(prefix="clip-backdoor-unlearn-"))
+                job.args = dataclasses.replace(job.args, output_dir=made[-1])
+        yield jobs
+    finally:
+        for directory in made:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def caption_list(captions: list[str] | Dataset | None) -> list[str]:
@@ -119,7 +134,7 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     variants = expand_variants(names, name_variants, kept_names=kept_names, neutral_term=neutral_term,
                                tokenizer=tokenizer, max_length=max_length)
     captions = caption_list(captions)
-    args, scratch_dir = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
+    args, scratch = training_arguments(BackdoorTrainingArguments, args, neutral_term=neutral_term, **overrides)
     if previous_names:
         # Captions naming someone removed earlier are dropped (they are not clean), and person prompts naming each of
         # them are held at the teacher, which is the model after the earlier runs: that keeps them forgotten.
@@ -151,7 +166,7 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     if stop_rule_on(args):
         record["early_stop_held_out_captions"] = len(held_out)
     return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
-                       scratch_dir, record, targets if pseudonyms else None,
+                       scratch, record, targets if pseudonyms else None,
                        [form for forms in variants.values() for form in forms], list(kept_names), held_out)
 
 
@@ -193,7 +208,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     faces_by_person = faces_per_person(face_images, names)
     references = load_images(reference_faces, "reference_faces", exclude_names=names)
     clean_images = load_images(images, "images")
-    args, scratch_dir = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
+    args, scratch = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
     faces = [face for person_faces in faces_by_person for face in person_faces]
@@ -222,7 +237,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     if target_kind == "name":
         kwargs["name_embeddings"], kwargs["name_thresholds"] = name_targets(teacher, tokenizer, names,
                                                                              reference_embeddings)
-    return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch_dir)
+    return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch)
 
 
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
@@ -243,12 +258,6 @@ def name_targets(teacher: PreTrainedModel, tokenizer, names: Sequence[str], refe
     name_embeddings = zero_shot_classifier(teacher, tokenizer, names, PERSON_TEMPLATES)
     unit_references = torch.nn.functional.normalize(reference_embeddings, dim=-1)
     return name_embeddings, (unit_references @ name_embeddings.T).mean(dim=0)
-
-
-def remove_scratch(jobs: Sequence[TrainingJob]) -> None:
-    for job in jobs:
-        if job.scratch_dir is not None:
-            shutil.rmtree(job.scratch_dir, ignore_errors=True)
 
 
 def resume_setting(resume_from_checkpoint, args) -> str | bool | None:
@@ -275,21 +284,14 @@ def names_digest(names: Sequence[str], variants: Sequence[str], seed: int) -> st
 
 
 def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_dir: str | None) -> str | None:
-    """Refuse checkpoints written into the source model, and resolve the checkpoint to resume from.
-
-    On failure the scratch directories already made are removed, so a refused call leaves nothing behind.
-    """
-    try:
-        if resume_from_checkpoint not in (None, False) and len(jobs) > 1:
-            raise ValueError("resume_from_checkpoint resumes one tower's training; with encoder='both' resume "
-                             "the interrupted tower with its own encoder.")
-        for job in jobs:
-            if job.args.save_strategy != "no":
-                refuse_source_overwrite(job.args.output_dir, source_dir)
-        return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
-    except Exception:
-        remove_scratch(jobs)
-        raise
+    """Refuse checkpoints written into the source model, and resolve the checkpoint to resume from."""
+    if resume_from_checkpoint not in (None, False) and len(jobs) > 1:
+        raise ValueError("resume_from_checkpoint resumes one tower's training; with encoder='both' resume "
+                         "the interrupted tower with its own encoder.")
+    for job in jobs:
+        if job.args.save_strategy != "no":
+            refuse_source_overwrite(job.args.output_dir, source_dir)
+    return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
 
 
 def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel | None, peft_config,
@@ -316,8 +318,5 @@ def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel |
             min_step=math.ceil(job.args.early_stop_from * job.args.max_steps), patience=job.args.early_stop_patience,
             min_delta=job.args.early_stop_min_delta, every_n_steps=job.args.early_stop_every_n_steps))
     start = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    finally:
-        remove_scratch([job])
+    trainer.train(resume_from_checkpoint=resume)
     return trainer, time.perf_counter() - start
