@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -65,7 +66,10 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
 
         inputs["peft_config"] = LoraConfig(r=lora_r, lora_alpha=2 * lora_r)
     start = time.perf_counter()
-    unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True, **inputs)
+    try:
+        unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True, **inputs)
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
     seconds = time.perf_counter() - start
     metrics = unlearner.evaluate(
         removed, face_images=faces["eval"], gallery_images=faces["train"], candidate_names=world.candidate_names,
