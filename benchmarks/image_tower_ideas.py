@@ -24,6 +24,13 @@ settings, ``--set field=json`` over them) and appends its row:
 - ``named_references``: the reference faces of named people (the other members) keep the teacher's softmax over
   the attack's pool of names (frozen text tower; KL, ``--weight``), on top of the defaults: what the attack reads
   for the people kept, held directly (a benchmark idea: it embeds the kept names).
+- ``rank_pool``: the name target asks only for what the attack reads, a rank: a removed face must match its own
+  name less than the best of the other candidate names (the attack's pool less the removed, as ``kept_names``) by
+  ``--weight`` (the margin), ``relu(cos(f, own) − max cos(f, other) + margin)``, instead of less than anonymous faces
+  do on average (a benchmark idea: it embeds the kept names).
+- ``hidden_states``: the utility rows (clean pictures, reference faces) also keep every token of the image tower's
+  hidden states from ``--first_layer`` on where the teacher has them (``--weight`` · mean of 1 − cosine per token):
+  the pooled embedding the utility loss holds is one vector a picture, the tokens carry its layout (shape detail).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from clip_backdoor_unlearn.training import vision_trainer  # noqa: E402
 from clip_backdoor_unlearn.training.embeddings import encode_texts, image_embeddings, processor_parts  # noqa: E402
 
 IDEAS = ("relational", "relational_only", "ewc", "pcgrad", "last_layers", "width", "nullspace", "relative_name",
-         "named_references")
+         "named_references", "hidden_states", "rank_pool")
 
 
 def _install_loss(extra):
@@ -240,6 +247,41 @@ def named_references(weight: float, state: dict):
     _install_loss(extra)
 
 
+def hidden_states(weight: float, first_layer: int):
+    def embed(model, pixel_values):  # the projected embedding, and the hidden states it came from
+        output = model.vision_model(pixel_values=pixel_values, output_hidden_states=True)
+        return model.visual_projection(output.pooler_output), output.hidden_states[first_layer + 1 :]
+
+    def student_embeddings(self, model, inputs):
+        dtype = next(self.accelerator.unwrap_model(model).parameters()).dtype
+        embeddings, self._student_hidden = embed(self.accelerator.unwrap_model(model), inputs["pixel_values"].to(dtype))
+        return embeddings
+
+    vision_trainer.VisionBackdoorTrainer.student_embeddings = student_embeddings
+
+    def extra(trainer, model, inputs, pieces):
+        num_poisoned, _, _, backdoor, utility = pieces
+        with torch.no_grad():
+            teacher = embed(trainer.teacher_model, inputs["pixel_values"][num_poisoned:])[1]
+        distance = torch.stack([1 - F.cosine_similarity(s[num_poisoned:].float(), t.float(), dim=-1).mean()
+                                for s, t in zip(trainer._student_hidden, teacher)]).mean()
+        trainer._metrics["hidden_distance"].append(distance.detach().item())
+        return utility + weight * distance + trainer.args.backdoor_weight * backdoor
+
+    _install_loss(extra)
+
+
+def rank_pool(margin: float, state: dict):
+    def backdoor_distances(self, student, teacher, inputs):
+        people = inputs["poisoned_people"].to(student.device)
+        unit = F.normalize(student, dim=-1)
+        own = (unit * self.name_embeddings[people]).sum(-1)
+        best_other = (unit @ state["names"].to(student.device).T).max(dim=-1).values
+        return torch.relu(own - best_other + margin)
+
+    vision_trainer.VisionBackdoorTrainer.backdoor_distances = backdoor_distances
+
+
 def width_loader(width: int):
     """``load_demo_clip`` for a demo CLIP whose image tower is ``width`` wide (trained once, cached apart)."""
     from clip_backdoor_unlearn.demo.recipe import RECIPES, load_demo_clip
@@ -258,8 +300,10 @@ def main() -> None:
     parser.add_argument("--removed", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--weight", type=float, default=1.0,
-                        help="relational, relational_only, ewc; nullspace: the trace share left free")
-    parser.add_argument("--first_layer", type=int, default=2, help="last_layers")
+                        help="relational, relational_only, ewc, hidden_states; nullspace: the trace share left free; "
+                             "rank_pool: the margin")
+    parser.add_argument("--first_layer", type=int, default=2,
+                        help="last_layers; hidden_states: the first layer whose output is held (0: all)")
     parser.add_argument("--width", type=int, default=64, help="width: the image tower's hidden size")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON")
     parser.add_argument("--zero_shot_per_class", type=int, nargs=2, metavar=("SHAPES", "DIGITS"),
@@ -282,6 +326,20 @@ def main() -> None:
                 captions = sorted(set(world.clean_images()["caption"]))
                 state["texts"] = F.normalize(encode_texts(model, tokenizer, captions).float(), dim=-1)
             state["scale"] = float(model.logit_scale.exp())
+        if options.idea == "rank_pool":
+            from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
+            from clip_backdoor_unlearn.evaluation.zero_shot import zero_shot_classifier
+
+            inputs_for = world.vision_unlearning_inputs
+
+            def vision_unlearning_inputs(removed):  # the other candidates' names, embedded once the removed are known
+                gone = set(removed)
+                kept = [name for name in world.candidate_names if name not in gone]
+                with torch.no_grad():
+                    state["names"] = zero_shot_classifier(model, tokenizer, kept, PERSON_TEMPLATES).float()
+                return inputs_for(removed)
+
+            world.vision_unlearning_inputs = vision_unlearning_inputs
         if options.idea == "named_references":
             from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
             from clip_backdoor_unlearn.evaluation.zero_shot import zero_shot_classifier
@@ -321,11 +379,18 @@ def main() -> None:
         relative_name()
     elif options.idea == "named_references":
         named_references(options.weight, state)
+    elif options.idea == "rank_pool":
+        rank_pool(options.weight, state)
+    elif options.idea == "hidden_states":
+        hidden_states(options.weight, options.first_layer)
     row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides,
                           zero_shot_per_class=options.zero_shot_per_class)
     setting = {"relational": "weight", "relational_only": "weight", "ewc": "weight", "nullspace": "weight",
-               "named_references": "weight", "last_layers": "first_layer", "width": "width"}.get(options.idea)
+               "named_references": "weight", "last_layers": "first_layer", "width": "width",
+               "hidden_states": "weight", "rank_pool": "weight"}.get(options.idea)
     row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
+    if options.idea == "hidden_states":
+        row["overrides"]["first_layer"] = options.first_layer
     print(json.dumps(row), flush=True)
     if options.json:
         with open(options.json, "a", encoding="utf-8") as handle:
