@@ -22,7 +22,14 @@ import torch  # noqa: E402
 from clip_backdoor_unlearn.data.captions import default_captions  # noqa: E402
 from clip_backdoor_unlearn.demo.tiny import tiny_clip  # noqa: E402
 
-torch.set_num_threads(2)
+# Two threads alone on the two cores. Under pytest-xdist each worker keeps to a core of its own and one thread: two
+# workers that each spread over both cores slow each other several times over (what trains the demo CLIP uses
+# every core the process may run on).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and hasattr(os, "sched_setaffinity"):
+    _CORES = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_CORES[int(_WORKER.removeprefix("gw")) % len(_CORES)]})
+torch.set_num_threads(1 if _WORKER else 2)
 
 NAMES = ["Ada Lovelace", "Zorbo Quill", "Mira Fenwick"]
 # Wordings the unlearner never trains on (see PERSON_TEMPLATES), to test that the backdoor generalises.
@@ -75,12 +82,20 @@ def tiny_model_and_processor(captions):
 def demo_cache(tmp_path_factory):
     """A cache root (for ``CLIP_BACKDOOR_UNLEARN_CACHE``) holding the CI-sized demo CLIP of seed 0.
 
-    Trained once per test session (about a minute on two cores) and shared by every module that needs it.
+    Trained once per test run (about two minutes on one core) and shared by every module that needs it; under
+    pytest-xdist (``-n 2``, ``--dist loadfile``) the workers share it too: the first to need it trains it while a
+    lock holds the other back.
     """
+    from filelock import FileLock
+
     from clip_backdoor_unlearn.demo.recipe import load_demo_clip
 
-    cache = tmp_path_factory.mktemp("demo-cache")
-    load_demo_clip(size="ci", seed=0, cache_dir=cache, progress=False)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, above each worker's own
+    cache = root / "demo-cache"
+    with FileLock(str(root / "demo-cache.lock")):
+        load_demo_clip(size="ci", seed=0, cache_dir=cache, progress=False)
     return cache
 
 
