@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import CLIPModel, CLIPTextModelWithProjection
+from transformers import CLIPModel, CLIPTextModelWithProjection, TrainerCallback
 
 from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
 from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
@@ -400,7 +400,7 @@ def test_forget_monitor_through_unlearn(saved_tiny_model, train_captions):
         entry["tpr"] for entry in monitor.history]
 
 
-class _FailAtStep(__import__("transformers").TrainerCallback):
+class _FailAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         raise RuntimeError("interrupted on purpose")
 
