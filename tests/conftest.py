@@ -91,7 +91,7 @@ def demo_cache(tmp_path_factory):
     from clip_backdoor_unlearn.demo.recipe import load_demo_clip
 
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if _WORKER:
         root = root.parent  # the run's base folder, above each worker's own
     cache = root / "demo-cache"
     with FileLock(str(root / "demo-cache.lock")):
