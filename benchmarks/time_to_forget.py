@@ -164,7 +164,7 @@ def time_to_forget(setup: dict, count: int, settings: dict, options: argparse.Na
     monitor = ForgetMonitorCallback(
         setup["processor"], {name: people[name] for name in removed}, removed, setup["world"].candidate_names,
         every_n_steps=options.every_n_steps, max_tpr=options.max_tpr if max_tpr is None else max_tpr,
-        reuse_kept_prompts=options.screen,
+        reuse_kept_prompts=options.screen, stop_from=0,  # the first check that passes: the time to forget
     )
     unlearner = BackdoorUnlearner(copy.deepcopy(setup["model"]), setup["processor"])
     start = time.perf_counter()

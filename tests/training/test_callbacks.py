@@ -114,7 +114,8 @@ def test_stops_at_the_first_check_that_passes(model_and_processor, faces):
             self.real.append(super().measure(model, exact))
             return self.figures.pop(0)
 
-    callback = Scripted(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=2, max_tpr=1 / 3)
+    callback = Scripted(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=2, max_tpr=1 / 3,
+                        stop_from=0)
     train = trainer(copy.deepcopy(model), processor, callback, max_steps=8)
     train.train()
     assert train.state.global_step == 4 and callback.figures == [0.0]
@@ -125,6 +126,57 @@ def test_stops_at_the_first_check_that_passes(model_and_processor, faces):
     logged = [entry for entry in train.state.log_history if "forget_idia_tpr" in entry]
     assert logged == [{"step": entry["step"], "forget_idia_tpr": entry["tpr"],
                        "forget_check_seconds": entry["check_seconds"]} for entry in callback.history]
+
+
+def test_no_stop_before_stop_from(model_and_processor, faces):
+    """By default a pass before three quarters of the steps is recorded (``forgotten_step``) but training goes on:
+    the first check from there that passes stops it, not one that fails."""
+    model, processor = model_and_processor
+
+    class Scripted(ForgetMonitorCallback):
+        figures = [0.0, 0.0, 0.5, 0.0]  # checks at steps 2 and 4 (before 6 of 8) pass, 6 fails, 8 passes
+
+        def measure(self, model, exact=True):
+            return self.figures.pop(0)
+
+    callback = Scripted(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=2, max_tpr=0.1)
+    train = trainer(copy.deepcopy(model), processor, callback, max_steps=8)
+    train.train()
+    assert [entry["step"] for entry in callback.history] == [2, 4, 6, 8] and train.state.global_step == 8
+    assert callback.forgotten_step == 2
+
+    callback = Scripted(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=2, max_tpr=0.1)
+    callback.figures = [0.0, 0.5, 0.0, 0.0]  # step 6 passes: the run stops there
+    train = trainer(copy.deepcopy(model), processor, callback, max_steps=8)
+    train.train()
+    assert train.state.global_step == 6 and callback.figures == [0.0] and callback.forgotten_step == 2
+
+
+@pytest.mark.parametrize(("tower", "stops_at_six"), [("text_model", True), ("vision_model", False)])
+def test_the_default_stop_from_follows_the_tower_that_trains(model_and_processor, faces, tower, stops_at_six):
+    """The default waits for three quarters of the steps while the text tower trains, for the last step while the
+    image tower trains (its last steps still repair zero-shot accuracy)."""
+    model, processor = model_and_processor
+    model = copy.deepcopy(model).requires_grad_(False)
+    getattr(model, tower).requires_grad_(True)
+
+    class Passing(ForgetMonitorCallback):
+        def measure(self, model, exact=True):
+            return 0.0
+
+    callback = Passing(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=2)
+    begin(callback, model)
+    for step, stops in ((4, False), (6, stops_at_six), (8, True)):
+        state, control = TrainerState(global_step=step, max_steps=8), TrainerControl()
+        callback.on_step_end(None, state, control, model=model)
+        assert control.should_training_stop == stops
+    assert callback.forgotten_step == 4
+
+
+@pytest.mark.parametrize("stop_from", [-0.1, 1.5])
+def test_stop_from_is_a_fraction(model_and_processor, faces, stop_from):
+    with pytest.raises(ValueError, match="stop_from"):
+        monitor(model_and_processor[1], faces, stop_from=stop_from)
 
 
 def test_a_forgotten_run_goes_on_when_told_not_to_stop(model_and_processor, faces):
@@ -163,7 +215,7 @@ def test_screening_pass_is_confirmed_before_stopping(model_and_processor, faces)
             return self.verdicts[exact].pop(0)
 
     callback = Scripted(processor, faces, NAMES, POOL, templates=TEMPLATES, every_n_steps=1, max_tpr=0.1,
-                        reuse_kept_prompts=True)
+                        reuse_kept_prompts=True, stop_from=0)
     train = trainer(copy.deepcopy(model), processor, callback, max_steps=5)
     train.train()
     assert [(entry["step"], entry["screened_tpr"], entry["tpr"]) for entry in callback.history] == [

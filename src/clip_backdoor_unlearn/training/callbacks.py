@@ -4,12 +4,15 @@
 
     monitor = ForgetMonitorCallback(processor, face_images, names=removed, candidate_names=pool, every_n_steps=10)
     trainer = BackdoorTrainer(..., callbacks=[monitor])     # or any transformers.Trainer on a CLIPModel
-    trainer.train()                                         # stops at the first check with TPR <= 0.1
+    trainer.train()                                         # stops at a check with TPR <= 0.1 (see stop_from)
     monitor.forgotten_step, monitor.forgotten_train_seconds, monitor.history
 
 Every ``every_n_steps`` optimisation steps (and after the last one) the callback attacks the removed people's face
 pictures, which should be pictures training never used, and records their IDIA true-positive rate. When it is at
-most ``max_tpr`` it sets ``control.should_training_stop``; the model is then the one that passed the check.
+most ``max_tpr`` and ``stop_from`` of the steps are done it sets ``control.should_training_stop``; the model is then
+the one that passed the check. Before ``stop_from`` a pass is recorded but does not stop: the people are often
+forgotten while the large middle steps still move everyone else, and the later, smaller steps repair that (a stop at
+the first pass kept the damage, on either tower; the image tower's last quarter still repairs a point: docs/method.md).
 
 The attack is the one of ``evaluation.identity_inference_attack`` (same prompts, voting and threshold; a check gives
 the TPR that function would give on the model at that step), with the side that cannot change embedded only once:
@@ -113,6 +116,10 @@ class ForgetMonitorCallback(CheckClock):
         max_tpr: training counts as done once the TPR on ``names`` is at most this (0.1: at most one in ten found).
         stop_training: set ``control.should_training_stop`` when done; ``False`` only records (``forgotten_step``
             is still the first step that passed).
+        stop_from: no stop before this fraction of ``max_steps``; the first check from there that passes stops.
+            ``None`` (default): 0.75 while only the text tower trains (as the face-free rule's ``early_stop_from``),
+            1.0 while the image tower trains (its last steps still repair a point of zero-shot accuracy, so it
+            trains them all). ``0``: the first check that passes.
         templates: the attack's prompt templates (default ``IDIA_TEMPLATES``, the 21 prompts of the paper).
         min_correct_prompts: τ, prompts that must vote for a person for them to count as detected.
         reuse_kept_prompts: screen with fresh embeddings of the removed names' prompts only, and confirm with a full
@@ -141,6 +148,7 @@ class ForgetMonitorCallback(CheckClock):
         every_n_steps: int = 10,
         max_tpr: float = 0.1,
         stop_training: bool = True,
+        stop_from: float | None = None,
         templates: Sequence[str] | None = None,
         min_correct_prompts: int = 1,
         reuse_kept_prompts: bool = False,
@@ -164,6 +172,8 @@ class ForgetMonitorCallback(CheckClock):
             raise ValueError(f"{len(missing)} of the names have no face images (indexes {missing}).")
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}.")
+        if stop_from is not None and not 0 <= stop_from <= 1:
+            raise ValueError(f"stop_from is a fraction of the steps, between 0 and 1; got {stop_from!r}.")
         self.templates = validate_templates(IDIA_TEMPLATES if templates is None else templates)
         if not 1 <= min_correct_prompts <= len(self.templates):
             raise ValueError(f"min_correct_prompts must be between 1 and {len(self.templates)}.")
@@ -176,6 +186,7 @@ class ForgetMonitorCallback(CheckClock):
         self.every_n_steps = every_n_steps
         self.max_tpr = max_tpr
         self.stop_training = stop_training
+        self.stop_from = stop_from
         self.min_correct_prompts = min_correct_prompts
         self.reuse_kept_prompts = reuse_kept_prompts
         self.batch_size = batch_size
@@ -272,11 +283,19 @@ class ForgetMonitorCallback(CheckClock):
         self.history.append(entry)
         if self.log:
             state.log_history.append({"step": step, "forget_idia_tpr": tpr, "forget_check_seconds": seconds})
-        if entry["exact"] and tpr <= self.max_tpr and self.forgotten_step is None:
-            self.forgotten_step, self.forgotten_train_seconds = step, train_seconds
-            if self.stop_training:
+        if entry["exact"] and tpr <= self.max_tpr:
+            if self.forgotten_step is None:
+                self.forgotten_step, self.forgotten_train_seconds = step, train_seconds
+            if self.stop_training and step >= self.resolved_stop_from * state.max_steps:
                 control.should_training_stop = True
         return control
+
+    @property
+    def resolved_stop_from(self) -> float:
+        """``stop_from``, or its default for the towers that train (known once training has begun)."""
+        if self.stop_from is not None:
+            return self.stop_from
+        return 1.0 if self._towers[1] else 0.75
 
     @property
     def last_tpr(self) -> float | None:
