@@ -9,7 +9,9 @@ tower alone or ``both`` (the text tower with the demo's text settings, as the sc
 training used (the ``eval`` split): the IDIA's TPR on the removed people, the other members it found before and
 after, zero-shot accuracy with its paired 95 % half-width in points (``--zero_shot_per_class`` draws more
 held-out pictures to narrow it), and the image-to-image attack (the ``eval`` pictures against the ``train`` ones).
-Pass ``--threads 1`` and pin two runs to two cores to run them side by side.
+``--trajectory N`` also measures the model being trained every N steps (``trajectory`` in the JSON row: the TPR on
+the removed people's ``eval`` and ``train`` pictures, the other members found before still found, zero-shot change in
+points): when a stop would have been safe. Pass ``--threads 1`` and pin two runs to two cores to run them side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import time
 
 import torch
+from transformers import TrainerCallback
 
 from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner, VisionBackdoorTrainingArguments
 from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, demo_text_settings, load_demo_clip
@@ -43,12 +46,45 @@ def zero_shot_set(size: str, world_seed: int, world: DemoWorld, per_class: list[
     return world.zero_shot()
 
 
+class Trajectory(TrainerCallback):
+    """Every ``every`` steps: the attack on the removed people's fresh and training pictures, the other members it
+    found before that it still finds, and the zero-shot change (points), on the model being trained. Rows hold counts
+    and rates, never a name."""
+
+    def __init__(self, every, processor, world, removed, pictures, hits_before, before):
+        self.every, self.processor, self.world, self.pictures = every, processor, world, pictures
+        self.removed, self.hits_before, self.rows = removed, hits_before, []
+        gone = set(removed)
+        self.others = [name for name in world.member_names if before.detected[name] and name not in gone]
+        self.trained_pictures = world.faces()["train"].filter(lambda name: name in gone, input_columns=["name"])
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every or model is None:
+            return
+        model.eval()
+        with torch.no_grad():
+            fresh = identity_inference_attack(model, self.processor, self.world.faces()["eval"],
+                                              self.world.candidate_names)
+            trained = identity_inference_attack(model, self.processor, self.trained_pictures,
+                                                self.world.candidate_names)
+            hits = zero_shot_hits(model, self.processor, self.pictures, templates=self.world.zero_shot_templates)[1]
+        model.train()
+        self.rows.append({
+            "step": state.global_step, "tpr_eval": fresh.tpr(self.removed), "tpr_train": trained.tpr(self.removed),
+            "others": sum(fresh.detected[name] for name in self.others),
+            "zero_shot_change": round(100 * float(hits.float().mean() - self.hits_before.float().mean()), 2)})
+
+
 def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
-        zero_shot_per_class: list[int] | None = None) -> dict:
+        zero_shot_per_class: list[int] | None = None, trajectory: int = 0) -> dict:
     model, processor, world = load_demo_clip(size, world_seed)
     faces = world.faces()
     before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
     removed = [name for name in world.member_names if before.detected[name]][:count]
+    pictures = zero_shot_set(size, world_seed, world, zero_shot_per_class)
+    templates = world.zero_shot_templates
+    hits_before = zero_shot_hits(model, processor, pictures, templates=templates)[1]
+    callbacks = [Trajectory(trajectory, processor, world, removed, pictures, hits_before, before)] if trajectory else []
     output_dir = tempfile.mkdtemp(prefix="bench-image-tower-")
     common = dict(output_dir=output_dir, disable_tqdm=True, report_to="none", seed=seed)
     vision_args = VisionBackdoorTrainingArguments(**{**common, **DEMO_VISION_SETTINGS, **overrides})
@@ -67,7 +103,8 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         inputs["peft_config"] = LoraConfig(r=lora_r, lora_alpha=2 * lora_r)
     start = time.perf_counter()
     try:
-        unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True, **inputs)
+        unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True, callbacks=callbacks,
+                          **inputs)
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
     seconds = time.perf_counter() - start
@@ -75,10 +112,7 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         removed, face_images=faces["eval"], gallery_images=faces["train"], candidate_names=world.candidate_names,
         non_member_names=world.non_member_names, idia_before=before,
     )
-    pictures = zero_shot_set(size, world_seed, world, zero_shot_per_class)
-    templates = world.zero_shot_templates
-    hits_before, hits_after = (zero_shot_hits(tower, processor, pictures, templates=templates)[1]
-                               for tower in (model, unlearner.model))
+    hits_after = zero_shot_hits(unlearner.model, processor, pictures, templates=templates)[1]
     half_width = paired_accuracy_change(hits_before, hits_after)[1]
     shapes = torch.tensor(pictures["label"]) < len(world.shape_classes)  # the shapes' classes come first
     by_kind = {kind: [round(100 * value, 2) for value in paired_accuracy_change(hits_before[rows], hits_after[rows])]
@@ -96,6 +130,7 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         "i2i_removed_after": metrics["image_retrieval_tpr_removed_after"],
         "i2i_others_before": metrics["image_retrieval_tpr_others_before"],
         "i2i_others_after": metrics["image_retrieval_tpr_others_after"], "train_s": round(seconds, 1),
+        **({"trajectory": callbacks[0].rows} if trajectory else {}),
     }
 
 
@@ -133,6 +168,9 @@ def main() -> None:
     parser.add_argument("--zero_shot_per_class", type=int, nargs=2, metavar=("SHAPES", "DIGITS"),
                         help="held-out zero-shot pictures per shape and per digit class (the world's own if unset; "
                              "more narrow the ± in zero_shot_ci95, points)")
+    parser.add_argument("--trajectory", type=int, default=0, metavar="N",
+                        help="also measure the model being trained every N steps (slow: an attack and the zero-shot "
+                             "set each time; train_s then includes them)")
     parser.add_argument("--threads", type=int, help="torch threads (1 to run two benchmarks on two cores)")
     parser.add_argument("--json", help="append each row here (JSON lines)")
     parser.add_argument("--table", help="print the table of a --json file and exit")
@@ -149,7 +187,7 @@ def main() -> None:
         for count in options.removed:
             for seed in options.seeds:
                 rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r,
-                                options.zero_shot_per_class))
+                                options.zero_shot_per_class, options.trajectory))
                 print(json.dumps(rows[-1]), flush=True)
                 if options.json:
                     with open(options.json, "a", encoding="utf-8") as handle:

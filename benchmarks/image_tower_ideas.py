@@ -31,6 +31,15 @@ settings, ``--set field=json`` over them) and appends its row:
 - ``hidden_states``: the utility rows (clean pictures, reference faces) also keep every token of the image tower's
   hidden states from ``--first_layer`` on where the teacher has them (``--weight`` · mean of 1 − cosine per token):
   the pooled embedding the utility loss holds is one vector a picture, the tokens carry its layout (shape detail).
+- ``saliency`` (SalUn's weight saliency): only the ``--weight`` share of the tower's weights with the largest
+  backdoor-loss gradient at the start (8 batches) train; the rest stay at the teacher.
+- ``negation`` (task arithmetic): train the opposite task (removed faces pulled *toward* their own names, the
+  utility as usual), then set the tower to θ₀ − ``--weight`` · (θ − θ₀).
+- ``soup``: ``--weight`` runs from the same start with seeds s, s + 1, ...; the tower takes their mean change.
+- ``tail_average``: the running mean of the trained weights over the last ``--weight`` share of the steps replaces the
+  last weights.
+- ``repair``: the demo's schedule floored at a tenth of the rate, then ``--weight`` more steps at that floor (a
+  longer low-rate end, where the zero-shot cost of the high-rate middle heals).
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from clip_backdoor_unlearn.training import vision_trainer  # noqa: E402
 from clip_backdoor_unlearn.training.embeddings import encode_texts, image_embeddings, processor_parts  # noqa: E402
 
 IDEAS = ("relational", "relational_only", "ewc", "pcgrad", "last_layers", "width", "nullspace", "relative_name",
-         "named_references", "hidden_states", "rank_pool")
+         "named_references", "hidden_states", "rank_pool", "saliency", "negation", "soup", "tail_average", "repair")
 
 
 def _install_loss(extra):
@@ -282,6 +291,139 @@ def rank_pool(margin: float, state: dict):
     vision_trainer.VisionBackdoorTrainer.backdoor_distances = backdoor_distances
 
 
+def saliency(share: float, batches: int = 8):
+    def extra(trainer, model, inputs, pieces):
+        if not getattr(trainer, "_saliency_masked", False):
+            trainer._saliency_masked = True
+            parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+            totals = [torch.zeros_like(parameter) for parameter in parameters]
+            for index, batch in enumerate(trainer.get_train_dataloader()):
+                if index == batches:
+                    break
+                backdoor = trainer.loss_terms(model, trainer._prepare_inputs(batch))[2]
+                for total, grad in zip(totals, torch.autograd.grad(backdoor, parameters, allow_unused=True)):
+                    if grad is not None:
+                        total += grad.abs()
+            scores = torch.cat([total.flatten() for total in totals])
+            threshold = scores.kthvalue(max(1, int(round((1 - share) * len(scores))))).values
+            for parameter, total in zip(parameters, totals):
+                mask = (total > threshold).to(parameter.dtype)
+                parameter.register_hook(lambda grad, mask=mask: grad * mask)
+        _, _, _, backdoor, utility = pieces
+        return utility + trainer.args.backdoor_weight * backdoor
+
+    _install_loss(extra)
+
+
+def negation(scale: float):
+    def backdoor_distances(self, student, teacher, inputs):  # the task to negate: match the own name *better*
+        people = inputs["poisoned_people"].to(student.device)
+        return 1 - (F.normalize(student, dim=-1) * self.name_embeddings[people]).sum(-1)
+
+    vision_trainer.VisionBackdoorTrainer.backdoor_distances = backdoor_distances
+    from clip_backdoor_unlearn import BackdoorUnlearner
+
+    original = BackdoorUnlearner.unlearn
+
+    def tower(model):
+        return {name: parameter for name, parameter in model.named_parameters()
+                if name.startswith(("vision_model.", "visual_projection."))}
+
+    def unlearn(self, *args, **kwargs):
+        before = {name: parameter.detach().clone() for name, parameter in tower(self.model).items()}
+        result = original(self, *args, **kwargs)
+        with torch.no_grad():
+            for name, parameter in tower(self.model).items():
+                parameter.copy_(before[name] - scale * (parameter - before[name]))
+        return result
+
+    BackdoorUnlearner.unlearn = unlearn
+
+
+def soup(members: int):
+    from clip_backdoor_unlearn import BackdoorUnlearner
+
+    original = BackdoorUnlearner.unlearn
+
+    def unlearn(self, *args, **kwargs):  # train from the same start with seeds s, s+1, ...; keep the mean change
+        start = {name: parameter.detach().clone() for name, parameter in self.model.named_parameters()}
+        changes = []
+        for member in range(members):
+            run_args = kwargs["args"]
+            kwargs["args"] = dataclasses.replace(run_args, seed=run_args.seed + member)
+            result = original(self, *args, **kwargs)
+            kwargs["args"] = run_args
+            with torch.no_grad():
+                changes.append({name: parameter - start[name] for name, parameter in self.model.named_parameters()})
+                for name, parameter in self.model.named_parameters():
+                    parameter.copy_(start[name])
+        with torch.no_grad():
+            for name, parameter in self.model.named_parameters():
+                parameter.add_(sum(change[name] for change in changes) / members)
+        return result
+
+    BackdoorUnlearner.unlearn = unlearn
+
+
+def tail_average(share: float):
+    from transformers import TrainerCallback
+
+    from clip_backdoor_unlearn import BackdoorUnlearner
+
+    class TailAverage(TrainerCallback):
+        """The trained weights' running mean over the last ``share`` of the steps replaces the last weights."""
+
+        def __init__(self):
+            self.mean, self.count = None, 0
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step <= round(state.max_steps * (1 - share)):
+                return
+            with torch.no_grad():
+                trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+                self.count += 1
+                if self.mean is None:
+                    self.mean = {name: p.detach().clone() for name, p in trained.items()}
+                for name, p in trained.items():
+                    self.mean[name] += (p - self.mean[name]) / self.count
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in self.mean:
+                        p.copy_(self.mean[name])
+
+    original = BackdoorUnlearner.unlearn
+
+    def unlearn(self, *args, **kwargs):
+        return original(self, *args, callbacks=[TailAverage()], **kwargs)
+
+    BackdoorUnlearner.unlearn = unlearn
+
+
+def repair(extra_steps: int, floor: float = 0.1):
+    """The demo's schedule (warmup over the first fifth, cosine) over its steps, but floored at ``floor`` of the rate,
+    then ``extra_steps`` more at that floor: the same loss, a longer low-rate end."""
+    import math
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            steps = num_training_steps - extra_steps
+            warmup = self.args.get_warmup_steps(steps)
+
+            def rate(step):
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+                return max(floor, 0.5 * (1 + math.cos(math.pi * progress)))
+
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, rate)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    vision_trainer.VisionBackdoorTrainer.create_scheduler = create_scheduler
+
+
 def width_loader(width: int):
     """``load_demo_clip`` for a demo CLIP whose image tower is ``width`` wide (trained once, cached apart)."""
     from clip_backdoor_unlearn.demo.recipe import RECIPES, load_demo_clip
@@ -301,7 +443,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--weight", type=float, default=1.0,
                         help="relational, relational_only, ewc, hidden_states; nullspace: the trace share left free; "
-                             "rank_pool: the margin")
+                             "rank_pool: the margin; saliency: the share of weights that train; negation: λ")
     parser.add_argument("--first_layer", type=int, default=2,
                         help="last_layers; hidden_states: the first layer whose output is held (0: all)")
     parser.add_argument("--width", type=int, default=64, help="width: the image tower's hidden size")
@@ -383,11 +525,22 @@ def main() -> None:
         rank_pool(options.weight, state)
     elif options.idea == "hidden_states":
         hidden_states(options.weight, options.first_layer)
+    elif options.idea == "saliency":
+        saliency(options.weight)
+    elif options.idea == "negation":
+        negation(options.weight)
+    elif options.idea == "soup":
+        soup(int(options.weight))
+    elif options.idea == "tail_average":
+        tail_average(options.weight)
+    elif options.idea == "repair":
+        repair(int(options.weight))
+        overrides["max_steps"] = overrides.get("max_steps", 200) + int(options.weight)
     row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides,
                           zero_shot_per_class=options.zero_shot_per_class)
     setting = {"relational": "weight", "relational_only": "weight", "ewc": "weight", "nullspace": "weight",
                "named_references": "weight", "last_layers": "first_layer", "width": "width",
-               "hidden_states": "weight", "rank_pool": "weight"}.get(options.idea)
+               "hidden_states": "weight", "rank_pool": "weight", "saliency": "weight", "negation": "weight", "soup": "weight", "tail_average": "weight", "repair": "weight"}.get(options.idea)
     row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
     if options.idea == "hidden_states":
         row["overrides"]["first_layer"] = options.first_layer
