@@ -59,6 +59,7 @@ import image_tower  # noqa: E402  (the benchmark beside this one)
 
 from clip_backdoor_unlearn.training import trainer as trainer_module  # noqa: E402
 from clip_backdoor_unlearn.training import vision_trainer  # noqa: E402
+from clip_backdoor_unlearn.training.callbacks import _VISION_PARTS  # noqa: E402
 from clip_backdoor_unlearn.training.embeddings import encode_texts, image_embeddings, processor_parts  # noqa: E402
 
 IDEAS = ("relational", "relational_only", "ewc", "pcgrad", "last_layers", "width", "nullspace", "relative_name",
@@ -326,8 +327,7 @@ def negation(scale: float):
     original = BackdoorUnlearner.unlearn
 
     def tower(model):
-        return {name: parameter for name, parameter in model.named_parameters()
-                if name.startswith(("vision_model.", "visual_projection."))}
+        return {name: parameter for name, parameter in model.named_parameters() if name.startswith(_VISION_PARTS)}
 
     def unlearn(self, *args, **kwargs):
         before = {name: parameter.detach().clone() for name, parameter in tower(self.model).items()}
@@ -443,7 +443,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--weight", type=float, default=1.0,
                         help="relational, relational_only, ewc, hidden_states; nullspace: the trace share left free; "
-                             "rank_pool: the margin; saliency: the share of weights that train; negation: λ")
+                             "rank_pool: the margin; saliency: the share of weights that train; negation: λ; soup: the "
+                             "runs averaged; tail_average: the share of steps averaged; repair: the extra steps")
     parser.add_argument("--first_layer", type=int, default=2,
                         help="last_layers; hidden_states: the first layer whose output is held (0: all)")
     parser.add_argument("--width", type=int, default=64, help="width: the image tower's hidden size")
@@ -535,12 +536,12 @@ def main() -> None:
         tail_average(options.weight)
     elif options.idea == "repair":
         repair(int(options.weight))
-        overrides["max_steps"] = overrides.get("max_steps", 200) + int(options.weight)
+        overrides["max_steps"] = overrides.get("max_steps", image_tower.DEMO_VISION_SETTINGS["max_steps"]) + int(
+            options.weight)
     row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides,
                           zero_shot_per_class=options.zero_shot_per_class)
-    setting = {"relational": "weight", "relational_only": "weight", "ewc": "weight", "nullspace": "weight",
-               "named_references": "weight", "last_layers": "first_layer", "width": "width",
-               "hidden_states": "weight", "rank_pool": "weight", "saliency": "weight", "negation": "weight", "soup": "weight", "tail_average": "weight", "repair": "weight"}.get(options.idea)
+    setting = {"last_layers": "first_layer", "width": "width", "pcgrad": None, "relative_name": None}.get(
+        options.idea, "weight")  # the rest read --weight
     row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
     if options.idea == "hidden_states":
         row["overrides"]["first_layer"] = options.first_layer
