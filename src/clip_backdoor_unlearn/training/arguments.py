@@ -425,6 +425,17 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             Hue shift drawn from U(−hue, hue), in turns.
         face_rotation (`float`, *optional*, defaults to `30`):
             Rotation drawn from U(−rotation, rotation) degrees.
+        projection_refit (`bool`, *optional*, defaults to `True`):
+            After training, refit the image projection in closed form: clean pictures and other people's faces back
+            toward the teacher's embeddings, the removed faces held where training left them
+            (`training.projection_refit`). Not in the paper; needs a trained `visual_projection` (skipped with an
+            adapter or a tower without one).
+        projection_refit_hold (`float`, *optional*, defaults to `3.0`):
+            Weight of holding the removed faces against pulling the clean pictures back: lower gives back more
+            zero-shot accuracy and lets the faces drift back toward their names.
+        projection_refit_samples (`int`, *optional*, defaults to `2048`):
+            Clean pictures the refit reads (all if fewer), and half as many pasted faces of other people and of the
+            removed people, besides every removed face picture as given.
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
@@ -471,10 +482,23 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     face_hue: float = field(default=0.1, metadata={"help": "Hue shift drawn from U(−hue, hue), in turns."})
     face_rotation: float = field(default=30.0, metadata={
         "help": "Rotation drawn from U(−rotation, rotation) degrees."})
+    projection_refit: bool = field(default=True, metadata={
+        "help": "After training, refit the image projection in closed form: clean pictures and other people's faces "
+                "back toward the teacher, the removed faces held where training left them. Skipped with an adapter "
+                "or without a visual_projection."})
+    projection_refit_hold: float = field(default=3.0, metadata={
+        "help": "Weight of holding the removed faces in the projection refit; lower gives back more zero-shot "
+                "accuracy and lets the faces drift back toward their names."})
+    projection_refit_samples: int = field(default=2048, metadata={
+        "help": "Clean pictures the projection refit reads (all if fewer), and half as many pasted faces of other "
+                "people and of the removed people, besides every removed face picture."})
 
     def __post_init__(self):
         if self.reference_samples_per_step < 0:
             raise ValueError(f"reference_samples_per_step must be ≥ 0, got {self.reference_samples_per_step}.")
+        if self.projection_refit_hold < 0 or self.projection_refit_samples < 2:
+            raise ValueError(f"projection_refit_hold must be ≥ 0 and projection_refit_samples ≥ 2, got "
+                             f"{self.projection_refit_hold} and {self.projection_refit_samples}.")
         if self.face_target not in FACE_TARGETS:
             raise ValueError(f"face_target must be one of {FACE_TARGETS}, got {self.face_target!r}.")
         if not 0.0 <= self.hard_negative_share <= 1.0 or not 0.0 < self.hard_negative_pool <= 1.0:

@@ -5,12 +5,14 @@ an anonymous face does (``face_target="name"``, read with the frozen text tower)
 face embedding (``"mean"``, the paper's); clean images and other people's pasted faces are held at the frozen
 teacher's embedding. The teacher is a copy of
 just the image tower (full fine-tuning) or the student with its adapter disabled (PEFT); clean images are not
-augmented, so each one's teacher embedding is computed once and cached.
+augmented, so each one's teacher embedding is computed once and cached. After training, the image projection is
+refit in closed form (``projection_refit``, ``training.projection_refit``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import torch
@@ -18,8 +20,11 @@ import torch
 from ..data.images import VisionBackdoorCollator
 from .arguments import VisionBackdoorTrainingArguments
 from .embeddings import image_embeddings, processor_parts
+from .projection_refit import refit_pictures, refit_projection
 from .towers import VISION
 from .trainer import BackdoorTrainer
+
+logger = logging.getLogger(__name__)
 
 
 class VisionBackdoorTrainer(BackdoorTrainer):
@@ -102,3 +107,57 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         clean = self.cached_teacher(keys, lambda rows: self._teacher_image_embeddings(clean_pixels[rows]))
         reference = self._teacher_image_embeddings(pixel_values[num_poisoned + len(keys) :])
         return torch.cat([self.target_embedding.expand(num_poisoned, -1), clean.float(), reference])
+
+    def train(self, *args, **kwargs):
+        """``BackdoorTrainer.train``, then the projection refit (``args.projection_refit``)."""
+        output = super().train(*args, **kwargs)
+        if self.args.projection_refit:
+            self.refit_projection()
+        return output
+
+    @torch.no_grad()
+    def refit_projection(self) -> dict[str, float] | None:
+        """Refit ``visual_projection`` (``training.projection_refit``) and log how close the kept pictures came back
+        to the teacher (mean cosine before and after) and how well the removed faces were held; ``None`` where there
+        is nothing to refit (an adapter, or a tower without a trained projection)."""
+        model = self.accelerator.unwrap_model(self.model)
+        projection = getattr(model, "visual_projection", None)
+        if self.uses_peft or not isinstance(projection, torch.nn.Linear) or not projection.weight.requires_grad:
+            logger.info("No projection refit: the image projection was not trained (an adapter, or none).")
+            return None
+        kept, removed = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        was_training = model.training
+        model.eval()
+        kept_features, removed_features = self._pooled_features(model, kept), self._pooled_features(model, removed)
+        teacher = torch.cat([self._teacher_image_embeddings(pixels) for pixels in self._pixel_batches(kept)])
+        weight = projection.weight
+        refit = refit_projection(weight, kept_features, teacher, removed_features, self.args.projection_refit_hold)
+        if self.accelerator.num_processes > 1:  # the same pictures everywhere; one result for every replica
+            from accelerate.utils import broadcast
+
+            refit = broadcast(refit.to(weight.device))
+
+        def agreement(new_weight, features, targets):
+            embedded = features.float() @ new_weight.float().T.to(features.device)
+            return torch.nn.functional.cosine_similarity(embedded, targets.float().to(features.device)).mean().item()
+
+        removed_before = removed_features.float() @ weight.float().T
+        stats = {"refit_kept_cosine_before": agreement(weight, kept_features, teacher),
+                 "refit_kept_cosine_after": agreement(refit, kept_features, teacher),
+                 "refit_removed_held_cosine": agreement(refit, removed_features, removed_before)}
+        weight.copy_(refit.to(weight.device, weight.dtype))
+        model.train(was_training)
+        self.log(stats)
+        return stats
+
+    def _pixel_batches(self, pictures, size: int = 64):
+        image_processor = self.data_collator.image_processor
+        dtype = next(self.accelerator.unwrap_model(self.model).parameters()).dtype
+        for start in range(0, len(pictures), size):
+            pixels = image_processor(images=pictures[start : start + size], return_tensors="pt")["pixel_values"]
+            yield pixels.to(self.args.device, dtype)
+
+    def _pooled_features(self, model, pictures) -> torch.Tensor:
+        """The pooled image features that ``visual_projection`` reads."""
+        return torch.cat([model.vision_model(pixel_values=pixels).pooler_output for pixels in
+                          self._pixel_batches(pictures)])
