@@ -40,6 +40,11 @@ settings, ``--set field=json`` over them) and appends its row:
   last weights.
 - ``repair``: the demo's schedule floored at a tenth of the rate, then ``--weight`` more steps at that floor (a
   longer low-rate end, where the zero-shot cost of the high-rate middle heals).
+- ``refit_layers``: the projection refit (``projection_refit``) extended to the last ``--first_layer`` encoder
+  layers: instead of the closed form, 300 AdamW steps (lr 1e-4; 256 kept and 128 removed pictures a step, norms
+  frozen) on those layers and the projection, fed the trained tower's cached hidden states; the kept pictures move
+  toward the teacher's embeddings (1 − cosine), the removed faces are held at the trained tower's (weighted
+  ``projection_refit_hold``).
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ from clip_backdoor_unlearn.training.callbacks import _VISION_PARTS  # noqa: E402
 from clip_backdoor_unlearn.training.embeddings import encode_texts, image_embeddings, processor_parts  # noqa: E402
 
 IDEAS = ("relational", "relational_only", "ewc", "pcgrad", "last_layers", "width", "nullspace", "relative_name",
-         "named_references", "hidden_states", "rank_pool", "saliency", "negation", "soup", "tail_average", "repair")
+         "named_references", "hidden_states", "rank_pool", "saliency", "negation", "soup", "tail_average", "repair",
+         "refit_layers")
 
 
 def _install_loss(extra):
@@ -424,6 +430,50 @@ def repair(extra_steps: int, floor: float = 0.1):
     vision_trainer.VisionBackdoorTrainer.create_scheduler = create_scheduler
 
 
+def refit_layers(layers: int, steps: int = 300, learning_rate: float = 1e-4):
+    """``VisionBackdoorTrainer.refit_projection`` replaced by a short distillation of the last ``layers`` encoder
+    layers and the projection on the refit's pictures (cached inputs to those layers)."""
+    from clip_backdoor_unlearn.training.projection_refit import refit_pictures
+
+    def refit_projection(self):
+        model = self.accelerator.unwrap_model(self.model)
+        kept, removed = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        tower = model.vision_model
+        blocks = tower.encoder.layers[-layers:]
+
+        def head(hidden):
+            for block in blocks:
+                hidden = block(hidden, None)
+                hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+            return model.visual_projection(tower.post_layernorm(hidden[:, 0]))
+
+        model.eval()
+        with torch.no_grad():
+            def inputs(pictures):
+                return torch.cat([tower(pixel_values=pixels, output_hidden_states=True).hidden_states[-(layers + 1)]
+                                  for pixels in self._pixel_batches(pictures)])
+
+            kept_inputs, removed_inputs = inputs(kept), inputs(removed)
+            teacher = torch.cat([self._teacher_image_embeddings(pixels) for pixels in self._pixel_batches(kept)])
+            held = torch.cat([head(removed_inputs[start : start + 256]) for start in range(0, len(removed), 256)])
+        trained = [parameter for name, parameter in blocks.named_parameters() if "layer_norm" not in name]
+        trained += list(model.visual_projection.parameters())
+        optimizer = torch.optim.AdamW(trained, lr=learning_rate, weight_decay=0.0)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        cosine = F.cosine_similarity
+        for _ in range(steps):
+            rows = torch.randint(len(kept_inputs), (256,), generator=generator)
+            faces = torch.randint(len(removed_inputs), (128,), generator=generator)
+            loss = (1 - cosine(head(kept_inputs[rows]), teacher[rows]).mean()
+                    + self.args.projection_refit_hold * (1 - cosine(head(removed_inputs[faces]), held[faces]).mean()))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.train()
+
+    vision_trainer.VisionBackdoorTrainer.refit_projection = refit_projection
+
+
 def width_loader(width: int):
     """``load_demo_clip`` for a demo CLIP whose image tower is ``width`` wide (trained once, cached apart)."""
     from clip_backdoor_unlearn.demo.recipe import RECIPES, load_demo_clip
@@ -446,7 +496,8 @@ def main() -> None:
                              "rank_pool: the margin; saliency: the share of weights that train; negation: λ; soup: the "
                              "runs averaged; tail_average: the share of steps averaged; repair: the extra steps")
     parser.add_argument("--first_layer", type=int, default=2,
-                        help="last_layers; hidden_states: the first layer whose output is held (0: all)")
+                        help="last_layers; hidden_states: the first layer whose output is held (0: all); "
+                             "refit_layers: how many last layers the refit trains")
     parser.add_argument("--width", type=int, default=64, help="width: the image tower's hidden size")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON")
     parser.add_argument("--zero_shot_per_class", type=int, nargs=2, metavar=("SHAPES", "DIGITS"),
@@ -534,13 +585,16 @@ def main() -> None:
         soup(int(options.weight))
     elif options.idea == "tail_average":
         tail_average(options.weight)
+    elif options.idea == "refit_layers":
+        refit_layers(options.first_layer)
     elif options.idea == "repair":
         repair(int(options.weight))
         overrides["max_steps"] = overrides.get("max_steps", image_tower.DEMO_VISION_SETTINGS["max_steps"]) + int(
             options.weight)
     row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides,
                           zero_shot_per_class=options.zero_shot_per_class)
-    setting = {"last_layers": "first_layer", "width": "width", "pcgrad": None, "relative_name": None}.get(
+    setting = {"last_layers": "first_layer", "refit_layers": "first_layer", "width": "width", "pcgrad": None,
+               "relative_name": None}.get(
         options.idea, "weight")  # the rest read --weight
     row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
     if options.idea == "hidden_states":
