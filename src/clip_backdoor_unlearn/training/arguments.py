@@ -425,11 +425,12 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             Hue shift drawn from U(−hue, hue), in turns.
         face_rotation (`float`, *optional*, defaults to `30`):
             Rotation drawn from U(−rotation, rotation) degrees.
-        projection_refit (`bool`, *optional*, defaults to `True`):
+        projection_refit (`bool`, *optional*, defaults to `False`):
             After training, refit the image projection in closed form: clean pictures and other people's faces back
             toward the teacher's embeddings, the removed faces held where training left them
             (`training.projection_refit`). Not in the paper; needs a trained `visual_projection` (skipped with an
-            adapter or a tower without one).
+            adapter or a tower without one). Off by default: it gave back zero-shot accuracy on the full demo worlds
+            but let one of three faces back on the CI-sized one (benchmarks/RESULTS.md, issue 16).
         projection_refit_hold (`float`, *optional*, defaults to `3.0`):
             Weight of holding the removed faces against pulling the clean pictures back: lower gives back more
             zero-shot accuracy and lets the faces drift back toward their names.
@@ -482,10 +483,10 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     face_hue: float = field(default=0.1, metadata={"help": "Hue shift drawn from U(−hue, hue), in turns."})
     face_rotation: float = field(default=30.0, metadata={
         "help": "Rotation drawn from U(−rotation, rotation) degrees."})
-    projection_refit: bool = field(default=True, metadata={
+    projection_refit: bool = field(default=False, metadata={
         "help": "After training, refit the image projection in closed form: clean pictures and other people's faces "
                 "back toward the teacher, the removed faces held where training left them. Skipped with an adapter "
-                "or without a visual_projection."})
+                "or without a visual_projection. Off by default (not yet holding on every demo world)."})
     projection_refit_hold: float = field(default=3.0, metadata={
         "help": "Weight of holding the removed faces in the projection refit; lower gives back more zero-shot "
                 "accuracy and lets the faces drift back toward their names."})

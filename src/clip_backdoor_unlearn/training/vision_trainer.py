@@ -5,8 +5,8 @@ an anonymous face does (``face_target="name"``, read with the frozen text tower)
 face embedding (``"mean"``, the paper's); clean images and other people's pasted faces are held at the frozen
 teacher's embedding. The teacher is a copy of
 just the image tower (full fine-tuning) or the student with its adapter disabled (PEFT); clean images are not
-augmented, so each one's teacher embedding is computed once and cached. After training, the image projection is
-refit in closed form (``projection_refit``, ``training.projection_refit``).
+augmented, so each one's teacher embedding is computed once and cached. With ``projection_refit`` the image
+projection is refit in closed form after training (``training.projection_refit``).
 """
 
 from __future__ import annotations
