@@ -128,8 +128,12 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         kept, removed = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
         was_training = model.training
         model.eval()
-        kept_features, removed_features = self._pooled_features(model, kept), self._pooled_features(model, removed)
-        teacher = torch.cat([self._teacher_image_embeddings(pixels) for pixels in self._pixel_batches(kept)])
+        kept_features, teacher = [], []
+        for pixels in self._pixel_batches(kept):  # each kept picture processed once, for student and teacher
+            kept_features.append(self._pooled_features(model, pixels))
+            teacher.append(self._teacher_image_embeddings(pixels))
+        kept_features, teacher = torch.cat(kept_features), torch.cat(teacher)
+        removed_features = torch.cat([self._pooled_features(model, pixels) for pixels in self._pixel_batches(removed)])
         weight = projection.weight
         refit = refit_projection(weight, kept_features, teacher, removed_features, self.args.projection_refit_hold)
         if self.accelerator.num_processes > 1:  # the same pictures everywhere; one result for every replica
@@ -157,7 +161,7 @@ class VisionBackdoorTrainer(BackdoorTrainer):
             pixels = image_processor(images=pictures[start : start + size], return_tensors="pt")["pixel_values"]
             yield pixels.to(self.args.device, dtype)
 
-    def _pooled_features(self, model, pictures) -> torch.Tensor:
+    @staticmethod
+    def _pooled_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
         """The pooled image features that ``visual_projection`` reads."""
-        return torch.cat([model.vision_model(pixel_values=pixels).pooler_output for pixels in
-                          self._pixel_batches(pictures)])
+        return model.vision_model(pixel_values=pixel_values).pooler_output
