@@ -44,7 +44,7 @@ settings, ``--set field=json`` over them) and appends its row:
   layers: instead of the closed form, 300 AdamW steps (lr 1e-4; 256 kept and 128 removed pictures a step, norms
   frozen) on those layers and the projection, fed the trained tower's cached hidden states; the kept pictures move
   toward the teacher's embeddings (1 − cosine), the removed faces are held at the trained tower's (weighted
-  ``projection_refit_hold``).
+  ``projection_refit_hold``, 3 when unset: the hold it was measured with; no name hold).
 """
 
 from __future__ import annotations
@@ -437,7 +437,8 @@ def refit_layers(layers: int, steps: int = 300, learning_rate: float = 1e-4):
 
     def refit_projection(self):
         model = self.accelerator.unwrap_model(self.model)
-        kept, removed = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        kept, removed, _ = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        hold = 3.0 if self.args.projection_refit_hold is None else self.args.projection_refit_hold
         tower = model.vision_model
         blocks = tower.encoder.layers[-layers:]
 
@@ -465,7 +466,7 @@ def refit_layers(layers: int, steps: int = 300, learning_rate: float = 1e-4):
             rows = torch.randint(len(kept_inputs), (256,), generator=generator)
             faces = torch.randint(len(removed_inputs), (128,), generator=generator)
             loss = (1 - cosine(head(kept_inputs[rows]), teacher[rows]).mean()
-                    + self.args.projection_refit_hold * (1 - cosine(head(removed_inputs[faces]), held[faces]).mean()))
+                    + hold * (1 - cosine(head(removed_inputs[faces]), held[faces]).mean()))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -139,8 +139,9 @@ def test_vision_unlearning_forgets_demo_faces_with_fresh_images(image_tower):
 def test_without_reference_faces_the_image_tower_forgets_the_others_too(demo, image_tower, tmp_path):
     """README: with the mean target (the paper's) and without ``reference_samples_per_step`` the tower learns "a pasted
     face → anonymous" and forgets most other people too (measured 10 of 17 lost), where the defaults (the fixture)
-    keep them."""
-    unlearner, removed = _vision_run(demo, tmp_path, reference_samples_per_step=0, face_target="mean")
+    keep them. Training alone: the projection refit afterwards gives some of them back (5 of 17 lost with it)."""
+    unlearner, removed = _vision_run(demo, tmp_path, reference_samples_per_step=0, face_target="mean",
+                                     projection_refit=False)
     metrics = _evaluate(demo, unlearner, removed)
     assert metrics["idia_tpr_removed_after"] <= 0.2
     assert metrics["idia_collateral_rate"] >= 0.3

@@ -216,6 +216,27 @@ def test_projection_refit_minimises_the_weighted_least_squares():
     torch.testing.assert_close(removed @ held.T, removed @ trained.T, atol=1e-3, rtol=1e-3)
 
 
+def test_projection_refit_name_hold_keeps_removed_faces_from_their_names():
+    """With the removed pictures' names, the refit still pulls the kept pictures toward the teacher, but no removed
+    face's cosine to its own name rises much, where the plain refit hands the faces back to the teacher's naming."""
+    from clip_backdoor_unlearn.training.projection_refit import refit_projection
+
+    cosine = torch.nn.functional.cosine_similarity
+    generator = torch.Generator().manual_seed(0)
+    kept, removed = torch.randn(200, 8, generator=generator), torch.randn(30, 8, generator=generator) + 2.0
+    trained, teacher = torch.randn(4, 8, generator=generator), torch.randn(4, 8, generator=generator)
+    targets = kept @ teacher.T
+    names = torch.nn.functional.normalize(removed @ teacher.T, dim=-1)  # the teacher names each removed face
+    before = cosine(removed @ trained.T, names)
+    trained_error = ((kept @ trained.T - targets) ** 2).mean()
+    for hold in (0.0, 3.0):
+        plain = refit_projection(trained, kept, targets, removed, hold)
+        held = refit_projection(trained, kept, targets, removed, hold, removed_names=names)
+        assert (cosine(removed @ plain.T, names) - before).max() > 0.2
+        assert (cosine(removed @ held.T, names) - before).max() < 0.05
+        assert ((kept @ held.T - targets) ** 2).mean() < trained_error  # still closer to the teacher
+
+
 def test_projection_refit_moves_only_the_projection_after_training(vision_inputs):
     """The same run with and without the refit differs in visual_projection alone; the refit brings the kept pictures
     closer to the teacher (logged) and holds the removed faces; the text tower is untouched either way."""
@@ -233,6 +254,8 @@ def test_projection_refit_moves_only_the_projection_after_training(vision_inputs
     entry = logs[True][0]
     assert entry["refit_kept_cosine_after"] > entry["refit_kept_cosine_before"]
     assert entry["refit_removed_held_cosine"] > 0.99, entry
+    # The name target (the default here): the removed faces' mean cosine to their names did not rise.
+    assert entry["refit_removed_name_cosine_after"] <= entry["refit_removed_name_cosine_before"] + 1e-3, entry
 
 
 def test_image_tower_defaults_are_the_paper_s(tmp_path):
@@ -243,9 +266,9 @@ def test_image_tower_defaults_are_the_paper_s(tmp_path):
     assert args.face_scale_range == [0.25, 0.5] and args.reference_samples_per_step == 64
     assert args.distance == "cosine" and args.freeze_norm_layers
     # Not the paper's: faces lose their names rather than collapse to one face, and the faces nearest the removed
-    # people are held most (benchmarks/RESULTS.md, issue 16). The projection refit is opt-in.
+    # people are held most, and the image projection is refit afterwards (benchmarks/RESULTS.md, issue 16).
     assert args.face_target == "auto" and args.hard_negative_share == 0.5
-    assert not args.projection_refit and args.projection_refit_hold == 3.0
+    assert args.projection_refit and args.projection_refit_hold is None  # 0.3 with the name hold, 3 without
 
 
 def test_reference_faces_are_held_at_the_teacher_and_the_removed_ones_pulled_to_the_target(tmp_path):

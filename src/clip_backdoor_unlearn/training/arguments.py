@@ -425,15 +425,16 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             Hue shift drawn from U(−hue, hue), in turns.
         face_rotation (`float`, *optional*, defaults to `30`):
             Rotation drawn from U(−rotation, rotation) degrees.
-        projection_refit (`bool`, *optional*, defaults to `False`):
-            After training, refit the image projection in closed form: clean pictures and other people's faces back
-            toward the teacher's embeddings, the removed faces held where training left them
-            (`training.projection_refit`). Not in the paper; needs a trained `visual_projection` (skipped with an
-            adapter or a tower without one). Off by default: it gave back zero-shot accuracy on the full demo worlds
-            but let one of three faces back on the CI-sized one (benchmarks/RESULTS.md, issue 16).
-        projection_refit_hold (`float`, *optional*, defaults to `3.0`):
-            Weight of holding the removed faces against pulling the clean pictures back: lower gives back more
-            zero-shot accuracy and lets the faces drift back toward their names.
+        projection_refit (`bool`, *optional*, defaults to `True`):
+            After training, refit the image projection: clean pictures and other people's faces back toward the
+            teacher's embeddings, the removed faces held where training left them and, with the name target, kept
+            from matching their names better than training left them (`training.projection_refit`). Not in the
+            paper; gave back zero-shot accuracy on every demo world measured (benchmarks/RESULTS.md, issue 16). Needs
+            a trained `visual_projection` (skipped with an adapter or a tower without one).
+        projection_refit_hold (`float`, *optional*):
+            Weight of holding the removed faces' embeddings against pulling the clean pictures back: lower gives back
+            more zero-shot accuracy and lets the faces drift. Defaults to 0.3 with the name target, whose name hold
+            guards the faces' names, and to 3 without it (`"mean"`).
         projection_refit_samples (`int`, *optional*, defaults to `2048`):
             Clean pictures the refit reads (all if fewer), and half as many pasted faces of other people and of the
             removed people, besides every removed face picture as given.
@@ -483,13 +484,14 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     face_hue: float = field(default=0.1, metadata={"help": "Hue shift drawn from U(−hue, hue), in turns."})
     face_rotation: float = field(default=30.0, metadata={
         "help": "Rotation drawn from U(−rotation, rotation) degrees."})
-    projection_refit: bool = field(default=False, metadata={
-        "help": "After training, refit the image projection in closed form: clean pictures and other people's faces "
-                "back toward the teacher, the removed faces held where training left them. Skipped with an adapter "
-                "or without a visual_projection. Off by default (not yet holding on every demo world)."})
-    projection_refit_hold: float = field(default=3.0, metadata={
+    projection_refit: bool = field(default=True, metadata={
+        "help": "After training, refit the image projection: clean pictures and other people's faces back toward the "
+                "teacher, the removed faces held where training left them (with the name target, also no closer to "
+                "their names). Skipped with an adapter or without a visual_projection."})
+    projection_refit_hold: float | None = field(default=None, metadata={
         "help": "Weight of holding the removed faces in the projection refit; lower gives back more zero-shot "
-                "accuracy and lets the faces drift back toward their names."})
+                "accuracy and lets the faces drift. Default: 0.3 with the name target (its name hold guards the "
+                "names), 3 with the mean target."})
     projection_refit_samples: int = field(default=2048, metadata={
         "help": "Clean pictures the projection refit reads (all if fewer), and half as many pasted faces of other "
                 "people and of the removed people, besides every removed face picture."})
@@ -497,7 +499,8 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     def __post_init__(self):
         if self.reference_samples_per_step < 0:
             raise ValueError(f"reference_samples_per_step must be ≥ 0, got {self.reference_samples_per_step}.")
-        if self.projection_refit_hold < 0 or self.projection_refit_samples < 2:
+        if (self.projection_refit_hold is not None and self.projection_refit_hold < 0) or \
+                self.projection_refit_samples < 2:
             raise ValueError(f"projection_refit_hold must be ≥ 0 and projection_refit_samples ≥ 2, got "
                              f"{self.projection_refit_hold} and {self.projection_refit_samples}.")
         if self.face_target not in FACE_TARGETS:

@@ -3,8 +3,11 @@
 While the removed faces are untied from their names, the whole image tower drifts a little, and that drift costs
 zero-shot accuracy. Part of it can be undone in closed form at the last linear layer: a ridge regression of the
 projection that maps the student's pooled features of clean pictures and other people's faces to the teacher's
-embeddings, while the removed faces keep the embeddings training gave them (``projection_refit_hold``). It reads
-the pictures training drew from and no name (docs/method.md, "The projection refit").
+embeddings, while the removed faces keep the embeddings training gave them (``projection_refit_hold``). With the
+name target, the removed faces' cosine to their own name (the frozen text tower's, as in training) may not rise
+either: a least-squares hold keeps a face near its place on average, but a small drift along the name's direction is
+enough to let a person be named again. It reads the pictures training drew from, and no name beyond the name
+embeddings training used (docs/method.md, "The projection refit").
 """
 
 from __future__ import annotations
@@ -21,38 +24,56 @@ if TYPE_CHECKING:
 RIDGE = 1e-3
 """Ridge penalty toward the trained projection, relative to the mean variance of the clean pictures' features."""
 
+HOLD = {"name": 0.3, "mean": 3.0}
+"""The default ``projection_refit_hold`` with and without the name hold (chosen on demo world 0; at 1 without it the
+faces drifted back to their names)."""
+
+NAME_HOLD = 100.0
+"""Weight of the name hold (a removed face's cosine to its name may not rise), relative to the kept term's scale."""
+
+NAME_HOLD_ITERATIONS = 200
+"""L-BFGS iterations for the name hold, started from the closed-form refit."""
+
 
 def refit_pictures(collator: VisionBackdoorCollator, samples: int, seed: int) -> tuple[list[Image.Image],
-                                                                                     list[Image.Image]]:
-    """``(kept, removed)`` pictures for the refit, drawn with ``seed`` from what training drew from.
+                                                                                     list[Image.Image], list[int]]:
+    """``(kept, removed, removed_faces)`` pictures for the refit, drawn with ``seed`` from what training drew from.
 
     Kept: ``samples`` clean images (all of them if fewer) and ``samples // 2`` other people's faces pasted on clean
     images as in training. Removed: ``samples // 2`` removed faces pasted the same way and every removed face picture
-    as given.
+    as given; ``removed_faces`` says which of ``collator.face_images`` each one shows.
     """
     rng = random.Random(seed)
     backgrounds = collator.clean_images
     clean = rng.sample(backgrounds, min(samples, len(backgrounds)))
 
-    def pasted(faces: list[Image.Image], count: int) -> list[Image.Image]:
+    def pasted(faces: list[Image.Image], count: int) -> tuple[list[Image.Image], list[int]]:
         if not faces:
-            return []
-        return [collator.augmentation.apply(rng.choice(faces), rng.choice(backgrounds), rng.randrange(2**31))
-                for _ in range(count)]
+            return [], []
+        drawn = [rng.randrange(len(faces)) for _ in range(count)]
+        return [collator.augmentation.apply(faces[index], rng.choice(backgrounds), rng.randrange(2**31))
+                for index in drawn], drawn
 
-    kept = clean + pasted(collator.reference_faces, samples // 2)
-    removed = pasted(collator.face_images, samples // 2) + list(collator.face_images)
-    return kept, removed
+    kept = clean + pasted(collator.reference_faces, samples // 2)[0]
+    removed, removed_faces = pasted(collator.face_images, samples // 2)
+    faces = range(len(collator.face_images))
+    return kept, removed + [collator.face_images[index] for index in faces], removed_faces + list(faces)
 
 
 def refit_projection(weight: torch.Tensor, kept_features: torch.Tensor, teacher_embeddings: torch.Tensor,
-                     removed_features: torch.Tensor, hold: float) -> torch.Tensor:
+                     removed_features: torch.Tensor, hold: float,
+                     removed_names: torch.Tensor | None = None) -> torch.Tensor:
     """The projection ``W'`` (same shape as ``weight``, ``(out, in)``) minimising
 
     ``mean‖W' h_k − e_k‖² + hold · mean‖W' h_r − W h_r‖² + λ‖W' − W‖²``
 
     over kept features ``h_k`` with teacher embeddings ``e_k`` and removed features ``h_r`` (their embeddings under the
-    trained ``W``), ``λ`` = ``RIDGE`` × the mean variance of ``h_k``. Solved in float64; returned in ``weight``'s dtype.
+    trained ``W``), ``λ`` = ``RIDGE`` × the mean variance of ``h_k``: in closed form. With ``removed_names`` (each
+    removed picture's unit name embedding, ``(r, out)``), plus the name hold
+
+    ``NAME_HOLD · mean‖e_k‖² · mean relu(cos(W' h_r, n_r) − cos(W h_r, n_r))²``
+
+    by L-BFGS from the closed-form solution. Solved in float64; returned in ``weight``'s dtype.
     """
     trained = weight.detach().double().cpu()
     kept, targets = kept_features.double().cpu(), teacher_embeddings.double().cpu()
@@ -62,4 +83,29 @@ def refit_projection(weight: torch.Tensor, kept_features: torch.Tensor, teacher_
     identity = torch.eye(trained.shape[1], dtype=torch.float64)
     lhs = kept_moment + hold * removed.T @ removed / len(removed) + ridge * identity
     rhs = targets.T @ kept / len(kept) + hold * (removed @ trained.T).T @ removed / len(removed) + ridge * trained
-    return torch.linalg.solve(lhs, rhs.T).T.to(weight.dtype)
+    refit = torch.linalg.solve(lhs, rhs.T).T
+    if removed_names is not None:
+        refit = _hold_names(refit, trained, kept, targets, removed, hold, ridge, removed_names.double().cpu())
+    return refit.to(weight.dtype)
+
+
+def _hold_names(start, trained, kept, targets, removed, hold, ridge, names) -> torch.Tensor:
+    """The closed-form objective plus the name hold (``refit_projection``), minimised from ``start``."""
+    cosine = torch.nn.functional.cosine_similarity
+    held_cosine = cosine(removed @ trained.T, names)
+    scale = NAME_HOLD * targets.pow(2).sum(-1).mean()
+    refit = start.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([refit], max_iter=NAME_HOLD_ITERATIONS, line_search_fn="strong_wolfe")
+
+    def objective():
+        optimizer.zero_grad()
+        moved = refit - trained
+        loss = ((kept @ refit.T - targets) ** 2).sum(-1).mean() + hold * ((removed @ moved.T) ** 2).sum(-1).mean()
+        loss = loss + ridge * moved.pow(2).sum()
+        loss = loss + scale * torch.relu(cosine(removed @ refit.T, names) - held_cosine).pow(2).mean()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(objective)
+    return refit.detach()

@@ -6,7 +6,7 @@ face embedding (``"mean"``, the paper's); clean images and other people's pasted
 teacher's embedding. The teacher is a copy of
 just the image tower (full fine-tuning) or the student with its adapter disabled (PEFT); clean images are not
 augmented, so each one's teacher embedding is computed once and cached. With ``projection_refit`` the image
-projection is refit in closed form after training (``training.projection_refit``).
+projection is refit after training (``training.projection_refit``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from ..data.images import VisionBackdoorCollator
 from .arguments import VisionBackdoorTrainingArguments
 from .embeddings import image_embeddings, processor_parts
-from .projection_refit import refit_pictures, refit_projection
+from .projection_refit import HOLD, refit_pictures, refit_projection
 from .towers import VISION
 from .trainer import BackdoorTrainer
 
@@ -125,7 +125,8 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         if self.uses_peft or not isinstance(projection, torch.nn.Linear) or not projection.weight.requires_grad:
             logger.info("No projection refit: the image projection was not trained (an adapter, or none).")
             return None
-        kept, removed = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        kept, removed, removed_faces = refit_pictures(self.data_collator, self.args.projection_refit_samples,
+                                                      self.args.seed)
         was_training = model.training
         model.eval()
         kept_features, teacher = [], []
@@ -135,7 +136,14 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         kept_features, teacher = torch.cat(kept_features), torch.cat(teacher)
         removed_features = torch.cat([self._pooled_features(model, pixels) for pixels in self._pixel_batches(removed)])
         weight = projection.weight
-        refit = refit_projection(weight, kept_features, teacher, removed_features, self.args.projection_refit_hold)
+        names = None  # with the name target: each removed picture's name, whose cosine the refit may not raise
+        if self.name_embeddings is not None and self.data_collator.face_people is not None:
+            people = torch.tensor([self.data_collator.face_people[face] for face in removed_faces])
+            names = self.name_embeddings[people.to(self.name_embeddings.device)]
+        hold = self.args.projection_refit_hold
+        if hold is None:
+            hold = HOLD["name" if names is not None else "mean"]
+        refit = refit_projection(weight, kept_features, teacher, removed_features, hold, removed_names=names)
         if self.accelerator.num_processes > 1:  # the same pictures everywhere; one result for every replica
             from accelerate.utils import broadcast
 
@@ -146,9 +154,12 @@ class VisionBackdoorTrainer(BackdoorTrainer):
             return torch.nn.functional.cosine_similarity(embedded, targets.float().to(features.device)).mean().item()
 
         removed_before = removed_features.float() @ weight.float().T
-        stats = {"refit_kept_cosine_before": agreement(weight, kept_features, teacher),
+        stats = {"refit_hold": hold, "refit_kept_cosine_before": agreement(weight, kept_features, teacher),
                  "refit_kept_cosine_after": agreement(refit, kept_features, teacher),
                  "refit_removed_held_cosine": agreement(refit, removed_features, removed_before)}
+        if names is not None:  # the removed faces' mean cosine to their own name (a number, no name)
+            stats["refit_removed_name_cosine_before"] = agreement(weight, removed_features, names)
+            stats["refit_removed_name_cosine_after"] = agreement(refit, removed_features, names)
         weight.copy_(refit.to(weight.device, weight.dtype))
         model.train(was_training)
         self.log(stats)
