@@ -258,6 +258,20 @@ def test_projection_refit_moves_only_the_projection_after_training(vision_inputs
     assert entry["refit_removed_name_cosine_after"] <= entry["refit_removed_name_cosine_before"] + 1e-3, entry
 
 
+@pytest.mark.parametrize(("settings", "hold", "name_hold"), [
+    ({}, 0.3, True),  # the name target: the light hold with the name hold
+    ({"face_target": "mean"}, 3.0, False),  # no name to hold: the least-squares hold alone, heavier
+    ({"projection_refit_hold": 1.0}, 1.0, True),  # a hold given is used as given
+])
+def test_projection_refit_hold_follows_the_face_target(vision_inputs, settings, hold, name_hold):
+    names = list(vision_inputs["face_images"])
+    result = BackdoorUnlearner(*tiny_clip()).unlearn(names, encoder="vision", **vision_inputs, **FAST,
+                                                      projection_refit_samples=16, **settings)
+    entry = next(entry for entry in result.log_history if "refit_hold" in entry)
+    assert entry["refit_hold"] == hold
+    assert ("refit_removed_name_cosine_after" in entry) == name_hold
+
+
 def test_image_tower_defaults_are_the_paper_s(tmp_path):
     args = VisionBackdoorTrainingArguments(output_dir=str(tmp_path))
     assert (args.backdoor_weight, args.weight_regularization, args.max_steps, args.learning_rate) == (
