@@ -588,7 +588,7 @@ def main() -> None:
         tail_average(options.weight)
     elif options.idea == "refit_layers":
         refit_layers(options.first_layer)
-        overrides["projection_refit"] = True  # the refit it replaces is opt-in
+        overrides["projection_refit"] = True  # the refit it replaces (the default; set in case --set turned it off)
     elif options.idea == "repair":
         repair(int(options.weight))
         overrides["max_steps"] = overrides.get("max_steps", image_tower.DEMO_VISION_SETTINGS["max_steps"]) + int(

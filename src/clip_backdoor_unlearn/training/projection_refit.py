@@ -56,8 +56,8 @@ def refit_pictures(collator: VisionBackdoorCollator, samples: int, seed: int) ->
 
     kept = clean + pasted(collator.reference_faces, samples // 2)[0]
     removed, removed_faces = pasted(collator.face_images, samples // 2)
-    faces = range(len(collator.face_images))
-    return kept, removed + [collator.face_images[index] for index in faces], removed_faces + list(faces)
+    every_face = list(range(len(collator.face_images)))
+    return kept, removed + list(collator.face_images), removed_faces + every_face
 
 
 def refit_projection(weight: torch.Tensor, kept_features: torch.Tensor, teacher_embeddings: torch.Tensor,
