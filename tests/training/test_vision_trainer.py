@@ -237,30 +237,57 @@ def test_projection_refit_name_hold_keeps_removed_faces_from_their_names():
         assert ((kept @ held.T - targets) ** 2).mean() < trained_error  # still closer to the teacher
 
 
-def test_projection_refit_moves_only_the_projection_after_training(vision_inputs):
-    """The same run with and without the refit differs in visual_projection alone; the refit brings the kept pictures
-    closer to the teacher (logged) and holds the removed faces; the text tower is untouched either way."""
+def test_class_token_output_matches_the_full_layer():
+    from clip_backdoor_unlearn.training.layer_refit import class_token_output
+
+    model, _ = tiny_clip()
+    layer = model.vision_model.encoder.layers[-1].eval()
+    hidden = torch.randn(3, 17, model.config.vision_config.hidden_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = layer(hidden, None)
+        full = full[0] if isinstance(full, tuple) else full
+        assert torch.allclose(class_token_output(layer, hidden), full[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_projection_refit_moves_only_what_it_refits_after_training(vision_inputs, layers):
+    """The same run with and without the refit differs in visual_projection alone (``projection_refit_layers=0``) or
+    also in the last encoder layer's weights, never its layer norms (``1``); the refit brings the kept pictures closer
+    to the teacher (logged) and holds the removed faces; the text tower is untouched either way."""
     names = list(vision_inputs["face_images"])
     states, logs = {}, {}
     for refit in (False, True):
         unlearner = BackdoorUnlearner(*tiny_clip())
         result = unlearner.unlearn(names, encoder="vision", **vision_inputs, **FAST, projection_refit=refit,
-                                   projection_refit_samples=16)
+                                   projection_refit_samples=16, projection_refit_layers=layers)
         states[refit] = {name: tensor.clone() for name, tensor in unlearner.model.state_dict().items()}
         logs[refit] = [entry for entry in result.log_history if "refit_kept_cosine_after" in entry]
     changed = {name for name, tensor in states[True].items() if not torch.equal(tensor, states[False][name])}
-    assert changed == {"visual_projection.weight"}
+    last = f"vision_model.encoder.layers.{len(unlearner.model.vision_model.encoder.layers) - 1}."
+    refitted = {name for name in states[True] if layers and name.startswith(last) and "layer_norm" not in name}
+    assert changed == {"visual_projection.weight"} | refitted
     assert not logs[False] and len(logs[True]) == 1
     entry = logs[True][0]
+    assert entry["refit_layers"] == layers
     assert entry["refit_kept_cosine_after"] > entry["refit_kept_cosine_before"]
     assert entry["refit_removed_held_cosine"] > 0.99, entry
     # The name target (the default here): the removed faces' mean cosine to their names did not rise.
     assert entry["refit_removed_name_cosine_after"] <= entry["refit_removed_name_cosine_before"] + 1e-3, entry
 
 
+def test_projection_refit_layers_beyond_the_tower_are_refused_before_training(vision_inputs):
+    unlearner = BackdoorUnlearner(*tiny_clip())  # two encoder layers
+    with pytest.raises(ValueError, match="projection_refit_layers=3.*2 encoder layers"):
+        unlearner.unlearn(list(vision_inputs["face_images"]), encoder="vision", **vision_inputs, **FAST,
+                          projection_refit_layers=3)
+    with pytest.raises(ValueError, match="projection_refit_layers"):
+        VisionBackdoorTrainingArguments(output_dir="unused", projection_refit_layers=-1)
+
+
 @pytest.mark.parametrize(("settings", "hold", "name_hold"), [
     ({}, 0.3, True),  # the name target: the light hold with the name hold
     ({"face_target": "mean"}, 3.0, False),  # no name to hold: the least-squares hold alone, heavier
+    ({"projection_refit_layers": 0}, 0.3, True),  # the projection alone: the same holds
     ({"projection_refit_hold": 1.0}, 1.0, True),  # a hold given is used as given
 ])
 def test_projection_refit_hold_follows_the_face_target(vision_inputs, settings, hold, name_hold):
@@ -282,7 +309,8 @@ def test_image_tower_defaults_are_the_paper_s(tmp_path):
     # Not the paper's: faces lose their names rather than collapse to one face, and the faces nearest the removed
     # people are held most, and the image projection is refit afterwards (benchmarks/RESULTS.md, issue 16).
     assert args.face_target == "auto" and args.hard_negative_share == 0.5
-    assert args.projection_refit and args.projection_refit_hold is None  # 0.3 with the name hold, 3 without
+    assert args.projection_refit and args.projection_refit_hold is None  # resolved by the refit's kind and target
+    assert args.projection_refit_layers == 2
 
 
 def test_reference_faces_are_held_at_the_teacher_and_the_removed_ones_pulled_to_the_target(tmp_path):

@@ -433,8 +433,14 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             a trained `visual_projection` (skipped with an adapter or a tower without one).
         projection_refit_hold (`float`, *optional*):
             Weight of holding the removed faces' embeddings against pulling the clean pictures back: lower gives back
-            more zero-shot accuracy and lets the faces drift. Defaults to 0.3 with the name target, whose name hold
-            guards the faces' names, and to 3 without it (`"mean"`).
+            more zero-shot accuracy and lets the faces drift. Defaults to 3 with `projection_refit_layers`; for the
+            projection alone, to 0.3 with the name target, whose name hold guards the faces' names, and to 3 without
+            it (`"mean"`).
+        projection_refit_layers (`int`, *optional*, defaults to `2`):
+            How many of the image tower's last encoder layers the refit fits with the projection, by a short
+            distillation on the trained tower's hidden states (`training.layer_refit`); `0` refits the projection
+            alone, in closed form. Gave back about one more zero-shot point than the projection alone on the demo
+            worlds, for about 55 s more on one CPU thread there (benchmarks/RESULTS.md, issue 16).
         projection_refit_samples (`int`, *optional*, defaults to `2048`):
             Clean pictures the refit reads (all if fewer), and half as many pasted faces of other people and of the
             removed people, besides every removed face picture as given.
@@ -490,8 +496,11 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
                 "their names). Skipped with an adapter or without a visual_projection."})
     projection_refit_hold: float | None = field(default=None, metadata={
         "help": "Weight of holding the removed faces in the projection refit; lower gives back more zero-shot "
-                "accuracy and lets the faces drift. Default: 0.3 with the name target (its name hold guards the "
-                "names), 3 with the mean target."})
+                "accuracy and lets the faces drift. Default: 3 with projection_refit_layers; for the projection alone "
+                "0.3 with the name target (its name hold guards the names), 3 with the mean target."})
+    projection_refit_layers: int = field(default=2, metadata={
+        "help": "How many of the image tower's last encoder layers the refit fits with the projection (a short "
+                "distillation on the trained tower's hidden states); 0 refits the projection alone, in closed form."})
     projection_refit_samples: int = field(default=2048, metadata={
         "help": "Clean pictures the projection refit reads (all if fewer), and half as many pasted faces of other "
                 "people and of the removed people, besides every removed face picture."})
@@ -500,9 +509,10 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
         if self.reference_samples_per_step < 0:
             raise ValueError(f"reference_samples_per_step must be ≥ 0, got {self.reference_samples_per_step}.")
         if (self.projection_refit_hold is not None and self.projection_refit_hold < 0) or \
-                self.projection_refit_samples < 2:
-            raise ValueError(f"projection_refit_hold must be ≥ 0 and projection_refit_samples ≥ 2, got "
-                             f"{self.projection_refit_hold} and {self.projection_refit_samples}.")
+                self.projection_refit_samples < 2 or self.projection_refit_layers < 0:
+            raise ValueError(f"projection_refit_hold and projection_refit_layers must be ≥ 0 and "
+                             f"projection_refit_samples ≥ 2, got {self.projection_refit_hold}, "
+                             f"{self.projection_refit_layers} and {self.projection_refit_samples}.")
         if self.face_target not in FACE_TARGETS:
             raise ValueError(f"face_target must be one of {FACE_TARGETS}, got {self.face_target!r}.")
         if not 0.0 <= self.hard_negative_share <= 1.0 or not 0.0 < self.hard_negative_pool <= 1.0:

@@ -61,48 +61,50 @@ def refit_pictures(collator: VisionBackdoorCollator, samples: int, seed: int) ->
 
 
 def refit_projection(weight: torch.Tensor, kept_features: torch.Tensor, teacher_embeddings: torch.Tensor,
-                     removed_features: torch.Tensor, hold: float,
-                     removed_names: torch.Tensor | None = None) -> torch.Tensor:
+                     removed_features: torch.Tensor, hold: float, removed_names: torch.Tensor | None = None,
+                     removed_targets: torch.Tensor | None = None) -> torch.Tensor:
     """The projection ``W'`` (same shape as ``weight``, ``(out, in)``) minimising
 
-    ``mean‖W' h_k − e_k‖² + hold · mean‖W' h_r − W h_r‖² + λ‖W' − W‖²``
+    ``mean‖W' h_k − e_k‖² + hold · mean‖W' h_r − t_r‖² + λ‖W' − W‖²``
 
-    over kept features ``h_k`` with teacher embeddings ``e_k`` and removed features ``h_r`` (their embeddings under the
-    trained ``W``), ``λ`` = ``RIDGE`` × the mean variance of ``h_k``: in closed form. With ``removed_names`` (each
-    removed picture's unit name embedding, ``(r, out)``), plus the name hold
+    over kept features ``h_k`` with teacher embeddings ``e_k`` and removed features ``h_r`` with held embeddings
+    ``t_r`` (``removed_targets``; by default ``W h_r``, where the trained ``W`` puts them), ``λ`` = ``RIDGE`` × the
+    mean variance of ``h_k``: in closed form. With ``removed_names`` (each removed picture's unit name embedding,
+    ``(r, out)``), plus the name hold
 
-    ``NAME_HOLD · mean‖e_k‖² · mean relu(cos(W' h_r, n_r) − cos(W h_r, n_r))²``
+    ``NAME_HOLD · mean‖e_k‖² · mean relu(cos(W' h_r, n_r) − cos(t_r, n_r))²``
 
     by L-BFGS from the closed-form solution. Solved in float64; returned in ``weight``'s dtype.
     """
     trained = weight.detach().double().cpu()
     kept, targets = kept_features.double().cpu(), teacher_embeddings.double().cpu()
     removed = removed_features.double().cpu()
+    held = removed @ trained.T if removed_targets is None else removed_targets.detach().double().cpu()
     kept_moment = kept.T @ kept / len(kept)
     ridge = RIDGE * kept_moment.diagonal().mean()
     identity = torch.eye(trained.shape[1], dtype=torch.float64)
     lhs = kept_moment + hold * removed.T @ removed / len(removed) + ridge * identity
-    rhs = targets.T @ kept / len(kept) + hold * (removed @ trained.T).T @ removed / len(removed) + ridge * trained
+    rhs = targets.T @ kept / len(kept) + hold * held.T @ removed / len(removed) + ridge * trained
     refit = torch.linalg.solve(lhs, rhs.T).T
     if removed_names is not None:
-        refit = _hold_names(refit, trained, kept, targets, removed, hold, ridge, removed_names.double().cpu())
+        refit = _hold_names(refit, trained, kept, targets, removed, held, hold, ridge, removed_names.double().cpu())
     return refit.to(weight.dtype)
 
 
-def _hold_names(start, trained, kept, targets, removed, hold, ridge, names) -> torch.Tensor:
+def _hold_names(start, trained, kept, targets, removed, held, hold, ridge, names) -> torch.Tensor:
     """The closed-form objective plus the name hold (``refit_projection``), minimised from ``start``."""
     cosine = torch.nn.functional.cosine_similarity
-    held_cosine = cosine(removed @ trained.T, names)
+    held_cosine = cosine(held, names)
     scale = NAME_HOLD * targets.pow(2).sum(-1).mean()
     refit = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS([refit], max_iter=NAME_HOLD_ITERATIONS, line_search_fn="strong_wolfe")
 
     def objective():
         optimizer.zero_grad()
-        moved = refit - trained
-        loss = ((kept @ refit.T - targets) ** 2).sum(-1).mean() + hold * ((removed @ moved.T) ** 2).sum(-1).mean()
-        loss = loss + ridge * moved.pow(2).sum()
-        loss = loss + scale * torch.relu(cosine(removed @ refit.T, names) - held_cosine).pow(2).mean()
+        embedded = removed @ refit.T
+        loss = ((kept @ refit.T - targets) ** 2).sum(-1).mean() + hold * ((embedded - held) ** 2).sum(-1).mean()
+        loss = loss + ridge * (refit - trained).pow(2).sum()
+        loss = loss + scale * torch.relu(cosine(embedded, names) - held_cosine).pow(2).mean()
         loss.backward()
         return loss
 

@@ -20,6 +20,7 @@ import torch
 from ..data.images import VisionBackdoorCollator
 from .arguments import VisionBackdoorTrainingArguments
 from .embeddings import image_embeddings, processor_parts
+from .layer_refit import layer_inputs, pooled_from_layer_inputs, refit_layers
 from .projection_refit import HOLD, refit_pictures, refit_projection
 from .towers import VISION
 from .trainer import BackdoorTrainer
@@ -56,6 +57,11 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         super().__init__(model, args, train_dataset=train_dataset, processing_class=processing_class,
                          teacher_model=teacher_model, peft_config=peft_config, data_collator=data_collator, **kwargs)
         self.target_embedding = target_embedding.detach().float().to(self.args.device)
+        encoder = getattr(getattr(self.accelerator.unwrap_model(self.model), "vision_model", None), "encoder", None)
+        depth = len(encoder.layers) if encoder is not None else 0
+        if self.args.projection_refit and not self.uses_peft and self.args.projection_refit_layers > depth:
+            raise ValueError(f"projection_refit_layers={self.args.projection_refit_layers}, but the image tower has "
+                             f"{depth} encoder layers.")
         self.name_embeddings = self.name_thresholds = None
         if name_embeddings is not None:
             if name_thresholds is None or name_thresholds.shape != name_embeddings.shape[:1]:
@@ -117,25 +123,35 @@ class VisionBackdoorTrainer(BackdoorTrainer):
 
     @torch.no_grad()
     def refit_projection(self) -> dict[str, float] | None:
-        """Refit ``visual_projection`` (``training.projection_refit``) and log how close the kept pictures came back
-        to the teacher (mean cosine before and after) and how well the removed faces were held; ``None`` where there
-        is nothing to refit (an adapter, or a tower without a trained projection)."""
+        """Refit ``visual_projection`` (``training.projection_refit``), and with ``projection_refit_layers`` the last
+        encoder layers with it (``training.layer_refit``); log how close the kept pictures came back to the teacher
+        (mean cosine before and after) and how well the removed faces were held. ``None`` where there is nothing to
+        refit (an adapter, or a tower without a trained projection)."""
         model = self.accelerator.unwrap_model(self.model)
         projection = getattr(model, "visual_projection", None)
         if self.uses_peft or not isinstance(projection, torch.nn.Linear) or not projection.weight.requires_grad:
             logger.info("No projection refit: the image projection was not trained (an adapter, or none).")
             return None
+        layers = self.args.projection_refit_layers
         kept, removed, removed_faces = refit_pictures(self.data_collator, self.args.projection_refit_samples,
                                                       self.args.seed)
         was_training = model.training
         model.eval()
+
+        def features(pixels):  # what the refit reads: pooled features, or the hidden states entering its layers
+            return layer_inputs(model.vision_model, layers, pixels) if layers else self._pooled_features(model, pixels)
+
+        def embed(rows):  # embeddings under the current weights, in batches
+            pooled = (pooled_from_layer_inputs(model.vision_model, layers, rows[start : start + 256]) if layers
+                      else rows[start : start + 256] for start in range(0, len(rows), 256))
+            return torch.cat([projection(part).float() for part in pooled])
+
         kept_features, teacher = [], []
         for pixels in self._pixel_batches(kept):  # each kept picture processed once, for student and teacher
-            kept_features.append(self._pooled_features(model, pixels))
+            kept_features.append(features(pixels))
             teacher.append(self._teacher_image_embeddings(pixels))
         kept_features, teacher = torch.cat(kept_features), torch.cat(teacher)
-        removed_features = torch.cat([self._pooled_features(model, pixels) for pixels in self._pixel_batches(removed)])
-        weight = projection.weight
+        removed_features = torch.cat([features(pixels) for pixels in self._pixel_batches(removed)])
         names = None  # with the name target: each removed picture's name, whose cosine the refit may not raise
         if self.name_embeddings is not None and self.data_collator.face_people is not None:
             people = torch.tensor([self.data_collator.face_people[face] for face in removed_faces])
@@ -143,24 +159,37 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         hold = self.args.projection_refit_hold
         if hold is None:
             hold = HOLD["name" if names is not None else "mean"]
-        refit = refit_projection(weight, kept_features, teacher, removed_features, hold, removed_names=names)
+        kept_before, removed_before = embed(kept_features), embed(removed_features)
+        refitted = [projection.weight]
+        kept_pooled, removed_pooled = kept_features, removed_features
+        if layers:  # the last layers first; the projection then refit on their features
+            refit_layers(model.vision_model, projection, layers, kept_features, teacher, removed_features,
+                         seed=self.args.seed)
+            refitted += [parameter for block in model.vision_model.encoder.layers[-layers:]
+                         for parameter in block.parameters()]
+            kept_pooled, removed_pooled = (torch.cat([pooled_from_layer_inputs(model.vision_model, layers, rows)
+                                                      for rows in inputs.split(256)])
+                                           for inputs in (kept_features, removed_features))
+        refit = refit_projection(projection.weight, kept_pooled, teacher, removed_pooled, hold, removed_names=names,
+                                 removed_targets=removed_before)
+        projection.weight.copy_(refit.to(projection.weight.device, projection.weight.dtype))
         if self.accelerator.num_processes > 1:  # the same pictures everywhere; one result for every replica
             from accelerate.utils import broadcast
 
-            refit = broadcast(refit.to(weight.device))
+            for parameter in refitted:
+                parameter.copy_(broadcast(parameter.detach().clone()))
+        kept_after, removed_after = embed(kept_features), embed(removed_features)
 
-        def agreement(new_weight, features, targets):
-            embedded = features.float() @ new_weight.float().T.to(features.device)
-            return torch.nn.functional.cosine_similarity(embedded, targets.float().to(features.device)).mean().item()
+        def agreement(embedded, targets):
+            return torch.nn.functional.cosine_similarity(embedded, targets.float().to(embedded.device)).mean().item()
 
-        removed_before = removed_features.float() @ weight.float().T
-        stats = {"refit_hold": hold, "refit_kept_cosine_before": agreement(weight, kept_features, teacher),
-                 "refit_kept_cosine_after": agreement(refit, kept_features, teacher),
-                 "refit_removed_held_cosine": agreement(refit, removed_features, removed_before)}
+        stats = {"refit_layers": layers, "refit_hold": hold,
+                 "refit_kept_cosine_before": agreement(kept_before, teacher),
+                 "refit_kept_cosine_after": agreement(kept_after, teacher),
+                 "refit_removed_held_cosine": agreement(removed_after, removed_before)}
         if names is not None:  # the removed faces' mean cosine to their own name (a number, no name)
-            stats["refit_removed_name_cosine_before"] = agreement(weight, removed_features, names)
-            stats["refit_removed_name_cosine_after"] = agreement(refit, removed_features, names)
-        weight.copy_(refit.to(weight.device, weight.dtype))
+            stats["refit_removed_name_cosine_before"] = agreement(removed_before, names)
+            stats["refit_removed_name_cosine_after"] = agreement(removed_after, names)
         model.train(was_training)
         self.log(stats)
         return stats
