@@ -57,9 +57,11 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         super().__init__(model, args, train_dataset=train_dataset, processing_class=processing_class,
                          teacher_model=teacher_model, peft_config=peft_config, data_collator=data_collator, **kwargs)
         self.target_embedding = target_embedding.detach().float().to(self.args.device)
-        encoder = getattr(getattr(self.accelerator.unwrap_model(self.model), "vision_model", None), "encoder", None)
+        student = self.accelerator.unwrap_model(self.model)
+        encoder = getattr(getattr(student, "vision_model", None), "encoder", None)
         depth = len(encoder.layers) if encoder is not None else 0
-        if self.args.projection_refit and not self.uses_peft and self.args.projection_refit_layers > depth:
+        refits = isinstance(getattr(student, "visual_projection", None), torch.nn.Linear) and not self.uses_peft
+        if self.args.projection_refit and refits and self.args.projection_refit_layers > depth:
             raise ValueError(f"projection_refit_layers={self.args.projection_refit_layers}, but the image tower has "
                              f"{depth} encoder layers.")
         self.name_embeddings = self.name_thresholds = None
