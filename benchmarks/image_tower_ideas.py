@@ -44,7 +44,9 @@ settings, ``--set field=json`` over them) and appends its row:
   layers: instead of the closed form, 300 AdamW steps (lr 1e-4; 256 kept and 128 removed pictures a step, norms
   frozen) on those layers and the projection, fed the trained tower's cached hidden states; the kept pictures move
   toward the teacher's embeddings (1 − cosine), the removed faces are held at the trained tower's (weighted
-  ``projection_refit_hold``, 3 when unset: the hold it was measured with; no name hold).
+  ``projection_refit_hold``, 3 when unset: the hold it was measured with; no name hold). The twelfth session's
+  form: the library's ``projection_refit_layers`` (the default since) trains half as many pictures a step, runs the
+  last layer for the class token alone and refits the projection afterwards with the name hold.
 """
 
 from __future__ import annotations
