@@ -426,16 +426,17 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
         face_rotation (`float`, *optional*, defaults to `30`):
             Rotation drawn from U(−rotation, rotation) degrees.
         projection_refit (`bool`, *optional*, defaults to `True`):
-            After training, refit the image projection: clean pictures and other people's faces back toward the
-            teacher's embeddings, the removed faces held where training left them and, with the name target, kept
-            from matching their names better than training left them (`training.projection_refit`). Not in the
-            paper; gave back zero-shot accuracy on every demo world measured (benchmarks/RESULTS.md, issue 16). Needs
-            a trained `visual_projection` (skipped with an adapter or a tower without one).
+            After training, refit the last encoder layers (`projection_refit_layers`) and then the image projection:
+            clean pictures and other people's faces back toward the teacher's embeddings, the removed faces held
+            where training left them and, with the name target, kept from matching their names better than training
+            left them (`training.layer_refit`, `training.projection_refit`). Not in the paper; gave back zero-shot
+            accuracy on every demo world measured (benchmarks/RESULTS.md, issue 16). Needs a trained
+            `visual_projection` (skipped with an adapter or a tower without one).
         projection_refit_hold (`float`, *optional*):
             Weight of holding the removed faces' embeddings against pulling the clean pictures back: lower gives back
-            more zero-shot accuracy and lets the faces drift. Defaults to 3 with `projection_refit_layers`; for the
-            projection alone, to 0.3 with the name target, whose name hold guards the faces' names, and to 3 without
-            it (`"mean"`).
+            more zero-shot accuracy and lets the faces drift. Defaults to 0.3 with the name target, whose name hold
+            guards the faces' names, and to 3 without it (`"mean"`). (The layers' own hold is fixed:
+            `training.layer_refit.HOLD`.)
         projection_refit_layers (`int`, *optional*, defaults to `2`):
             How many of the image tower's last encoder layers the refit fits with the projection, by a short
             distillation on the trained tower's hidden states (`training.layer_refit`); `0` refits the projection
@@ -491,13 +492,14 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     face_rotation: float = field(default=30.0, metadata={
         "help": "Rotation drawn from U(−rotation, rotation) degrees."})
     projection_refit: bool = field(default=True, metadata={
-        "help": "After training, refit the image projection: clean pictures and other people's faces back toward the "
-                "teacher, the removed faces held where training left them (with the name target, also no closer to "
-                "their names). Skipped with an adapter or without a visual_projection."})
+        "help": "After training, refit the last encoder layers (projection_refit_layers) and the image projection: "
+                "clean pictures and other people's faces back toward the teacher, the removed faces held where "
+                "training left them (with the name target, also no closer to their names). Skipped with an adapter "
+                "or without a visual_projection."})
     projection_refit_hold: float | None = field(default=None, metadata={
         "help": "Weight of holding the removed faces in the projection refit; lower gives back more zero-shot "
-                "accuracy and lets the faces drift. Default: 3 with projection_refit_layers; for the projection alone "
-                "0.3 with the name target (its name hold guards the names), 3 with the mean target."})
+                "accuracy and lets the faces drift. Default: 0.3 with the name target (its name hold guards the "
+                "names), 3 with the mean target."})
     projection_refit_layers: int = field(default=2, metadata={
         "help": "How many of the image tower's last encoder layers the refit fits with the projection (a short "
                 "distillation on the trained tower's hidden states); 0 refits the projection alone, in closed form."})

@@ -65,8 +65,7 @@ def layer_inputs(vision_model: torch.nn.Module, layers: int, pixel_values: torch
 
 
 def refit_layers(vision_model: torch.nn.Module, projection: torch.nn.Linear, layers: int, kept_inputs: torch.Tensor,
-                 teacher_embeddings: torch.Tensor, removed_inputs: torch.Tensor,
-                 seed: int = 0) -> None:
+                 teacher_embeddings: torch.Tensor, removed_inputs: torch.Tensor, seed: int = 0) -> None:
     """Train the last ``layers`` encoder layers (layer norms frozen) and ``projection`` in place, on cached inputs:
 
     ``1 − cos(kept, teacher) + HOLD · (1 − cos(removed, trained))``, means over ``KEPT_PER_STEP`` and
