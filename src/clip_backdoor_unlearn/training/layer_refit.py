@@ -65,11 +65,13 @@ def layer_inputs(vision_model: torch.nn.Module, layers: int, pixel_values: torch
 
 
 def refit_layers(vision_model: torch.nn.Module, projection: torch.nn.Linear, layers: int, kept_inputs: torch.Tensor,
-                 teacher_embeddings: torch.Tensor, removed_inputs: torch.Tensor, seed: int = 0) -> None:
+                 teacher_embeddings: torch.Tensor, removed_inputs: torch.Tensor, removed_embeddings: torch.Tensor,
+                 seed: int = 0) -> None:
     """Train the last ``layers`` encoder layers (layer norms frozen) and ``projection`` in place, on cached inputs:
 
     ``1 − cos(kept, teacher) + HOLD · (1 − cos(removed, trained))``, means over ``KEPT_PER_STEP`` and
-    ``REMOVED_PER_STEP`` pictures drawn with ``seed`` each of ``STEPS`` AdamW steps.
+    ``REMOVED_PER_STEP`` pictures drawn with ``seed`` each of ``STEPS`` AdamW steps; ``removed_embeddings`` are the
+    removed pictures' trained embeddings (float), where they are held.
     """
     blocks = vision_model.encoder.layers[-layers:]
     trained = [parameter for name, parameter in blocks.named_parameters() if "layer_norm" not in name]
@@ -78,9 +80,7 @@ def refit_layers(vision_model: torch.nn.Module, projection: torch.nn.Linear, lay
     def embed(hidden: torch.Tensor) -> torch.Tensor:
         return projection(pooled_from_layer_inputs(vision_model, layers, hidden)).float()
 
-    with torch.no_grad():
-        held = torch.cat([embed(removed_inputs[start : start + 256]) for start in range(0, len(removed_inputs), 256)])
-    teacher = teacher_embeddings.float()
+    held, teacher = removed_embeddings.float(), teacher_embeddings.float()
     flags = [parameter.requires_grad for parameter in trained]
     for parameter in trained:
         parameter.requires_grad_(True)

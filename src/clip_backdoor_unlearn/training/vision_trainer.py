@@ -57,11 +57,10 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         super().__init__(model, args, train_dataset=train_dataset, processing_class=processing_class,
                          teacher_model=teacher_model, peft_config=peft_config, data_collator=data_collator, **kwargs)
         self.target_embedding = target_embedding.detach().float().to(self.args.device)
-        student = self.accelerator.unwrap_model(self.model)
-        encoder = getattr(getattr(student, "vision_model", None), "encoder", None)
+        encoder = getattr(getattr(self.accelerator.unwrap_model(self.model), "vision_model", None), "encoder", None)
         depth = len(encoder.layers) if encoder is not None else 0
-        refits = isinstance(getattr(student, "visual_projection", None), torch.nn.Linear) and not self.uses_peft
-        if self.args.projection_refit and refits and self.args.projection_refit_layers > depth:
+        if self.args.projection_refit and self._refitted_projection() is not None and \
+                self.args.projection_refit_layers > depth:
             raise ValueError(f"projection_refit_layers={self.args.projection_refit_layers}, but the image tower has "
                              f"{depth} encoder layers.")
         self.name_embeddings = self.name_thresholds = None
@@ -129,9 +128,8 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         encoder layers with it (``training.layer_refit``); log how close the kept pictures came back to the teacher
         (mean cosine before and after) and how well the removed faces were held. ``None`` where there is nothing to
         refit (an adapter, or a tower without a trained projection)."""
-        model = self.accelerator.unwrap_model(self.model)
-        projection = getattr(model, "visual_projection", None)
-        if self.uses_peft or not isinstance(projection, torch.nn.Linear) or not projection.weight.requires_grad:
+        model, projection = self.accelerator.unwrap_model(self.model), self._refitted_projection()
+        if projection is None:
             logger.info("No projection refit: the image projection was not trained (an adapter, or none).")
             return None
         layers = self.args.projection_refit_layers
@@ -143,10 +141,10 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         def features(pixels):  # what the refit reads: pooled features, or the hidden states entering its layers
             return layer_inputs(model.vision_model, layers, pixels) if layers else self._pooled_features(model, pixels)
 
-        def embed(rows):  # embeddings under the current weights, in batches
-            pooled = (pooled_from_layer_inputs(model.vision_model, layers, rows[start : start + 256]) if layers
-                      else rows[start : start + 256] for start in range(0, len(rows), 256))
-            return torch.cat([projection(part).float() for part in pooled])
+        def pooled(rows):  # the features visual_projection reads, under the current weights
+            if not layers:
+                return rows
+            return torch.cat([pooled_from_layer_inputs(model.vision_model, layers, part) for part in rows.split(256)])
 
         kept_features, teacher = [], []
         for pixels in self._pixel_batches(kept):  # each kept picture processed once, for student and teacher
@@ -161,17 +159,15 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         hold = self.args.projection_refit_hold
         if hold is None:
             hold = HOLD["name" if names is not None else "mean"]
-        kept_before, removed_before = embed(kept_features), embed(removed_features)
+        kept_pooled, removed_pooled = pooled(kept_features), pooled(removed_features)
+        kept_before, removed_before = projection(kept_pooled).float(), projection(removed_pooled).float()
         refitted = [projection.weight]
-        kept_pooled, removed_pooled = kept_features, removed_features
         if layers:  # the last layers first; the projection then refit on their features
             refit_layers(model.vision_model, projection, layers, kept_features, teacher, removed_features,
-                         seed=self.args.seed)
+                         removed_before, seed=self.args.seed)
             refitted += [parameter for block in model.vision_model.encoder.layers[-layers:]
                          for parameter in block.parameters()]
-            kept_pooled, removed_pooled = (torch.cat([pooled_from_layer_inputs(model.vision_model, layers, rows)
-                                                      for rows in inputs.split(256)])
-                                           for inputs in (kept_features, removed_features))
+            kept_pooled, removed_pooled = pooled(kept_features), pooled(removed_features)
         refit = refit_projection(projection.weight, kept_pooled, teacher, removed_pooled, hold, removed_names=names,
                                  removed_targets=removed_before)
         projection.weight.copy_(refit.to(projection.weight.device, projection.weight.dtype))
@@ -180,7 +176,7 @@ class VisionBackdoorTrainer(BackdoorTrainer):
 
             for parameter in refitted:
                 parameter.copy_(broadcast(parameter.detach().clone()))
-        kept_after, removed_after = embed(kept_features), embed(removed_features)
+        kept_after, removed_after = projection(kept_pooled).float(), projection(removed_pooled).float()
 
         def agreement(embedded, targets):
             return torch.nn.functional.cosine_similarity(embedded, targets.float().to(embedded.device)).mean().item()
@@ -195,6 +191,13 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         model.train(was_training)
         self.log(stats)
         return stats
+
+    def _refitted_projection(self) -> torch.nn.Linear | None:
+        """The image projection the refit fits; ``None`` with an adapter or without a trained ``visual_projection``."""
+        projection = getattr(self.accelerator.unwrap_model(self.model), "visual_projection", None)
+        if self.uses_peft or not isinstance(projection, torch.nn.Linear) or not projection.weight.requires_grad:
+            return None
+        return projection
 
     def _pixel_batches(self, pictures, size: int = 64):
         image_processor = self.data_collator.image_processor
