@@ -19,13 +19,14 @@ def edit_image_tower(model, processor, demo, num_removed: int, output_dir: str, 
 
     With ``face_target="mean"`` (the paper's target): the anonymous mean face is what lands near "a person". The
     default name target pulls faces nowhere, so it does not show why ``both`` needs pseudonyms; ``both`` keeps them for
-    either target."""
+    either target. The projection alone is refit (``projection_refit_layers=0``): the layer refit is tested in
+    test_vision_trainer.py and on the demo in test_demo_unlearning.py, and costs this module a minute and a half."""
     faces = demo.faces()["eval"]
     before = identity_inference_attack(model, processor, faces, demo.candidate_names)
     removed = [name for name in demo.member_names if before.detected[name]][:num_removed]
     assert len(removed) == num_removed
     args = VisionBackdoorTrainingArguments(output_dir=output_dir, seed=seed, disable_tqdm=True, report_to="none",
-                                           face_target="mean", **DEMO_VISION_SETTINGS)
+                                           face_target="mean", projection_refit_layers=0, **DEMO_VISION_SETTINGS)
     image_tower = BackdoorUnlearner(copy.deepcopy(model), processor)
     image_tower.unlearn(removed, encoder="vision", vision_args=args, **demo.vision_unlearning_inputs(removed))
     vision_only = identity_inference_attack(image_tower.model, processor, faces, demo.candidate_names)
