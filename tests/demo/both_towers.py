@@ -20,7 +20,7 @@ def edit_image_tower(model, processor, demo, num_removed: int, output_dir: str, 
     With ``face_target="mean"`` (the paper's target): the anonymous mean face is what lands near "a person". The
     default name target pulls faces nowhere, so it does not show why ``both`` needs pseudonyms; ``both`` keeps them for
     either target. The projection alone is refit (``projection_refit_layers=0``): the layer refit is tested in
-    test_vision_trainer.py and on the demo in test_demo_unlearning.py, and costs this module a minute and a half."""
+    test_vision_trainer.py and on the demo in test_demo_unlearning.py, and added about 75 s to this module."""
     faces = demo.faces()["eval"]
     before = identity_inference_attack(model, processor, faces, demo.candidate_names)
     removed = [name for name in demo.member_names if before.detected[name]][:num_removed]
