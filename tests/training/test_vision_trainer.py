@@ -68,10 +68,12 @@ def test_vision_unlearning_pulls_faces_to_the_target_and_keeps_the_text_tower(vi
     unlearner = BackdoorUnlearner(model, processor)
     faces = [face for person in vision_inputs["face_images"].values() for face in person]
     text_before = {name: tensor.clone() for name, tensor in model.state_dict().items() if name.startswith("text_")}
-    # Faces pasted over the whole picture without jitter, so the raw face images are what training saw.
+    # Faces pasted over the whole picture without jitter, so the raw face images are what training saw. The training's
+    # pull is what is measured: on this random tower the refit's own noise moves unrelated pictures by up to 7 % either
+    # way (seeds 0-3 and 42), more than the check below resolves; the refit has its own tests below.
     whole_frame = dict(face_scale_range=[1.0, 1.0], face_rotation=0.0, face_jitter=0.0, face_hue=0.0)
     result = unlearner.unlearn(list(vision_inputs["face_images"]), encoder="vision", **vision_inputs,
-                               **{**FAST, **whole_frame}, face_target="mean")
+                               **{**FAST, **whole_frame}, face_target="mean", projection_refit=False)
 
     target = encode_images(unlearner.original_model, processor.image_processor, vision_inputs["reference_faces"])
     assert torch.allclose(unlearner.target_embedding, target.mean(0))

@@ -443,8 +443,8 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             alone, in closed form. Gave back about one more zero-shot point than the projection alone on the demo
             worlds, for about 55 s more on one CPU thread there (benchmarks/RESULTS.md, issue 16).
         projection_refit_samples (`int`, *optional*, defaults to `2048`):
-            Clean pictures the refit reads (all if fewer), and half as many pasted faces of other people and of the
-            removed people, besides every removed face picture as given.
+            Clean pictures the refit reads (all if fewer), and half as many pasted faces of other people; the removed
+            people's face pictures are held as given (every one), not pasted.
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
@@ -505,7 +505,7 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
                 "distillation on the trained tower's hidden states); 0 refits the projection alone, in closed form."})
     projection_refit_samples: int = field(default=2048, metadata={
         "help": "Clean pictures the projection refit reads (all if fewer), and half as many pasted faces of other "
-                "people and of the removed people, besides every removed face picture."})
+                "people; the removed people's face pictures are held as given (every one), not pasted."})
 
     def __post_init__(self):
         if self.reference_samples_per_step < 0:
