@@ -134,6 +134,14 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
     }
 
 
+def emit(row: dict, path: str | None) -> None:
+    """Print ``row`` as JSON and append it to ``path`` (JSON lines), if given."""
+    print(json.dumps(row), flush=True)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
 def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
@@ -188,10 +196,7 @@ def main() -> None:
             for seed in options.seeds:
                 rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r,
                                 options.zero_shot_per_class, options.trajectory))
-                print(json.dumps(rows[-1]), flush=True)
-                if options.json:
-                    with open(options.json, "a", encoding="utf-8") as handle:
-                        handle.write(json.dumps(rows[-1]) + "\n")
+                emit(rows[-1], options.json)
     print(table(rows))
 
 

@@ -435,11 +435,12 @@ def repair(extra_steps: int, floor: float = 0.1):
 def refit_layers(layers: int, steps: int = 300, learning_rate: float = 1e-4):
     """``VisionBackdoorTrainer.refit_projection`` replaced by a short distillation of the last ``layers`` encoder
     layers and the projection on the refit's pictures (cached inputs to those layers)."""
-    from clip_backdoor_unlearn.training.projection_refit import refit_pictures
+    from clip_backdoor_unlearn.training.projection_refit import refit_kept_pictures
 
     def refit_projection(self):
         model = self.accelerator.unwrap_model(self.model)
-        kept, removed, _ = refit_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        kept = refit_kept_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        removed = self.data_collator.face_images
         hold = 3.0 if self.args.projection_refit_hold is None else self.args.projection_refit_hold
         tower = model.vision_model
         blocks = tower.encoder.layers[-layers:]
@@ -603,10 +604,7 @@ def main() -> None:
     row["overrides"].update(idea=options.idea, **({setting: getattr(options, setting)} if setting else {}))
     if options.idea == "hidden_states":
         row["overrides"]["first_layer"] = options.first_layer
-    print(json.dumps(row), flush=True)
-    if options.json:
-        with open(options.json, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+    image_tower.emit(row, options.json)
 
 
 if __name__ == "__main__":

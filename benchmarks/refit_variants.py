@@ -47,7 +47,7 @@ from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, load_demo_cl
 from clip_backdoor_unlearn.evaluation import (  # noqa: E402
     identity_inference_attack, paired_accuracy_change, zero_shot_hits)
 from clip_backdoor_unlearn.training import layer_refit, vision_trainer  # noqa: E402
-from clip_backdoor_unlearn.training.projection_refit import refit_pictures, refit_projection  # noqa: E402
+from clip_backdoor_unlearn.training.projection_refit import refit_kept_pictures, refit_projection  # noqa: E402
 
 DEFAULTS = {"layers": 2, "steps": 300, "lr": 1e-4, "hold": layer_refit.HOLD, "projection_hold": 0.3, "name_hold": 1,
             "base": "trained", "target": "trained", "pasted_removed": 0}
@@ -76,8 +76,8 @@ def lowered_along_names(original: torch.Tensor, names: torch.Tensor, cosine: tor
 
 
 def pasted_removed_faces(collator, samples: int, seed: int) -> tuple[list, list[int]]:
-    """The removed faces pasted on clean pictures that ``refit_pictures`` drew after the kept ones until the
-    sixteenth session (the same random stream), and which face each shows."""
+    """The removed faces pasted on clean pictures that the refit drew after the kept ones until the sixteenth
+    session (the same random stream as ``refit_kept_pictures``), and which face each shows."""
     rng = random.Random(seed)
     backgrounds = collator.clean_images
     rng.sample(backgrounds, min(samples, len(backgrounds)))
@@ -92,13 +92,14 @@ def pasted_removed_faces(collator, samples: int, seed: int) -> tuple[list, list[
 def refit(trainer, student, original_state: dict, variant: dict) -> None:
     """The library's refit (``VisionBackdoorTrainer.refit_projection``) with ``variant``'s changes, in place."""
     layers, projection = variant["layers"], student.visual_projection
-    kept, removed, faces = refit_pictures(trainer.data_collator, trainer.args.projection_refit_samples,
-                                          trainer.args.seed)
+    collator = trainer.data_collator
+    kept = refit_kept_pictures(collator, trainer.args.projection_refit_samples, trainer.args.seed)
+    removed, faces = collator.face_images, list(range(len(collator.face_images)))
     if variant["pasted_removed"]:
-        pasted, pasted_faces = pasted_removed_faces(trainer.data_collator, trainer.args.projection_refit_samples,
-                                                    trainer.args.seed)
+        pasted, pasted_faces = pasted_removed_faces(collator, trainer.args.projection_refit_samples, trainer.args.seed)
         removed, faces = pasted + removed, pasted_faces + faces
-    names = trainer.name_embeddings[torch.tensor([trainer.data_collator.face_people[face] for face in faces])]
+    people = torch.tensor([collator.face_people[face] for face in faces])
+    names = trainer.name_embeddings[people]
     student.eval()
     batches = trainer._pixel_batches
     trained = torch.cat([projection(student.vision_model(pixel_values=pixels).pooler_output).float()
@@ -110,8 +111,7 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
         original = torch.cat([trainer._teacher_image_embeddings(pixels) for pixels in batches(removed)])
         cosine = F.cosine_similarity(trained, names)
         if variant["target"] == "threshold":
-            people = torch.tensor([trainer.data_collator.face_people[face] for face in faces])
-            cosine = trainer.name_thresholds[people.to(trainer.name_thresholds.device)]
+            cosine = trainer.name_thresholds[people]
         targets = lowered_along_names(original, names, cosine)
     if variant["base"] == "original":
         student.load_state_dict(original_state)
@@ -200,10 +200,7 @@ def main() -> None:
                "others_still_found": sum(after.detected[name] for name in others), "others_before": len(others),
                "zero_shot_change": round(100 * change, 2), "zero_shot_ci95": round(100 * half_width, 2),
                "train_s": None if options.load_student else round(train_seconds), "refit_s": round(refit_seconds)}
-        print(json.dumps(row), flush=True)
-        if options.json:
-            with open(options.json, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+        image_tower.emit(row, options.json)
 
 
 if __name__ == "__main__":

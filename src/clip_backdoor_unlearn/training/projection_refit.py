@@ -35,24 +35,22 @@ NAME_HOLD_ITERATIONS = 200
 """L-BFGS iterations for the name hold, started from the closed-form refit."""
 
 
-def refit_pictures(collator: VisionBackdoorCollator, samples: int, seed: int) -> tuple[list[Image.Image],
-                                                                                     list[Image.Image], list[int]]:
-    """``(kept, removed, removed_faces)`` pictures for the refit, drawn with ``seed`` from what training drew from.
+def refit_kept_pictures(collator: VisionBackdoorCollator, samples: int, seed: int) -> list[Image.Image]:
+    """The pictures the refit pulls back to the teacher, drawn with ``seed`` from what training drew from:
+    ``samples`` clean images (all of them if fewer) and ``samples // 2`` other people's faces pasted on clean images
+    as in training.
 
-    Kept: ``samples`` clean images (all of them if fewer) and ``samples // 2`` other people's faces pasted on clean
-    images as in training. Removed: every removed face picture as given, not pasted: a pasted face held where
+    The removed faces the refit holds are ``collator.face_images`` as given, not pasted: a pasted face held where
     training left it holds its clean background there too, against the clean pictures' pull back to the teacher
     (holding pasted ones as well cost 0.7 zero-shot points on demo world 0; benchmarks/RESULTS.md, issue 16).
-    ``removed_faces`` says which of ``collator.face_images`` each one shows.
     """
     rng = random.Random(seed)
     backgrounds = collator.clean_images
     clean = rng.sample(backgrounds, min(samples, len(backgrounds)))
     faces = collator.reference_faces
     drawn = [rng.randrange(len(faces)) for _ in range(samples // 2 if faces else 0)]
-    pasted = [collator.augmentation.apply(faces[index], rng.choice(backgrounds), rng.randrange(2**31))
-              for index in drawn]
-    return clean + pasted, list(collator.face_images), list(range(len(collator.face_images)))
+    return clean + [collator.augmentation.apply(faces[index], rng.choice(backgrounds), rng.randrange(2**31))
+                    for index in drawn]
 
 
 def refit_projection(weight: torch.Tensor, kept_features: torch.Tensor, teacher_embeddings: torch.Tensor,

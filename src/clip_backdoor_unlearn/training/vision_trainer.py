@@ -21,7 +21,7 @@ from ..data.images import VisionBackdoorCollator
 from .arguments import VisionBackdoorTrainingArguments
 from .embeddings import image_embeddings, processor_parts
 from .layer_refit import layer_inputs, pooled_from_layer_inputs, refit_layers
-from .projection_refit import HOLD, refit_pictures, refit_projection
+from .projection_refit import HOLD, refit_kept_pictures, refit_projection
 from .towers import VISION
 from .trainer import BackdoorTrainer
 
@@ -133,8 +133,8 @@ class VisionBackdoorTrainer(BackdoorTrainer):
             logger.info("No projection refit: the image projection was not trained (an adapter, or none).")
             return None
         layers = self.args.projection_refit_layers
-        kept, removed, removed_faces = refit_pictures(self.data_collator, self.args.projection_refit_samples,
-                                                      self.args.seed)
+        kept = refit_kept_pictures(self.data_collator, self.args.projection_refit_samples, self.args.seed)
+        removed = self.data_collator.face_images  # held as given (refit_kept_pictures says why)
         was_training = model.training
         model.eval()
 
@@ -154,7 +154,7 @@ class VisionBackdoorTrainer(BackdoorTrainer):
         removed_features = torch.cat([features(pixels) for pixels in self._pixel_batches(removed)])
         names = None  # with the name target: each removed picture's name, whose cosine the refit may not raise
         if self.name_embeddings is not None and self.data_collator.face_people is not None:
-            people = torch.tensor([self.data_collator.face_people[face] for face in removed_faces])
+            people = torch.tensor(self.data_collator.face_people)
             names = self.name_embeddings[people.to(self.name_embeddings.device)]
         hold = self.args.projection_refit_hold
         if hold is None:
