@@ -20,7 +20,8 @@ found, the zero-shot change in points with its paired 95 % half-width. A variant
   the original tower's embedding lowered along its own name only (the least change that names it less), down to
   the trained tower's cosine to that name (``name``) or to the anonymous threshold of training (``threshold``);
 - ``pasted_removed=1``: hold the removed faces pasted on clean pictures as well as given (``projection_refit_samples
-  // 2`` of them, drawn as other people's are: the library's refit until the sixteenth session).
+  // 2`` of them, drawn as other people's are: the library's refit until the sixteenth session);
+- ``held_per_person=N``: hold only each removed person's first ``N`` pictures as given (0, the library's: all).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from clip_backdoor_unlearn.training import layer_refit, vision_trainer  # noqa: 
 from clip_backdoor_unlearn.training.projection_refit import refit_kept_pictures, refit_projection  # noqa: E402
 
 DEFAULTS = {"layers": 2, "steps": 300, "lr": 1e-4, "hold": layer_refit.HOLD, "projection_hold": 0.3, "name_hold": 1,
-            "base": "trained", "target": "trained", "pasted_removed": 0}
+            "base": "trained", "target": "trained", "pasted_removed": 0, "held_per_person": 0}
 """The library's refit, in this script's terms."""
 
 
@@ -94,7 +95,11 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
     layers, projection = variant["layers"], student.visual_projection
     collator = trainer.data_collator
     kept = refit_kept_pictures(collator, trainer.args.projection_refit_samples, trainer.args.seed)
-    removed, faces = collator.face_images, list(range(len(collator.face_images)))
+    faces = list(range(len(collator.face_images)))
+    if variant["held_per_person"]:
+        faces = [face for face in faces
+                 if collator.face_people[:face].count(collator.face_people[face]) < variant["held_per_person"]]
+    removed = [collator.face_images[face] for face in faces]
     if variant["pasted_removed"]:
         pasted, pasted_faces = pasted_removed_faces(collator, trainer.args.projection_refit_samples, trainer.args.seed)
         removed, faces = pasted + removed, pasted_faces + faces
