@@ -11,7 +11,9 @@ after, zero-shot accuracy with its paired 95 % half-width in points (``--zero_sh
 held-out pictures to narrow it), and the image-to-image attack (the ``eval`` pictures against the ``train`` ones).
 ``--trajectory N`` also measures the model being trained every N steps (``trajectory`` in the JSON row: the TPR on
 the removed people's ``eval`` and ``train`` pictures, the other members found before still found, zero-shot change in
-points): when a stop would have been safe. Pass ``--threads 1`` and pin two runs to two cores to run them side by side.
+points): when a stop would have been safe. ``--face_images_per_person N`` gives training only each removed person's
+first ``N`` pictures, as a user with a few photos would. Pass ``--threads 1`` and pin two runs to two cores to run
+them side by side.
 """
 
 from __future__ import annotations
@@ -75,8 +77,19 @@ class Trajectory(TrainerCallback):
             "zero_shot_change": round(100 * float(hits.float().mean() - self.hits_before.float().mean()), 2)})
 
 
+def first_per_person(face_images, count: int):
+    """The first ``count`` pictures of each person in ``face_images`` (columns ``image``, ``name``), in order."""
+    seen: dict[str, int] = {}
+    keep = []
+    for index, name in enumerate(face_images["name"]):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] <= count:
+            keep.append(index)
+    return face_images.select(keep)
+
+
 def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
-        zero_shot_per_class: list[int] | None = None, trajectory: int = 0) -> dict:
+        zero_shot_per_class: list[int] | None = None, trajectory: int = 0, face_images_per_person: int = 0) -> dict:
     model, processor, world = load_demo_clip(size, world_seed)
     faces = world.faces()
     before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
@@ -89,6 +102,8 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
     common = dict(output_dir=output_dir, disable_tqdm=True, report_to="none", seed=seed)
     vision_args = VisionBackdoorTrainingArguments(**{**common, **DEMO_VISION_SETTINGS, **overrides})
     inputs: dict = dict(world.vision_unlearning_inputs(removed))
+    if face_images_per_person:
+        inputs["face_images"] = first_per_person(inputs["face_images"], face_images_per_person)
     if encoder == "both":  # as examples/unlearn.py: the demo's text settings, every 7th caption held out, pool kept
         captions = world.unlearning_captions()
         inputs.update(args=BackdoorTrainingArguments(**common, **demo_text_settings(size)), vision_args=vision_args,
@@ -119,7 +134,8 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
                for kind, rows in (("shapes", shapes), ("digits", ~shapes))}
     return {
         "encoder": encoder, "size": size, "world": world_seed, "removed": len(removed), "seed": seed,
-        "overrides": {**overrides, **({"lora_r": lora_r} if lora_r else {})},
+        "overrides": {**overrides, **({"lora_r": lora_r} if lora_r else {}),
+                      **({"face_images_per_person": face_images_per_person} if face_images_per_person else {})},
         "tpr_after": metrics["idia_tpr_removed_after"],
         "others_before": metrics["idia_others_detected_before"],
         "others_after": metrics["idia_others_detected_after"],
@@ -179,6 +195,8 @@ def main() -> None:
     parser.add_argument("--trajectory", type=int, default=0, metavar="N",
                         help="also measure the model being trained every N steps (slow: an attack and the zero-shot "
                              "set each time; train_s then includes them)")
+    parser.add_argument("--face_images_per_person", type=int, default=0, metavar="N",
+                        help="train on only each removed person's first N pictures (0: all the world gives)")
     parser.add_argument("--threads", type=int, help="torch threads (1 to run two benchmarks on two cores)")
     parser.add_argument("--json", help="append each row here (JSON lines)")
     parser.add_argument("--table", help="print the table of a --json file and exit")
@@ -195,7 +213,7 @@ def main() -> None:
         for count in options.removed:
             for seed in options.seeds:
                 rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r,
-                                options.zero_shot_per_class, options.trajectory))
+                                options.zero_shot_per_class, options.trajectory, options.face_images_per_person))
                 emit(rows[-1], options.json)
     print(table(rows))
 

@@ -21,13 +21,19 @@ found, the zero-shot change in points with its paired 95 % half-width. A variant
   the trained tower's cosine to that name (``name``) or to the anonymous threshold of training (``threshold``);
 - ``pasted_removed=1``: hold the removed faces pasted on clean pictures as well as given (``projection_refit_samples
   // 2`` of them, drawn as other people's are: the library's refit until the sixteenth session);
-- ``held_per_person=N``: hold only each removed person's first ``N`` pictures as given (0, the library's: all).
+- ``held_per_person=N``: hold only each removed person's first ``N`` pictures as given (0, the library's: all);
+- ``augmented_removed=N``: hold ``N`` more copies of each removed picture, augmented as in training (flip, colour,
+  rotation) but pasted full size over itself, so that no clean background is held with them.
+
+``--face_images_per_person N`` trains (and so refits) on only each removed person's first ``N`` pictures, as
+image_tower.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import random
 import shutil
@@ -51,7 +57,8 @@ from clip_backdoor_unlearn.training import layer_refit, vision_trainer  # noqa: 
 from clip_backdoor_unlearn.training.projection_refit import refit_kept_pictures, refit_projection  # noqa: E402
 
 DEFAULTS = {"layers": 2, "steps": 300, "lr": 1e-4, "hold": layer_refit.HOLD, "projection_hold": 0.3, "name_hold": 1,
-            "base": "trained", "target": "trained", "pasted_removed": 0, "held_per_person": 0}
+            "base": "trained", "target": "trained", "pasted_removed": 0, "held_per_person": 0,
+            "augmented_removed": 0}
 """The library's refit, in this script's terms."""
 
 
@@ -74,6 +81,15 @@ def lowered_along_names(original: torch.Tensor, names: torch.Tensor, cosine: tor
     target = cosine.unsqueeze(-1).clamp(-0.99, 0.99)
     lowered = across + target * across.norm(dim=-1, keepdim=True) / (1 - target**2).sqrt() * names
     return torch.where(along / original.norm(dim=-1, keepdim=True) <= target, original, lowered)
+
+
+def augmented_removed_faces(collator, faces: list[int], copies: int, seed: int) -> tuple[list, list[int]]:
+    """``copies`` augmented copies of each of the removed pictures ``faces``, each pasted full size over itself, and
+    which face each shows."""
+    rng, full_size = random.Random(seed), dataclasses.replace(collator.augmentation, scale_range=(1.0, 1.0))
+    shown = [face for face in faces for _ in range(copies)]
+    return [full_size.apply(collator.face_images[face], collator.face_images[face], rng.randrange(2**31))
+            for face in shown], shown
 
 
 def pasted_removed_faces(collator, samples: int, seed: int) -> tuple[list, list[int]]:
@@ -103,6 +119,9 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
     if variant["pasted_removed"]:
         pasted, pasted_faces = pasted_removed_faces(collator, trainer.args.projection_refit_samples, trainer.args.seed)
         removed, faces = pasted + removed, pasted_faces + faces
+    if variant["augmented_removed"]:
+        copies, shown = augmented_removed_faces(collator, faces, variant["augmented_removed"], trainer.args.seed)
+        removed, faces = removed + copies, faces + shown
     people = torch.tensor([collator.face_people[face] for face in faces])
     names = trainer.name_embeddings[people]
     student.eval()
@@ -153,6 +172,8 @@ def main() -> None:
     parser.add_argument("--save_student", help="save the trained tower here (before any refit)")
     parser.add_argument("--load_student", help="skip training: refit this saved tower")
     parser.add_argument("--zero_shot_per_class", type=int, nargs=2, metavar=("SHAPES", "DIGITS"))
+    parser.add_argument("--face_images_per_person", type=int, default=0, metavar="N",
+                        help="train on only each removed person's first N pictures (0: all the world gives)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--json", help="append each row here (JSON lines)")
     options = parser.parse_args()
@@ -181,9 +202,11 @@ def main() -> None:
         args = VisionBackdoorTrainingArguments(output_dir=output_dir, disable_tqdm=True, report_to="none",
                                                seed=options.seed, **{**DEMO_VISION_SETTINGS, **overrides})
         unlearner = BackdoorUnlearner(copy.deepcopy(model), processor)
+        inputs = world.vision_unlearning_inputs(removed)
+        if options.face_images_per_person:
+            inputs["face_images"] = image_tower.first_per_person(inputs["face_images"], options.face_images_per_person)
         start = time.perf_counter()
-        unlearner.unlearn(removed, encoder="vision", output_dir=output_dir, disable_tqdm=True, args=args,
-                          **world.vision_unlearning_inputs(removed))
+        unlearner.unlearn(removed, encoder="vision", output_dir=output_dir, disable_tqdm=True, args=args, **inputs)
         train_seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
@@ -191,6 +214,8 @@ def main() -> None:
     trained_state = copy.deepcopy(student.state_dict())
     if options.save_student:
         torch.save(trained_state, options.save_student)
+    training = {**overrides, **({"face_images_per_person": options.face_images_per_person}
+                                if options.face_images_per_person else {})}
     for text, variant in variants.items():
         student.load_state_dict(trained_state)
         start = time.perf_counter()
@@ -201,7 +226,7 @@ def main() -> None:
         hits = zero_shot_hits(student, processor, pictures, templates=world.zero_shot_templates)[1]
         change, half_width = paired_accuracy_change(hits_before, hits)
         row = {"size": options.size, "world": options.world_seed, "removed": len(removed), "seed": options.seed,
-               "training": overrides, "variant": text, "tpr_after": after.tpr(removed),
+               "training": training, "variant": text, "tpr_after": after.tpr(removed),
                "others_still_found": sum(after.detected[name] for name in others), "others_before": len(others),
                "zero_shot_change": round(100 * change, 2), "zero_shot_ci95": round(100 * half_width, 2),
                "train_s": None if options.load_student else round(train_seconds), "refit_s": round(refit_seconds)}
