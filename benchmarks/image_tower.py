@@ -77,15 +77,20 @@ class Trajectory(TrainerCallback):
             "zero_shot_change": round(100 * float(hits.float().mean() - self.hits_before.float().mean()), 2)})
 
 
+def first_of_each(keys, count: int) -> list[int]:
+    """Indices of the first ``count`` rows of each distinct key in ``keys``, in order."""
+    seen: dict = {}
+    keep = []
+    for index, key in enumerate(keys):
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= count:
+            keep.append(index)
+    return keep
+
+
 def first_per_person(face_images, count: int):
     """The first ``count`` pictures of each person in ``face_images`` (columns ``image``, ``name``), in order."""
-    seen: dict[str, int] = {}
-    keep = []
-    for index, name in enumerate(face_images["name"]):
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] <= count:
-            keep.append(index)
-    return face_images.select(keep)
+    return face_images.select(first_of_each(face_images["name"], count))
 
 
 def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,

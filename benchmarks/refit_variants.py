@@ -113,8 +113,7 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
     kept = refit_kept_pictures(collator, trainer.args.projection_refit_samples, trainer.args.seed)
     faces = list(range(len(collator.face_images)))
     if variant["held_per_person"]:
-        faces = [face for face in faces
-                 if collator.face_people[:face].count(collator.face_people[face]) < variant["held_per_person"]]
+        faces = image_tower.first_of_each(collator.face_people, variant["held_per_person"])
     removed = [collator.face_images[face] for face in faces]
     if variant["pasted_removed"]:
         pasted, pasted_faces = pasted_removed_faces(collator, trainer.args.projection_refit_samples, trainer.args.seed)
