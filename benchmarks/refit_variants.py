@@ -23,7 +23,11 @@ found, the zero-shot change in points with its paired 95 % half-width. A variant
   // 2`` of them, drawn as other people's are: the library's refit until the sixteenth session);
 - ``held_per_person=N``: hold only each removed person's first ``N`` pictures as given (0, the library's: all);
 - ``augmented_removed=N``: hold ``N`` more copies of each removed picture, augmented as in training (flip, colour,
-  rotation) but pasted full size over itself, so that no clean background is held with them.
+  rotation) but pasted full size over itself, so that no clean background is held with them;
+- ``mixed_removed=N``: hold ``N`` more points a removed picture in the hidden states the refit reads: each a mix
+  ``(1 − a) x + a y`` of the layer inputs of two pictures of the same person, ``a`` uniform in ``[−mix_span,
+  1 + mix_span]``, held where the trained tower puts it, so that the hold covers the space between (and, with a
+  span, beyond) a person's few pictures rather than the pictures alone.
 
 ``--face_images_per_person N`` trains (and so refits) on only each removed person's first ``N`` pictures, as
 image_tower.py.
@@ -58,7 +62,7 @@ from clip_backdoor_unlearn.training.projection_refit import refit_kept_pictures,
 
 DEFAULTS = {"layers": 2, "steps": 300, "lr": 1e-4, "hold": layer_refit.HOLD, "projection_hold": 0.3, "name_hold": 1,
             "base": "trained", "target": "trained", "pasted_removed": 0, "held_per_person": 0,
-            "augmented_removed": 0}
+            "augmented_removed": 0, "mixed_removed": 0, "mix_span": 0.0}
 """The library's refit, in this script's terms."""
 
 
@@ -105,6 +109,23 @@ def pasted_removed_faces(collator, samples: int, seed: int) -> tuple[list, list[
     return pasted, drawn
 
 
+def mixed_within_person(inputs: torch.Tensor, people: torch.Tensor, per_picture: int, span: float,
+                        seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_picture`` mixes of each row of ``inputs`` with another row of the same person (itself if alone), and
+    the person of each."""
+    generator = torch.Generator().manual_seed(seed)
+    first, second = [], []
+    for row, person in enumerate(people.tolist()):
+        same = (people == person).nonzero().flatten()
+        for _ in range(per_picture):
+            first.append(row)
+            second.append(same[torch.randint(len(same), (1,), generator=generator)].item())
+    share = torch.rand(len(first), generator=generator) * (1 + 2 * span) - span
+    share = share.view(-1, *([1] * (inputs.dim() - 1))).to(inputs.dtype)
+    mixed = (1 - share) * inputs[first] + share * inputs[second]
+    return mixed, people[first]
+
+
 @torch.no_grad()
 def refit(trainer, student, original_state: dict, variant: dict) -> None:
     """The library's refit (``VisionBackdoorTrainer.refit_projection``) with ``variant``'s changes, in place."""
@@ -144,6 +165,15 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
                                  for pixels in batches(kept)])
         removed_inputs = torch.cat([layer_refit.layer_inputs(student.vision_model, layers, pixels)
                                     for pixels in batches(removed)])
+        if variant["mixed_removed"]:
+            if variant["base"] != "trained":
+                raise ValueError("mixed_removed holds the mixes where the trained tower puts them: base=trained only.")
+            mixed, mixed_people = mixed_within_person(removed_inputs, people, variant["mixed_removed"],
+                                                      variant["mix_span"], trainer.args.seed)
+            held = torch.cat([projection(layer_refit.pooled_from_layer_inputs(student.vision_model, layers, part))
+                              .float() for part in mixed.split(256)])
+            removed_inputs, targets = torch.cat([removed_inputs, mixed]), torch.cat([targets, held])
+            names = torch.cat([names, trainer.name_embeddings[mixed_people]])
         layer_refit.refit_layers(student.vision_model, projection, layers, kept_inputs, teacher, removed_inputs,
                                  targets, seed=trainer.args.seed)
     finally:
@@ -166,7 +196,8 @@ def main() -> None:
     parser.add_argument("--world_seed", type=int, default=0)
     parser.add_argument("--removed", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON", help="training settings, as image_tower.py")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                        help="training settings, as image_tower.py")
     parser.add_argument("--variants", nargs="+", default=["none", "default"])
     parser.add_argument("--save_student", help="save the trained tower here (before any refit)")
     parser.add_argument("--load_student", help="skip training: refit this saved tower")
