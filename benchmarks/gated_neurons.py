@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import image_tower  # noqa: E402  (the benchmark beside this one)
 
 from clip_backdoor_unlearn.data.images import FaceAugmentation  # noqa: E402
-from clip_backdoor_unlearn.demo.recipe import load_demo_clip  # noqa: E402
 from clip_backdoor_unlearn.evaluation import (  # noqa: E402
     identity_inference_attack, paired_accuracy_change, zero_shot_hits)
 from clip_backdoor_unlearn.evaluation.unlearning import evaluate_unlearning  # noqa: E402
@@ -77,9 +76,8 @@ def without(model: CLIPModel, base: torch.Tensor, activations: torch.Tensor, slo
 
 def embed(model: CLIPModel, base: torch.Tensor, z: torch.Tensor, u: torch.Tensor, c: torch.Tensor,
           v: torch.Tensor) -> torch.Tensor:
-    """The tower's embedding with the new neurons added to the last MLP (``quick_gelu`` as CLIP's)."""
-    pre = z @ u.T + c
-    active = pre * torch.sigmoid(1.702 * pre)
+    """The tower's embedding with the new neurons added to the last MLP (its own activation)."""
+    active = model.vision_model.encoder.layers[-1].mlp.activation_fn(z @ u.T + c)
     return model.visual_projection(model.vision_model.post_layernorm(base + active @ v))
 
 
@@ -96,11 +94,11 @@ def fit(model, removed_z, removed_base, removed_people, names, thresholds, kept_
         rows += [direction + 0.05 * torch.randn_like(direction) for _ in range(per_person)]
     u = torch.stack(rows)
     scale = 4.0 / (removed_z @ u.T).std()  # pre-activations of a few units across pictures
-    u = (u * scale).clone()
+    u = u * scale
     owner = torch.arange(people).repeat_interleave(per_person)
     own = torch.stack([(removed_z[removed_people == owner[j]] @ u[j]).mean() for j in range(len(owner))])
     others = (kept_z @ u.T).mean(0)
-    c = -(0.5 * (own + others)).clone()
+    c = -0.5 * (own + others)
     v = torch.zeros(len(owner), removed_z.shape[1])
     for tensor in (u, c, v):
         tensor.requires_grad_(True)
@@ -126,8 +124,7 @@ def widened(model: CLIPModel, u: torch.Tensor, c: torch.Tensor, v: torch.Tensor)
     """A copy of ``model`` whose vision MLPs are ``len(u)`` neurons wider: the last layer's new ones are ``u, c, v``,
     every other layer's are zero (so it computes what it did)."""
     config = model.config.__class__.from_dict(model.config.to_dict())
-    extra = len(u)
-    config.vision_config.intermediate_size += extra
+    config.vision_config.intermediate_size += len(u)
     edited = CLIPModel(config).eval()
     state = model.state_dict()
     layers = len(model.vision_model.encoder.layers)
@@ -167,10 +164,7 @@ def reused(model: CLIPModel, slots: torch.Tensor, u: torch.Tensor, c: torch.Tens
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="full")
-    parser.add_argument("--world_seed", type=int, default=0)
-    parser.add_argument("--removed", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=42)
+    image_tower.add_world_arguments(parser)
     parser.add_argument("--per_person", type=int, default=2, help="new neurons a removed person")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-2)
@@ -191,12 +185,8 @@ def main() -> None:
     options = parser.parse_args()
     if options.threads:
         torch.set_num_threads(options.threads)
-    model, processor, world = load_demo_clip(options.size, options.world_seed)
-    faces = world.faces()
-    before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
-    removed = [name for name in world.member_names if before.detected[name]][: options.removed]
-    pictures = image_tower.zero_shot_set(options.size, options.world_seed, world, options.zero_shot_per_class)
-    hits_before = zero_shot_hits(model, processor, pictures, templates=world.zero_shot_templates)[1]
+    model, processor, world, faces, before, removed, pictures, hits_before = image_tower.baseline(
+        options.size, options.world_seed, options.removed, options.zero_shot_per_class)
 
     start = time.perf_counter()
     inputs = world.vision_unlearning_inputs(removed)
@@ -218,7 +208,8 @@ def main() -> None:
         index = rng.randrange(len(given))
         removed_pictures.append(pasted.apply(given[index], rng.choice(clean), rng.randrange(2**31)))
         removed_people.append(people[index])
-    kept_pictures = rng.sample(clean, min(options.kept, len(clean))) + references
+    kept_clean = rng.sample(clean, min(options.kept, len(clean)))
+    kept_pictures = kept_clean + references
     kept_pictures += [pasted.apply(rng.choice(references), rng.choice(clean), rng.randrange(2**31))
                       for _ in range(options.kept // 2)]
     removed_z, removed_base, removed_active = last_mlp_inputs(model, processor, removed_pictures)
@@ -232,7 +223,7 @@ def main() -> None:
             kept_base = without(model, kept_base, kept_active, slots)
         check = encode_images(model, processor.image_processor, kept_pictures[:8])
         assert torch.allclose(check, kept_teacher[:8], atol=1e-4), "the cached features do not give the embedding"
-        reference_embeddings = encode_images(model, processor.image_processor, references)
+        reference_embeddings = kept_teacher[len(kept_clean):len(kept_clean) + len(references)]
         names, thresholds = name_targets(model, processor.tokenizer, removed, reference_embeddings)
     u, c, v = fit(model, removed_z, removed_base, torch.tensor(removed_people), names, thresholds, kept_z, kept_base,
                   kept_teacher, options.per_person, options.steps, options.lr, options.kept_weight, options.margin,
@@ -251,8 +242,7 @@ def main() -> None:
     change, half_width = paired_accuracy_change(hits_before, hits_after)
     ablation = {}
     if options.ablation_attack:
-        edit = torch.arange(len(u)) + (model.config.vision_config.intermediate_size if slots is None else 0)
-        edit = edit if slots is None else slots
+        edit = torch.arange(len(u)) + model.config.vision_config.intermediate_size if slots is None else slots
         with torch.no_grad():
             active = last_mlp_inputs(edited, processor, rng.sample(clean, min(512, len(clean))))[2]
             quiet = least_used(edited, active, len(u))

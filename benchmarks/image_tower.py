@@ -25,6 +25,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from typing import NamedTuple
 
 import torch
 from transformers import TrainerCallback
@@ -46,6 +47,39 @@ def zero_shot_set(size: str, world_seed: int, world: DemoWorld, per_class: list[
         world = DemoWorld.build(size=size, seed=world_seed, shape_eval_per_class=per_class[0],
                                 digit_eval_per_class=per_class[1])
     return world.zero_shot()
+
+
+class Baseline(NamedTuple):
+    """A cached demo CLIP before any edit: what every image-tower benchmark measures against."""
+
+    model: torch.nn.Module
+    processor: object
+    world: DemoWorld
+    faces: dict
+    before: object  # the IDIA on the ``eval`` pictures
+    removed: list[str]  # the first ``count`` members that attack detects
+    pictures: object  # the zero-shot pictures
+    hits_before: torch.Tensor
+
+
+def baseline(size: str, world_seed: int, count: int, zero_shot_per_class: list[int] | None) -> Baseline:
+    """The cached CLIP of ``(size, world_seed)``, the IDIA on its ``eval`` pictures, the first ``count`` members it
+    detects (the people to remove) and its zero-shot hits."""
+    model, processor, world = load_demo_clip(size, world_seed)
+    faces = world.faces()
+    before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
+    removed = [name for name in world.member_names if before.detected[name]][:count]
+    pictures = zero_shot_set(size, world_seed, world, zero_shot_per_class)
+    hits_before = zero_shot_hits(model, processor, pictures, templates=world.zero_shot_templates)[1]
+    return Baseline(model, processor, world, faces, before, removed, pictures, hits_before)
+
+
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--size``, ``--world_seed``, ``--removed`` (one count) and ``--seed``: the cell a one-run probe measures."""
+    parser.add_argument("--size", default="full", choices=sorted(WORLD_SIZES))
+    parser.add_argument("--world_seed", type=int, default=0)
+    parser.add_argument("--removed", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=42)
 
 
 class Trajectory(TrainerCallback):
@@ -95,13 +129,9 @@ def first_per_person(face_images, count: int):
 
 def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
         zero_shot_per_class: list[int] | None = None, trajectory: int = 0, face_images_per_person: int = 0) -> dict:
-    model, processor, world = load_demo_clip(size, world_seed)
-    faces = world.faces()
-    before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
-    removed = [name for name in world.member_names if before.detected[name]][:count]
-    pictures = zero_shot_set(size, world_seed, world, zero_shot_per_class)
+    model, processor, world, faces, before, removed, pictures, hits_before = baseline(size, world_seed, count,
+                                                                                     zero_shot_per_class)
     templates = world.zero_shot_templates
-    hits_before = zero_shot_hits(model, processor, pictures, templates=templates)[1]
     callbacks = [Trajectory(trajectory, processor, world, removed, pictures, hits_before, before)] if trajectory else []
     output_dir = tempfile.mkdtemp(prefix="bench-image-tower-")
     common = dict(output_dir=output_dir, disable_tqdm=True, report_to="none", seed=seed)

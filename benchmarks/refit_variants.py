@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import image_tower  # noqa: E402  (the benchmark beside this one)
 
 from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments  # noqa: E402
-from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, load_demo_clip  # noqa: E402
+from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS  # noqa: E402
 from clip_backdoor_unlearn.evaluation import (  # noqa: E402
     identity_inference_attack, paired_accuracy_change, zero_shot_hits)
 from clip_backdoor_unlearn.training import layer_refit, vision_trainer  # noqa: E402
@@ -159,6 +159,11 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
         targets = lowered_along_names(original, names, cosine)
     if variant["base"] == "original":
         student.load_state_dict(original_state)
+
+    def pooled(rows):  # what the projection reads, from the hidden states entering the refit layers
+        return torch.cat([layer_refit.pooled_from_layer_inputs(student.vision_model, layers, part)
+                          for part in rows.split(256)])
+
     layer_refit.STEPS, layer_refit.LEARNING_RATE, layer_refit.HOLD = variant["steps"], variant["lr"], variant["hold"]
     try:
         kept_inputs = torch.cat([layer_refit.layer_inputs(student.vision_model, layers, pixels)
@@ -170,8 +175,7 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
                 raise ValueError("mixed_removed holds the mixes where the trained tower puts them: base=trained only.")
             mixed, mixed_people = mixed_within_person(removed_inputs, people, variant["mixed_removed"],
                                                       variant["mix_span"], trainer.args.seed)
-            held = torch.cat([projection(layer_refit.pooled_from_layer_inputs(student.vision_model, layers, part))
-                              .float() for part in mixed.split(256)])
+            held = projection(pooled(mixed)).float()
             removed_inputs, targets = torch.cat([removed_inputs, mixed]), torch.cat([targets, held])
             names = torch.cat([names, trainer.name_embeddings[mixed_people]])
         layer_refit.refit_layers(student.vision_model, projection, layers, kept_inputs, teacher, removed_inputs,
@@ -179,10 +183,6 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
     finally:
         layer_refit.STEPS, layer_refit.LEARNING_RATE, layer_refit.HOLD = (DEFAULTS["steps"], DEFAULTS["lr"],
                                                                          DEFAULTS["hold"])
-
-    def pooled(rows):
-        return torch.cat([layer_refit.pooled_from_layer_inputs(student.vision_model, layers, part)
-                          for part in rows.split(256)])
 
     weight = refit_projection(projection.weight, pooled(kept_inputs), teacher, pooled(removed_inputs),
                               variant["projection_hold"], removed_names=names if variant["name_hold"] else None,
@@ -192,10 +192,7 @@ def refit(trainer, student, original_state: dict, variant: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="full")
-    parser.add_argument("--world_seed", type=int, default=0)
-    parser.add_argument("--removed", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=42)
+    image_tower.add_world_arguments(parser)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                         help="training settings, as image_tower.py")
     parser.add_argument("--variants", nargs="+", default=["none", "default"])
@@ -211,13 +208,9 @@ def main() -> None:
     if options.threads:
         torch.set_num_threads(options.threads)
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
-    model, processor, world = load_demo_clip(options.size, options.world_seed)
-    faces = world.faces()
-    before = identity_inference_attack(model, processor, faces["eval"], world.candidate_names)
-    removed = [name for name in world.member_names if before.detected[name]][: options.removed]
+    model, processor, world, faces, before, removed, pictures, hits_before = image_tower.baseline(
+        options.size, options.world_seed, options.removed, options.zero_shot_per_class)
     others = [name for name in world.member_names if before.detected[name] and name not in set(removed)]
-    pictures = image_tower.zero_shot_set(options.size, options.world_seed, world, options.zero_shot_per_class)
-    hits_before = zero_shot_hits(model, processor, pictures, templates=world.zero_shot_templates)[1]
     original_state = copy.deepcopy(model.state_dict())
 
     captured = {}
