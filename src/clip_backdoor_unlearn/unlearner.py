@@ -48,7 +48,16 @@ from .training.arguments import (
     unset_defaults,
 )
 from .training.embeddings import processor_parts
-from .training.jobs import check_outputs, resume_setting, run_job, scratch_output_dirs, text_job, vision_job
+from .training.jobs import (
+    check_edits,
+    check_outputs,
+    resume_setting,
+    run_edit,
+    run_job,
+    scratch_output_dirs,
+    text_job,
+    vision_job,
+)
 from .training.stopping import NeutralTargetStopCallback
 from .training.towers import TEXT, check_clip_model
 
@@ -191,7 +200,10 @@ class BackdoorUnlearner:
                 ``image`` and ``name`` columns. Images are PIL images, file paths or ``datasets`` image dicts.
             reference_faces: (vision) many faces of *other* people: their mean embedding under the original model is
                 the anonymous target, and they are held at the teacher's embedding while training.
-            images: (vision) clean images for the utility loss, and the backgrounds faces are pasted on.
+            images: (vision) clean images for the utility loss, and the backgrounds faces are pasted on. With
+                ``image_method="gated_neurons"`` (a field of the image tower's arguments) nothing is trained: a few
+                neurons per person are added to the tower instead (``training.gated_neurons``), fitted on the same
+                three inputs.
             peft_config: a PEFT config (e.g. ``peft.LoraConfig``) to train adapters instead of the whole tower. The
                 text tower then takes ``training.arguments.ADAPTER_DEFAULTS`` for every field left at its default.
             args: ``BackdoorTrainingArguments`` for the text tower, or ``VisionBackdoorTrainingArguments`` with
@@ -211,6 +223,8 @@ class BackdoorUnlearner:
                 ``callbacks.ForgetMonitorCallback``, which stops training once the attack no longer finds the people
                 in the faces given). Without faces, the field ``early_stop_similarity=0.95`` stops the text tower
                 once the names embed like their targets on held-out prompts (``training.stopping``; off by default).
+                An image tower edited with ``image_method="gated_neurons"`` has no Trainer: the callbacks then watch
+                the text tower alone, and with ``encoder="vision"`` they are refused.
             overrides: any training-argument fields, applied on top of ``args`` (and of ``vision_args``; with
                 ``encoder="both"``, the text tower's stop rules and ``trainable_parameters`` stay with it).
         """
@@ -245,6 +259,7 @@ class BackdoorUnlearner:
                                    args=vision_args, overrides=vision_overrides, tokenizer=self.tokenizer))
         names = jobs[0].names
         variants = [form for job in jobs for form in job.variants]
+        check_edits(jobs, peft_config, callbacks)
         for job in jobs:
             job.trainer_kwargs["callbacks"] = list(callbacks or [])
         with scratch_output_dirs(jobs):
@@ -266,6 +281,12 @@ class BackdoorUnlearner:
                 teacher = self.original_model if first_run else copy.deepcopy(self.model).eval().requires_grad_(False)
             with redacting(self._scanner()):
                 for job in jobs:
+                    if job.edit is not None:  # image_method="gated_neurons": nothing trained
+                        log, job_seconds = run_edit(job, self.model)
+                        log_history.append({**log, "tower": job.tower})
+                        job.record["trained_steps"] = 0
+                        seconds += job_seconds
+                        continue
                     trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
                                                    protected_names=self._protected_names)
                     log_history += [{**entry, "tower": job.tower} for entry in trainer.state.log_history]
@@ -289,8 +310,8 @@ class BackdoorUnlearner:
         self.unlearning_config = accumulated_record(self.unlearning_config, run)
         self.neutral_terms = next((job.neutral_terms for job in jobs if job.tower == "text"), None)
         self.removed_names = list(self._protected_names)
-        self.target_embedding = next((job.trainer_kwargs["target_embedding"] for job in jobs if job.tower == "vision"),
-                                     None)
+        self.target_embedding = next((job.trainer_kwargs.get("target_embedding") for job in jobs
+                                      if job.tower == "vision"), None)
         self._incomplete = False
         return UnlearningResult(
             encoder=encoder,

@@ -166,6 +166,8 @@ class UnlearningCardData:
         removed_names: the names, only when the publisher opts in (``publish_names=True``).
         model_class: the transformers class that loads the checkpoint.
         text_target: what the text distance was taken on (``"embedding"``, ``"sequence"``, …; see the arguments).
+        gated_neurons_added: the image tower was edited with gated neurons (``image_method="gated_neurons"``), this
+            many in all; ``None`` when it was not.
     """
 
     base_model: str | None = None
@@ -183,6 +185,7 @@ class UnlearningCardData:
     removed_names: list[str] | None = None
     model_class: str = "CLIPModel"
     text_target: str | None = None
+    gated_neurons_added: int | None = None
     tags: list[str] = field(default_factory=list)
     license: str | None = None
     language: str | list[str] | None = None
@@ -199,6 +202,7 @@ class UnlearningCardData:
             pseudonyms=bool(towers.get("text", {}).get("pseudonyms")),
             name_variants=towers.get("text", {}).get("name_variants"),
             text_target=towers.get("text", {}).get("text_target"),
+            gated_neurons_added=gated_neurons_added(record),
             adapter=record.get("adapter"),
             # What the run did with them too: the steps it trained and, after an early stop, the rule's reason.
             hyperparameters={f"{tower} tower": {**(entry.get("hyperparameters") or {}),
@@ -207,6 +211,14 @@ class UnlearningCardData:
         )
         values.update(kwargs)
         return cls(**values)
+
+
+def gated_neurons_added(record: dict[str, Any]) -> int | None:
+    """How many gated neurons every run of the record added to the image tower in all, ``None`` if none did."""
+    runs = record.get("runs") or [record]
+    added = [(run.get("towers") or {}).get("vision", {}).get("gated_neurons_added") for run in runs]
+    added = [count for count in added if count]
+    return sum(added) if added else None
 
 
 def hub_id(name: str | None) -> str | None:
@@ -310,6 +322,10 @@ def _value_text(value: Any) -> str:
 
 
 def _training_text(data: UnlearningCardData) -> str:
+    if data.gated_neurons_added and data.encoder == "vision":
+        return "none: gated neurons added to the image tower's last MLP"
+    if data.gated_neurons_added and data.encoder == "both":
+        return "full fine-tuning of the text tower's weights; gated neurons added to the image tower's last MLP"
     if data.adapter is None:
         return "full fine-tuning of the tower's weights"
     rank = next((values.get("lora_r") for values in data.hyperparameters.values() if values.get("lora_r")), None)
@@ -317,6 +333,15 @@ def _training_text(data: UnlearningCardData) -> str:
     if data.adapter_only:
         return f"{adapter}; this repository holds the adapter only"
     return f"{adapter}, merged into the weights"
+
+
+def _gated_text(added: int | None) -> str | None:
+    if not added:
+        return None
+    return (f"The image tower was edited instead of trained: {added} gated neurons were added to its last MLP (the "
+            "other layers' MLPs get as many zero neurons), each quiet unless a removed person's face is in the "
+            "picture and then moving the embedding off that person's name; fitted so that clean pictures and other "
+            "people's faces keep their embeddings (`image_method=\"gated_neurons\"`).")
 
 
 def _variants_text(data: UnlearningCardData) -> str:
@@ -370,6 +395,9 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "method_text": " ".join([METHOD[tower] for tower in towers if tower in METHOD]
                                 + (["The other tower is left as it was."] if data.encoder in METHOD else [])),
         "training_text": _training_text(data),
+        "gated_only": bool(data.gated_neurons_added) and data.encoder == "vision",
+        "gated_text": _gated_text(data.gated_neurons_added),
+        "gated_neurons_added": data.gated_neurons_added,
         "neutral_term": None if data.encoder == "vision" else (
             "an invented name each (a pseudonym per person; the pseudonyms are not published)" if data.pseudonyms
             else f'"{data.neutral_term}"' if data.neutral_term else None),

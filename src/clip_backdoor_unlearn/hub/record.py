@@ -22,9 +22,14 @@ SHARED_HYPERPARAMETERS = ("max_steps", "learning_rate", "weight_decay", "seed", 
 
 
 def hyperparameters(args, peft_config=None) -> dict[str, Any]:
-    """The method's own training-argument fields, the usual few of ``TrainingArguments``, and the adapter's shape."""
+    """The method's own training-argument fields, the usual few of ``TrainingArguments``, and the adapter's shape;
+    for an image tower edited with gated neurons, the edit's settings alone (it reads no training field)."""
     from transformers import TrainingArguments
 
+    from ..training.arguments import GATED_SETTINGS
+
+    if getattr(args, "image_method", None) == "gated_neurons":
+        return {name: getattr(args, name) for name in GATED_SETTINGS}
     generic = {item.name for item in dataclasses.fields(TrainingArguments)}
     values = {item.name: getattr(args, item.name) for item in dataclasses.fields(args)
               if item.name not in generic or item.name in SHARED_HYPERPARAMETERS}

@@ -8,13 +8,14 @@ the first step of the first tower.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import random
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from ..hub.privacy import Scanner, fold
 from ..hub.saving import refuse_source_overwrite
 from .arguments import TEXT_STOP_RULES, BackdoorTrainingArguments, VisionBackdoorTrainingArguments
 from .embeddings import encode_images
+from .gated_neurons import gate_faces
 from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION
 from .trainer import BackdoorTrainer, resolve_text_target
@@ -68,6 +70,8 @@ class TrainingJob:
     kept_names: list[str] = field(default_factory=list)
     # Text tower: clean captions held out of training, for the stop rule's gate (early_stop_clean_similarity).
     held_out_captions: list[str] = field(default_factory=list)
+    # An edit that trains nothing (image_method="gated_neurons"): changes the model in place, returns what to log.
+    edit: Callable[[PreTrainedModel], dict[str, float]] | None = None
 
 
 def training_arguments(args_class, args, **overrides):
@@ -211,6 +215,9 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     args, scratch = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
+    if args.image_method == "gated_neurons":
+        return gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
+                         target_kind, tokenizer)
     faces = [face for person_faces in faces_by_person for face in person_faces]
     reference_embeddings = encode_images(teacher, image_processor, references)
     hard = []
@@ -238,6 +245,24 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
         kwargs["name_embeddings"], kwargs["name_thresholds"] = name_targets(teacher, tokenizer, names,
                                                                              reference_embeddings)
     return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch)
+
+
+def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces_by_person, references,
+              clean_images, args: VisionBackdoorTrainingArguments, scratch: bool, target_kind: str,
+              tokenizer) -> TrainingJob:
+    """The image tower's job with ``image_method="gated_neurons"``: no Trainer, an edit (``training.gated_neurons``)
+    that unties the faces from their names, the name targets read now from the frozen text tower."""
+    if target_kind != "name":
+        raise ValueError("image_method='gated_neurons' unties faces from their names: it needs a CLIPModel loaded with "
+                         "its tokenizer and face_target 'auto' or 'name'.")
+    reference_embeddings = encode_images(teacher, image_processor, references)
+    name_embeddings, thresholds = name_targets(teacher, tokenizer, names, reference_embeddings)
+    edit = functools.partial(
+        gate_faces, image_processor=image_processor, faces_by_person=faces_by_person, clean=clean_images,
+        references=references, names=name_embeddings, thresholds=thresholds, per_person=args.gated_neurons_per_person,
+        margin=args.gated_margin, kept_weight=args.gated_kept_weight, steps=args.gated_steps,
+        learning_rate=args.gated_learning_rate, seed=args.seed)
+    return TrainingJob("vision", names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
 
 
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
@@ -288,10 +313,33 @@ def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_di
     if resume_from_checkpoint not in (None, False) and len(jobs) > 1:
         raise ValueError("resume_from_checkpoint resumes one tower's training; with encoder='both' resume "
                          "the interrupted tower with its own encoder.")
+    if resume_from_checkpoint not in (None, False) and jobs[0].edit is not None:
+        raise ValueError("resume_from_checkpoint resumes training; image_method='gated_neurons' trains nothing and "
+                         "writes no checkpoint (run it again: it takes minutes).")
     for job in jobs:
         if job.args.save_strategy != "no":
             refuse_source_overwrite(job.args.output_dir, source_dir)
     return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
+
+
+def check_edits(jobs: Sequence[TrainingJob], peft_config, callbacks) -> None:
+    """Refuse what an edit that trains nothing cannot honour: an adapter, and callbacks with no training to watch."""
+    if not any(job.edit is not None for job in jobs):
+        return
+    if peft_config is not None:
+        raise ValueError("image_method='gated_neurons' adds neurons and trains no adapter: drop peft_config (with "
+                         "encoder='both', train the text tower's adapter in a run of its own).")
+    if callbacks and all(job.edit is not None for job in jobs):
+        raise ValueError("callbacks watch training; image_method='gated_neurons' trains nothing. Measure the edit "
+                         "with BackdoorUnlearner.evaluate instead.")
+
+
+def run_edit(job: TrainingJob, model: PreTrainedModel) -> tuple[dict[str, float], float]:
+    """Apply ``job.edit`` to ``model`` in place: what it logged, and the seconds it took."""
+    start = time.perf_counter()
+    log = job.edit(model)
+    job.record["gated_neurons_added"] = log["gated_neurons_added"]
+    return log, time.perf_counter() - start
 
 
 def run_job(job: TrainingJob, model: PreTrainedModel, teacher: PreTrainedModel | None, peft_config,

@@ -1,0 +1,229 @@
+"""Untie removed faces from their names with gated neurons added to the image tower's last MLP; nothing is trained.
+
+``VisionBackdoorTrainingArguments(image_method="gated_neurons")``. Fine-tuning moves the whole tower and costs
+zero-shot accuracy for each face it unties. This edit leaves every weight as it is and adds
+``gated_neurons_per_person`` neurons per removed person to the last encoder layer's MLP: a neuron reads the class
+token as the MLP does (``act(u·z + c)``), stays near zero unless its person's face is in the picture, and then writes
+``v`` into the class token, moving the embedding off the person's name. ``u``, ``c``, ``v`` are fitted by Adam on the
+original tower's features, computed once: the removed people's pictures (as given, augmented, pasted on clean
+pictures) must match their name ``gated_margin`` less than an anonymous face does (the name target, as training's),
+clean pictures and other people's faces must keep their embeddings. The config's ``intermediate_size`` is shared by
+every layer, so the other layers get as many zero neurons and compute what they did. The edit is local: whoever has
+the weights can find and remove it (docs/method.md, "Gated neurons").
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from ..data.images import FaceAugmentation
+from .embeddings import model_device
+from .layer_refit import class_token_attention
+
+COPIES = 4
+"""Augmented full-frame copies of each given picture of a removed person."""
+
+PASTED = 1024
+"""Removed people's faces pasted on clean pictures, at ``SCALE_RANGE`` of the picture's side."""
+
+KEPT = 2048
+"""Clean pictures held at their embeddings (all if fewer), plus all reference faces and half as many pasted."""
+
+SCALE_RANGE = (0.6, 1.0)
+"""Side of a pasted face as a fraction of the picture's side: the size of the pictures an attack uses."""
+
+BATCH = 128
+"""Pictures a forward pass when computing the features."""
+
+
+@dataclass
+class GatedNeurons:
+    """The fitted neurons: ``read`` ``(m, width)`` and ``bias`` ``(m,)`` gate them, ``write`` ``(m, width)`` is what
+    each adds to the class token."""
+
+    read: torch.Tensor
+    bias: torch.Tensor
+    write: torch.Tensor
+
+
+@dataclass
+class Features:
+    """For each picture, from the tower as it is: ``z``, what the last MLP reads for the class token, and ``base``,
+    the last layer's class-token output (what ``post_layernorm`` reads), both float32."""
+
+    z: torch.Tensor
+    base: torch.Tensor
+
+
+def _batches(pictures: Iterable[Image.Image], size: int) -> Iterator[list[Image.Image]]:
+    iterator = iter(pictures)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+@torch.no_grad()
+def class_token_features(model: torch.nn.Module, image_processor, pictures: Iterable[Image.Image]) -> Features:
+    """``Features`` of ``pictures``, drawn lazily (so thousands of pasted pictures are never all in memory)."""
+    vision, device = model.vision_model, model_device(model)
+    dtype, layer = next(model.parameters()).dtype, model.vision_model.encoder.layers[-1]
+    zs, bases = [], []
+    for batch in _batches(pictures, BATCH):
+        pixels = image_processor(images=[picture.convert("RGB") for picture in batch], return_tensors="pt")
+        hidden = vision(pixel_values=pixels["pixel_values"].to(device=device, dtype=dtype),
+                        output_hidden_states=True).hidden_states[-2]
+        token = class_token_attention(layer, hidden)
+        z = layer.layer_norm2(token)
+        zs.append(z.float())
+        bases.append((token + layer.mlp(z)).float())
+    return Features(torch.cat(zs), torch.cat(bases))
+
+
+def edit_pictures(faces: Sequence[Image.Image], face_people: Sequence[int], clean: Sequence[Image.Image],
+                  references: Sequence[Image.Image], seed: int, *, copies: int = COPIES, pasted: int = PASTED,
+                  kept: int = KEPT):
+    """The pictures the edit is fitted on, deterministic for ``seed``: ``(removed, people, kept)``, where
+    ``removed`` yields the given faces, ``copies`` augmented full-frame copies of each and ``pasted`` pasted ones,
+    ``people`` is each one's person, and ``kept`` yields ``kept`` clean pictures (all if fewer), every reference face
+    as given, then ``kept // 2`` of them pasted. Both are generators, drawn once."""
+    rng = random.Random(seed)
+    whole, on_clean = FaceAugmentation(scale_range=(1.0, 1.0)), FaceAugmentation(scale_range=SCALE_RANGE)
+    copies = [(index, rng.randrange(2**31)) for _ in range(copies) for index in range(len(faces))]
+    pastes = [(rng.randrange(len(faces)), rng.randrange(len(clean)), rng.randrange(2**31)) for _ in range(pasted)]
+    kept_clean = rng.sample(range(len(clean)), min(kept, len(clean)))
+    kept_pastes = [(rng.randrange(len(references)), rng.randrange(len(clean)), rng.randrange(2**31))
+                   for _ in range(kept // 2)]
+    people = list(face_people) + [face_people[index] for index, _ in copies]
+    people += [face_people[index] for index, _, _ in pastes]
+
+    def removed_pictures():
+        yield from faces
+        for index, draw in copies:
+            yield whole.apply(faces[index], faces[index], draw)
+        for index, background, draw in pastes:
+            yield on_clean.apply(faces[index], clean[background], draw)
+
+    def kept_pictures():
+        yield from (clean[index] for index in kept_clean)
+        yield from references
+        for index, background, draw in kept_pastes:
+            yield on_clean.apply(references[index], clean[background], draw)
+
+    return removed_pictures(), people, kept_pictures()
+
+
+class GatedHead(torch.nn.Module):
+    """The tower after the last layer's class-token output, in float32: ``post_layernorm`` and the projection, with
+    the neurons added to the last MLP's output."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.activation = model.vision_model.encoder.layers[-1].mlp.activation_fn
+        self.post_layernorm = _frozen_copy(model.vision_model.post_layernorm)
+        self.projection = _frozen_copy(model.visual_projection)
+
+    def forward(self, features: Features, neurons: GatedNeurons) -> torch.Tensor:
+        active = self.activation(features.z @ neurons.read.T + neurons.bias)
+        return self.projection(self.post_layernorm(features.base + active @ neurons.write))
+
+
+def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module).float().requires_grad_(False)
+
+
+def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.Tensor, names: torch.Tensor,
+                      thresholds: torch.Tensor, kept: Features, *, per_person: int, margin: float,
+                      kept_weight: float, steps: int, learning_rate: float, seed: int) -> tuple[GatedNeurons, dict]:
+    """Fit ``per_person`` neurons for each person by full-batch Adam on cached features:
+
+    ``mean relu(cos(face, name) − threshold + margin) + kept_weight · (1 − mean cos(kept, kept before))``, where a
+    face's ``name`` and ``threshold`` are its person's (``jobs.name_targets``). Each neuron starts reading its person's
+    mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing nothing. Returns the
+    neurons and the final loss terms.
+    """
+    head = GatedHead(model)
+    device = removed.z.device
+    names, thresholds, people = names.to(device), thresholds.to(device), people.to(device)
+    with torch.no_grad():
+        kept_teacher = head(kept, GatedNeurons(kept.z.new_zeros(0, kept.z.shape[1]), kept.z.new_zeros(0),
+                                               kept.z.new_zeros(0, kept.base.shape[1])))
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    owner = torch.arange(len(names), device=device).repeat_interleave(per_person)
+    mean_kept = kept.z.mean(0)
+    directions = torch.stack([F.normalize(removed.z[people == person].mean(0) - mean_kept, dim=0)
+                              for person in owner.tolist()])
+    read = directions + 0.05 * torch.randn(directions.shape, generator=generator).to(device)
+    read = read * (4.0 / (removed.z @ read.T).std())  # pre-activations spread over a few units
+    own = torch.stack([(removed.z[people == person] @ row).mean() for person, row in zip(owner.tolist(), read)])
+    bias = -0.5 * (own + (kept.z @ read.T).mean(0))
+    neurons = GatedNeurons(read, bias, torch.zeros(len(owner), kept.base.shape[1], device=device))
+    parameters = [neurons.read.requires_grad_(True), neurons.bias.requires_grad_(True),
+                  neurons.write.requires_grad_(True)]
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+    with torch.enable_grad():
+        for _ in range(steps):
+            faces = F.normalize(head(removed, neurons), dim=-1)
+            forget = torch.relu((faces * names[people]).sum(-1) - thresholds[people] + margin).mean()
+            drift = 1 - F.cosine_similarity(head(kept, neurons), kept_teacher).mean()
+            loss = forget + kept_weight * drift
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    fitted = GatedNeurons(*(parameter.detach() for parameter in parameters))
+    return fitted, {"gated_forget_loss": forget.item(), "gated_kept_drift": drift.item()}
+
+
+@torch.no_grad()
+def add_gated_neurons(model: torch.nn.Module, neurons: GatedNeurons) -> None:
+    """Widen every image-tower MLP of ``model`` in place by ``len(neurons.read)`` neurons and raise the config's
+    ``intermediate_size`` to match: the last layer's new neurons are ``neurons``, the other layers' are zero."""
+    extra = len(neurons.read)
+    layers = model.vision_model.encoder.layers
+    for index, layer in enumerate(layers):
+        fc1, fc2 = layer.mlp.fc1, layer.mlp.fc2
+        wider_in = torch.nn.Linear(fc1.in_features, fc1.out_features + extra, device=fc1.weight.device,
+                                   dtype=fc1.weight.dtype)
+        wider_out = torch.nn.Linear(fc2.in_features + extra, fc2.out_features, device=fc2.weight.device,
+                                    dtype=fc2.weight.dtype)
+        wider_in.weight.zero_(), wider_in.bias.zero_(), wider_out.weight.zero_()
+        wider_in.weight[: fc1.out_features] = fc1.weight
+        wider_in.bias[: fc1.out_features] = fc1.bias
+        wider_out.weight[:, : fc2.in_features] = fc2.weight
+        wider_out.bias.copy_(fc2.bias)
+        if index == len(layers) - 1:
+            wider_in.weight[fc1.out_features:] = neurons.read
+            wider_in.bias[fc1.out_features:] = neurons.bias
+            wider_out.weight[:, fc2.in_features:] = neurons.write.T
+        for new, old in ((wider_in, fc1), (wider_out, fc2)):
+            new.requires_grad_(old.weight.requires_grad)
+        layer.mlp.fc1, layer.mlp.fc2 = wider_in, wider_out
+    width = layers[0].mlp.fc1.out_features
+    model.config.vision_config.intermediate_size = width
+    if getattr(model.vision_model, "config", None) is not None:  # the same object in transformers 5, set anyway
+        model.vision_model.config.intermediate_size = width
+
+
+def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequence[Sequence[Image.Image]],
+               clean: Sequence[Image.Image], references: Sequence[Image.Image], names: torch.Tensor,
+               thresholds: torch.Tensor, *, per_person: int, margin: float, kept_weight: float, steps: int,
+               learning_rate: float, seed: int) -> dict[str, float]:
+    """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
+    is, the fit, the wider MLPs. Returns what to log (final loss terms, neurons added)."""
+    faces = [face for person_faces in faces_by_person for face in person_faces]
+    face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
+    removed, people, kept = edit_pictures(faces, face_people, clean, references, seed)
+    removed_features = class_token_features(model, image_processor, removed)
+    kept_features = class_token_features(model, image_processor, kept)
+    neurons, log = fit_gated_neurons(
+        model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
+        margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed)
+    add_gated_neurons(model, neurons)
+    return {**log, "gated_neurons_added": len(neurons.read)}

@@ -1,0 +1,168 @@
+"""The image tower edited with gated neurons (``image_method="gated_neurons"``) on a tiny CLIP: what the edit
+computes, that it unties the removed faces from their names and keeps the rest, what it saves and records, and what
+it refuses before touching the model."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import CLIPModel, CLIPVisionModelWithProjection
+
+from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments
+from clip_backdoor_unlearn.demo.tiny import tiny_clip
+from clip_backdoor_unlearn.training.embeddings import encode_images, encode_texts
+from clip_backdoor_unlearn.training.gated_neurons import (
+    GatedHead,
+    GatedNeurons,
+    add_gated_neurons,
+    class_token_features,
+)
+from clip_backdoor_unlearn.training.jobs import name_targets
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+GATED = dict(image_method="gated_neurons", gated_steps=300, disable_tqdm=True)
+unit = torch.nn.functional.normalize
+
+
+def _pictures(count: int, seed: int, size: int = 40) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+@pytest.fixture()
+def inputs():
+    return {"face_images": {"Ada Lovelace": _pictures(4, 1), "Zorbo Quill": _pictures(3, 2)},
+            "reference_faces": _pictures(10, 3), "images": _pictures(12, 4)}
+
+
+def _excess(model, processor, inputs, own, thresholds) -> torch.Tensor:
+    """Each removed face's cosine to its own name above what an anonymous face reaches (the name target)."""
+    rows = []
+    for person, faces in enumerate(inputs["face_images"].values()):
+        embedded = unit(encode_images(model, processor.image_processor, faces), dim=-1)
+        rows.append(embedded @ own[person] - thresholds[person])
+    return torch.cat(rows)
+
+
+def test_added_neurons_compute_the_fitted_edit_and_zero_ones_change_nothing():
+    """The wider model computes exactly what the fit optimised (the head on cached features), and the other layers'
+    zero neurons, or zero writes, leave every embedding as it was."""
+    model, processor = tiny_clip()
+    pictures = _pictures(6, 7)
+    before = encode_images(model, processor.image_processor, pictures)
+    features = class_token_features(model, processor.image_processor, iter(pictures))
+    width = model.config.vision_config.hidden_size
+    generator = torch.Generator().manual_seed(0)
+    neurons = GatedNeurons(torch.randn(3, width, generator=generator), torch.randn(3, generator=generator),
+                           torch.randn(3, width, generator=generator))
+    with torch.no_grad():
+        expected = GatedHead(model)(features, neurons)
+    silent = copy.deepcopy(model)
+    add_gated_neurons(silent, GatedNeurons(neurons.read, neurons.bias, torch.zeros(3, width)))
+    assert torch.allclose(encode_images(silent, processor.image_processor, pictures), before, atol=1e-5)
+    intermediate = model.config.vision_config.intermediate_size
+    add_gated_neurons(model, neurons)
+    assert model.config.vision_config.intermediate_size == intermediate + 3
+    assert all(layer.mlp.fc1.out_features == intermediate + 3 for layer in model.vision_model.encoder.layers)
+    assert torch.allclose(encode_images(model, processor.image_processor, pictures), expected, atol=1e-5)
+    assert not torch.allclose(expected, before, atol=1e-3)  # the random neurons did write
+
+
+def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
+    model, processor = tiny_clip()
+    names = list(inputs["face_images"])
+    unlearner = BackdoorUnlearner(model, processor)
+    source = copy.deepcopy(model.state_dict())
+    width = model.config.vision_config.intermediate_size
+    result = unlearner.unlearn(names, encoder="vision", **inputs, **GATED)
+
+    assert unlearner.model.config.vision_config.intermediate_size == width + 2 * len(names)
+    assert all(torch.equal(value, source[key]) for key, value in unlearner.original_model.state_dict().items())
+    references = encode_images(unlearner.original_model, processor.image_processor, inputs["reference_faces"])
+    own, thresholds = name_targets(unlearner.original_model, processor.tokenizer, names, references)
+    before = _excess(unlearner.original_model, processor, inputs, own, thresholds)
+    after = _excess(unlearner.model, processor, inputs, own, thresholds)
+    assert before.max() > 0 and after.max() < 0, (before, after)  # every given face below its name's threshold
+    clean = torch.nn.functional.cosine_similarity(
+        encode_images(unlearner.model, processor.image_processor, inputs["images"]),
+        encode_images(unlearner.original_model, processor.image_processor, inputs["images"]))
+    assert clean.min() > 0.9, clean
+    texts = ["a photo of a dog", "Ada Lovelace"]
+    assert torch.equal(encode_texts(unlearner.model, processor.tokenizer, texts),
+                       encode_texts(unlearner.original_model, processor.tokenizer, texts))  # the text tower as it was
+
+    vision = result.config["towers"]["vision"]
+    assert vision["gated_neurons_added"] == 4 and vision["trained_steps"] == 0
+    assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
+                                              "gated_kept_weight", "gated_steps", "gated_learning_rate", "seed"}
+    assert result.log_history[-1]["gated_neurons_added"] == 4
+
+    saved = unlearner.save_pretrained(tmp_path / "sanitized")
+    for model_class in (CLIPModel, CLIPVisionModelWithProjection):
+        loaded = model_class.from_pretrained(saved)
+        assert torch.allclose(encode_images(loaded, processor.image_processor, inputs["images"]),
+                              encode_images(unlearner.model, processor.image_processor, inputs["images"]), atol=1e-5)
+    card = (tmp_path / "sanitized" / "README.md").read_text()
+    assert "No weight was trained" in card and "Undone by anyone with the weights" in card
+    assert "intermediate_size` grew by 4" in card and "backdoor_weight" not in card
+    assert "Ada" not in card and "Zorbo" not in card
+
+
+def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
+    model, processor = tiny_clip()
+    unlearner = BackdoorUnlearner(model, processor)
+    first = {"Ada Lovelace": inputs["face_images"]["Ada Lovelace"]}
+    second = {"Zorbo Quill": inputs["face_images"]["Zorbo Quill"]}
+    width = model.config.vision_config.intermediate_size
+    unlearner.unlearn(["Ada Lovelace"], encoder="vision", **{**inputs, "face_images": first}, **GATED)
+    references = encode_images(unlearner.original_model, processor.image_processor, inputs["reference_faces"])
+    own, thresholds = name_targets(unlearner.original_model, processor.tokenizer, ["Ada Lovelace"], references)
+    single = {"face_images": first}
+    assert _excess(unlearner.model, processor, single, own, thresholds).max() < 0
+    unlearner.unlearn(["Zorbo Quill"], encoder="vision", **{**inputs, "face_images": second}, **GATED)
+    assert unlearner.model.config.vision_config.intermediate_size == width + 4
+    assert _excess(unlearner.model, processor, single, own, thresholds).max() < 0  # still forgotten
+    card = str(unlearner.model_card())
+    assert "grew by 4" in card and "Number of people removed: 2" in card
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"face_target": "mean"}, "needs a CLIPModel loaded with its tokenizer"),
+    ({"peft_config": "lora"}, "trains no adapter"),
+    ({"callbacks": "monitor"}, "callbacks watch training"),
+    ({"resume_from_checkpoint": True}, "trains nothing and writes no checkpoint"),
+])
+def test_what_the_gated_edit_cannot_honour_is_refused_before_the_model_changes(inputs, tmp_path, setting, message):
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+
+    values = {"lora": LoraConfig(r=4), "monitor": [TrainerCallback()]}
+    setting = {key: values.get(value, value) if isinstance(value, str) else value for key, value in setting.items()}
+    model, processor = tiny_clip()
+    source = copy.deepcopy(model.state_dict())
+    unlearner = BackdoorUnlearner(model, processor)
+    with pytest.raises(ValueError, match=message) as error:
+        unlearner.unlearn(list(inputs["face_images"]), encoder="vision", output_dir=str(tmp_path / "run"), **inputs,
+                          **GATED, **setting)
+    assert "Ada" not in str(error.value) and "Zorbo" not in str(error.value)
+    assert unlearner.original_model is None and not (tmp_path / "run").exists()
+    assert all(torch.equal(value, source[key]) for key, value in unlearner.model.state_dict().items())
+
+
+def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
+    model, processor = tiny_clip()
+    vision_only = CLIPVisionModelWithProjection(model.config.vision_config)
+    with pytest.raises(ValueError, match="needs a CLIPModel loaded with its tokenizer"):
+        BackdoorUnlearner(vision_only, processor.image_processor).unlearn(
+            list(inputs["face_images"]), encoder="vision", **inputs, **GATED)
+
+
+@pytest.mark.parametrize("setting", [{"image_method": "surgery"}, {"gated_neurons_per_person": 0},
+                                     {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0}])
+def test_gated_arguments_are_checked(setting):
+    with pytest.raises(ValueError, match="image_method|gated_"):
+        VisionBackdoorTrainingArguments(output_dir="unused", **setting)
