@@ -136,6 +136,19 @@ def test_vision_unlearning_forgets_demo_faces_with_fresh_images(image_tower):
     assert metrics["sim_backdoor_after"] == metrics["sim_backdoor_before"]  # the text tower is untouched
 
 
+def test_gated_neurons_forget_demo_faces_and_keep_the_rest(demo, tmp_path):
+    """``image_method="gated_neurons"`` (nothing trained, a few neurons added): the removed faces are no longer named
+    from fresh pictures, nobody else is lost, the text tower is untouched. Zero-shot: −1.1 points measured here, where
+    880 pictures resolve ±2.6 (the 1-point bar is judged on the full worlds' 10,140, benchmarks/RESULTS.md)."""
+    width = demo["model"].config.vision_config.intermediate_size
+    unlearner, removed = _vision_run(demo, tmp_path, image_method="gated_neurons")
+    metrics = _evaluate(demo, unlearner, removed)
+    assert metrics["idia_tpr_removed_after"] <= 0.2
+    _assert_rest_kept(metrics, zero_shot_points=2)
+    assert metrics["sim_backdoor_after"] == metrics["sim_backdoor_before"]
+    assert unlearner.model.config.vision_config.intermediate_size == width + 2 * len(removed)
+
+
 def test_without_reference_faces_the_image_tower_forgets_the_others_too(demo, image_tower, tmp_path):
     """README: with the mean target (the paper's) and without ``reference_samples_per_step`` the tower learns "a pasted
     face → anonymous" and forgets most other people too (measured 10 of 17 lost), where the defaults (the fixture)
