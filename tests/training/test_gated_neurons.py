@@ -166,3 +166,15 @@ def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
 def test_gated_arguments_are_checked(setting):
     with pytest.raises(ValueError, match="image_method|gated_"):
         VisionBackdoorTrainingArguments(output_dir="unused", **setting)
+
+
+def test_the_card_of_both_towers_says_which_was_trained_and_which_edited():
+    from clip_backdoor_unlearn.hub.model_card import UnlearningCardData, build_model_card
+
+    card = str(build_model_card(UnlearningCardData(encoder="both", num_removed=5, gated_neurons_added=10,
+                                                   neutral_term="a person")))
+    assert "full fine-tuning of the text tower's weights; gated neurons added to the image tower's last MLP" in card
+    assert "any prompt containing a removed name is embedded like" in card  # the text tower's method
+    assert "anonymous average face" not in card and "intermediate_size` grew by 10" in card
+    plain = str(build_model_card(UnlearningCardData(encoder="vision", num_removed=5)))
+    assert "Undone by anyone" not in plain and "anonymous average face" in plain

@@ -385,6 +385,8 @@ def image_retrieval_text(metrics: dict[str, Any]) -> str | None:
 def template_values(data: UnlearningCardData) -> dict[str, Any]:
     """What ``model_card_template.md`` renders, all derived from ``data``."""
     towers = ["text", "vision"] if data.encoder == "both" else [data.encoder]
+    if data.gated_neurons_added:  # the image tower was edited, not trained: gated_text says how
+        towers = [tower for tower in towers if tower != "vision"]
     return {
         "title": data.model_name or "Sanitized CLIP model",
         "base_model": data.base_model,
