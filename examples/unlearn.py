@@ -178,6 +178,9 @@ def _print_table(metrics: dict, seconds: float, towers: dict) -> None:
     for row, before, after in metric_rows(metrics):
         print(f"{row.label:<44}{fmt(before):>10}{fmt(after):>10}")
     for tower, record in towers.items():
+        if record.get("gated_neurons_added"):  # image_method="gated_neurons": nothing trained
+            print(f"{f'{tower} tower gated neurons added':<44}{'':>10}{record['gated_neurons_added']:>10}")
+            continue
         trained, budget = record.get("trained_steps"), record.get("hyperparameters", {}).get("max_steps")
         why = f" (stopped early: {record['early_stop']})" if record.get("early_stop") else ""
         print(f"{f'{tower} tower steps trained':<44}{'':>10}{trained:>10} of {budget}{why}")
