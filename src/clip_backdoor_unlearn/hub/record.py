@@ -16,6 +16,7 @@ from .. import __version__
 
 UNLEARNING_CONFIG_NAME = "unlearning_config.json"
 METHOD = "student-teacher backdoor unlearning (arXiv 2310.08320)"
+GATED_METHOD = "gated neurons added to the image tower (this library's edit, nothing trained)"
 # Fields of TrainingArguments worth recording next to the method's own (BackdoorTrainingArguments') fields.
 SHARED_HYPERPARAMETERS = ("max_steps", "learning_rate", "weight_decay", "seed", "gradient_accumulation_steps", "bf16",
                           "fp16")
@@ -31,8 +32,9 @@ def hyperparameters(args, peft_config=None) -> dict[str, Any]:
     if getattr(args, "image_method", None) == "gated_neurons":
         return {name: getattr(args, name) for name in GATED_SETTINGS}
     generic = {item.name for item in dataclasses.fields(TrainingArguments)}
+    unused = set(GATED_SETTINGS) - {"seed"}  # fine-tuning reads none of the edit's settings
     values = {item.name: getattr(args, item.name) for item in dataclasses.fields(args)
-              if item.name not in generic or item.name in SHARED_HYPERPARAMETERS}
+              if (item.name not in generic or item.name in SHARED_HYPERPARAMETERS) and item.name not in unused}
     if peft_config is not None:
         targets = getattr(peft_config, "target_modules", None)
         values.update(peft_type=str(getattr(peft_config, "peft_type", "")), lora_r=getattr(peft_config, "r", None),
@@ -52,7 +54,7 @@ def run_record(*, encoder: str, num_removed: int | None, neutral_term: str | Non
     return {
         "library": "clip-backdoor-unlearn",
         "library_version": __version__,
-        "method": METHOD,
+        "method": _method(towers),
         "encoder": encoder,
         "num_removed_names": num_removed,
         "neutral_term": neutral_term if encoder != "vision" else None,
@@ -67,3 +69,11 @@ def accumulated_record(previous: dict[str, Any], run: dict[str, Any]) -> dict[st
     runs = [*(previous.get("runs") or ([previous] if previous else [])), run]
     total = sum(entry.get("num_removed_names") or 0 for entry in runs)
     return {**run, "num_removed_names": total, "num_runs": len(runs), "runs": runs}
+
+
+def _method(towers: dict[str, dict[str, Any]]) -> str:
+    """The method of a run: training's, the gated edit's, or, with ``encoder="both"`` and the edit, each tower's."""
+    gated = bool(towers.get("vision", {}).get("gated_neurons_added"))
+    if not gated:
+        return METHOD
+    return GATED_METHOD if set(towers) == {"vision"} else f"text tower: {METHOD}; image tower: {GATED_METHOD}"

@@ -49,6 +49,9 @@ class VisionBackdoorTrainer(BackdoorTrainer):
                  teacher_model=None, peft_config=None, data_collator=None, *, target_embedding: torch.Tensor,
                  name_embeddings: torch.Tensor | None = None, name_thresholds: torch.Tensor | None = None,
                  **kwargs):
+        if getattr(args, "image_method", "fine_tune") != "fine_tune":
+            raise ValueError(f"VisionBackdoorTrainer fine-tunes the image tower; image_method={args.image_method!r} "
+                             "trains nothing and is run by BackdoorUnlearner.unlearn (training.gated_neurons).")
         if not isinstance(data_collator, VisionBackdoorCollator):
             raise TypeError("VisionBackdoorTrainer needs data_collator=VisionBackdoorCollator(...): the pictures "
                             "that the training rows point to.")
