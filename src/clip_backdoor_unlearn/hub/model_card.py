@@ -166,8 +166,10 @@ class UnlearningCardData:
         removed_names: the names, only when the publisher opts in (``publish_names=True``).
         model_class: the transformers class that loads the checkpoint.
         text_target: what the text distance was taken on (``"embedding"``, ``"sequence"``, …; see the arguments).
-        gated_neurons_added: the image tower was edited with gated neurons (``image_method="gated_neurons"``), this
-            many in all; ``None`` when it was not.
+        gated_neurons_added: this run edited the image tower with gated neurons (``image_method="gated_neurons"``),
+            this many; ``None`` when it did not.
+        gated_neurons_total: the gated neurons in the checkpoint, earlier runs' included (what whoever has the weights
+            can find); ``None``: ``gated_neurons_added``.
     """
 
     base_model: str | None = None
@@ -186,6 +188,7 @@ class UnlearningCardData:
     model_class: str = "CLIPModel"
     text_target: str | None = None
     gated_neurons_added: int | None = None
+    gated_neurons_total: int | None = None
     tags: list[str] = field(default_factory=list)
     license: str | None = None
     language: str | list[str] | None = None
@@ -202,7 +205,8 @@ class UnlearningCardData:
             pseudonyms=bool(towers.get("text", {}).get("pseudonyms")),
             name_variants=towers.get("text", {}).get("name_variants"),
             text_target=towers.get("text", {}).get("text_target"),
-            gated_neurons_added=gated_neurons_added(record),
+            gated_neurons_added=towers.get("vision", {}).get("gated_neurons_added"),
+            gated_neurons_total=gated_neurons_added(record),
             adapter=record.get("adapter"),
             # What the run did with them too: the steps it trained and, after an early stop, the rule's reason.
             hyperparameters={f"{tower} tower": {**(entry.get("hyperparameters") or {}),
@@ -335,13 +339,23 @@ def _training_text(data: UnlearningCardData) -> str:
     return f"{adapter}, merged into the weights"
 
 
-def _gated_text(added: int | None) -> str | None:
-    if not added:
-        return None
-    return (f"The image tower was edited instead of trained: {added} gated neurons were added to its last MLP (the "
-            "other layers' MLPs get as many zero neurons), each quiet unless a removed person's face is in the "
-            "picture and then moving the embedding off that person's name; fitted so that clean pictures and other "
-            "people's faces keep their embeddings (`image_method=\"gated_neurons\"`).")
+def _gated_total(data: UnlearningCardData) -> int | None:
+    return data.gated_neurons_total or data.gated_neurons_added
+
+
+def _gated_text(data: UnlearningCardData) -> str | None:
+    """What the gated edit did: this run's, and any an earlier run left in the checkpoint."""
+    added, earlier = data.gated_neurons_added or 0, (_gated_total(data) or 0) - (data.gated_neurons_added or 0)
+    parts = []
+    if added:
+        parts.append(f"The image tower was edited instead of trained: {added} gated neurons were added to its last MLP "
+                     "(the other layers' MLPs get as many zero neurons), each quiet unless a removed person's face is "
+                     "in the picture and then moving the embedding off that person's name; fitted so that clean "
+                     "pictures and other people's faces keep their embeddings (`image_method=\"gated_neurons\"`).")
+    if earlier > 0:
+        parts.append(f"An earlier run on this checkpoint added {earlier} gated neurons to the image tower's last MLP "
+                     "(`image_method=\"gated_neurons\"`); they are still in it.")
+    return " ".join(parts) or None
 
 
 def _variants_text(data: UnlearningCardData) -> str:
@@ -385,7 +399,7 @@ def image_retrieval_text(metrics: dict[str, Any]) -> str | None:
 def template_values(data: UnlearningCardData) -> dict[str, Any]:
     """What ``model_card_template.md`` renders, all derived from ``data``."""
     towers = ["text", "vision"] if data.encoder == "both" else [data.encoder]
-    if data.gated_neurons_added:  # the image tower was edited, not trained: gated_text says how
+    if data.gated_neurons_added:  # this run edited the image tower, not trained it: gated_text says how
         towers = [tower for tower in towers if tower != "vision"]
     return {
         "title": data.model_name or "Sanitized CLIP model",
@@ -398,8 +412,8 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
                                 + (["The other tower is left as it was."] if data.encoder in METHOD else [])),
         "training_text": _training_text(data),
         "gated_only": bool(data.gated_neurons_added) and data.encoder == "vision",
-        "gated_text": _gated_text(data.gated_neurons_added),
-        "gated_neurons_added": data.gated_neurons_added,
+        "gated_text": _gated_text(data),
+        "gated_neurons_total": _gated_total(data),
         "neutral_term": None if data.encoder == "vision" else (
             "an invented name each (a pseudonym per person; the pseudonyms are not published)" if data.pseudonyms
             else f'"{data.neutral_term}"' if data.neutral_term else None),
