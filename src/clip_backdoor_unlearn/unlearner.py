@@ -72,7 +72,7 @@ class UnlearningResult:
     encoder: str
     num_names: int
     train_seconds: float
-    seconds_per_step: float
+    seconds_per_step: float | None  # None when nothing was trained (an edit alone)
     log_history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -236,6 +236,8 @@ class BackdoorUnlearner:
             args, vision_args = None, args
         jobs = []
         overrides = dict(overrides)
+        image_method = overrides.get("image_method", getattr(vision_args, "image_method", "fine_tune"))
+        check_edits(encoder, image_method, peft_config, callbacks, resume_from_checkpoint)
         neutral_term = (neutral_term or overrides.pop("neutral_term", None) or getattr(args, "neutral_term", None)
                         or NEUTRAL_TERM)
         chosen_term = neutral_term != NEUTRAL_TERM  # a target of the caller's own is kept, however long the list
@@ -259,7 +261,6 @@ class BackdoorUnlearner:
                                    args=vision_args, overrides=vision_overrides, tokenizer=self.tokenizer))
         names = jobs[0].names
         variants = [form for job in jobs for form in job.variants]
-        check_edits(jobs, peft_config, callbacks)
         for job in jobs:
             job.trainer_kwargs["callbacks"] = list(callbacks or [])
         with scratch_output_dirs(jobs):
@@ -271,7 +272,7 @@ class BackdoorUnlearner:
             self._protected_variants += [form for form in variants if form not in self._protected_variants]
             self._incomplete = True
 
-            log_history, seconds, steps, peft_model = [], 0.0, 0, None
+            log_history, seconds, edit_seconds, steps, peft_model = [], 0.0, 0.0, 0, None
             first_run = not self.unlearning_config
             # The teacher is the model as it is at the start of this run (the original in the first), so sequential runs
             # add up. One copy serves every tower: they share no parameter, so training one leaves the other's teacher
@@ -285,7 +286,7 @@ class BackdoorUnlearner:
                         log, job_seconds = run_edit(job, self.model)
                         log_history.append({**log, "tower": job.tower})
                         job.record["trained_steps"] = 0
-                        seconds += job_seconds
+                        seconds, edit_seconds = seconds + job_seconds, edit_seconds + job_seconds
                         continue
                     trainer, job_seconds = run_job(job, self.model, teacher, copy.deepcopy(peft_config), resume,
                                                    protected_names=self._protected_names)
@@ -317,7 +318,7 @@ class BackdoorUnlearner:
             encoder=encoder,
             num_names=len(names),
             train_seconds=seconds,
-            seconds_per_step=seconds / max(1, steps),
+            seconds_per_step=(seconds - edit_seconds) / steps if steps else None,
             log_history=log_history,
             config=self.unlearning_config,
         )

@@ -55,9 +55,9 @@ class TrainingJob:
 
     tower: str
     names: list[str]
-    trainer_class: type
+    trainer_class: type | None  # None for an edit (``edit``)
     args: BackdoorTrainingArguments
-    dataset: Dataset
+    dataset: Dataset | None
     trainer_kwargs: dict[str, Any]
     scratch: bool = False  # no output_dir was given: the run makes a temporary one (scratch_output_dirs)
     # Extra entries for the run record (counts and modes only, never names).
@@ -322,16 +322,20 @@ def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_di
     return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
 
 
-def check_edits(jobs: Sequence[TrainingJob], peft_config, callbacks) -> None:
-    """Refuse what an edit that trains nothing cannot honour: an adapter, and callbacks with no training to watch."""
-    if not any(job.edit is not None for job in jobs):
+def check_edits(encoder: str, image_method: str, peft_config, callbacks, resume_from_checkpoint) -> None:
+    """Refuse, before any work, what an edit that trains nothing cannot honour: an adapter, callbacks with no
+    training to watch, a checkpoint to resume."""
+    if encoder == "text" or image_method != "gated_neurons":
         return
     if peft_config is not None:
         raise ValueError("image_method='gated_neurons' adds neurons and trains no adapter: drop peft_config (with "
                          "encoder='both', train the text tower's adapter in a run of its own).")
-    if callbacks and all(job.edit is not None for job in jobs):
+    if callbacks and encoder == "vision":
         raise ValueError("callbacks watch training; image_method='gated_neurons' trains nothing. Measure the edit "
                          "with BackdoorUnlearner.evaluate instead.")
+    if resume_from_checkpoint not in (None, False):
+        raise ValueError("resume_from_checkpoint resumes training; image_method='gated_neurons' trains nothing and "
+                         "writes no checkpoint (run it again: it takes minutes).")
 
 
 def run_edit(job: TrainingJob, model: PreTrainedModel) -> tuple[dict[str, float], float]:
