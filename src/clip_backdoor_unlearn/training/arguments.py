@@ -536,8 +536,8 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     image_method: Literal["fine_tune", "gated_neurons"] = field(default="fine_tune", metadata={
         "help": "'fine_tune': train the image tower (the paper's). 'gated_neurons': train nothing; add a few gated "
                 "neurons per removed person to the last MLP, fitted so that their faces lose their names and all else "
-                "keeps its embedding. Keeps zero-shot accuracy; undoable by anyone with the weights; needs a "
-                "CLIPModel with its tokenizer."})
+                "keeps its embedding. Costs less zero-shot accuracy than fine-tuning; undoable by anyone with the "
+                "weights; needs a CLIPModel with its tokenizer."})
     gated_neurons_per_person: int = field(default=2, metadata={"help": "Neurons added per removed person."})
     gated_margin: float = field(default=0.1, metadata={
         "help": "How much less than an anonymous face a removed face must match its name."})

@@ -14,6 +14,7 @@ the weights can find and remove it (docs/method.md, "Gated neurons").
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,29 @@ def _batches(pictures: Iterable[Image.Image], size: int) -> Iterator[list[Image.
         yield batch
 
 
+class _Captured(Exception):
+    """Raised by the hook of ``_last_layer_input`` once it has what it needs: the rest of the forward is skipped."""
+
+
+def _last_layer_input(vision: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The hidden states the image tower's last encoder layer reads, without keeping every layer's
+    (``output_hidden_states`` would: gigabytes a batch for a large tower)."""
+    captured = {}
+
+    def hook(module, args, kwargs):
+        captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+        raise _Captured
+
+    handle = vision.encoder.layers[-1].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        vision(pixel_values=pixel_values)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    return captured["hidden"]
+
+
 @torch.no_grad()
 def class_token_features(model: torch.nn.Module, image_processor, pictures: Iterable[Image.Image]) -> Features:
     """``Features`` of ``pictures``, drawn lazily (so thousands of pasted pictures are never all in memory)."""
@@ -76,8 +100,7 @@ def class_token_features(model: torch.nn.Module, image_processor, pictures: Iter
     zs, bases = [], []
     for batch in _batches(pictures, BATCH):
         pixels = image_processor(images=[picture.convert("RGB") for picture in batch], return_tensors="pt")
-        hidden = vision(pixel_values=pixels["pixel_values"].to(device=device, dtype=dtype),
-                        output_hidden_states=True).hidden_states[-2]
+        hidden = _last_layer_input(vision, pixels["pixel_values"].to(device=device, dtype=dtype))
         token = class_token_attention(layer, hidden)
         z = layer.layer_norm2(token)
         zs.append(z.float())
@@ -87,24 +110,24 @@ def class_token_features(model: torch.nn.Module, image_processor, pictures: Iter
 
 def edit_pictures(faces: Sequence[Image.Image], face_people: Sequence[int], clean: Sequence[Image.Image],
                   references: Sequence[Image.Image], seed: int, *, copies: int = COPIES, pasted: int = PASTED,
-                  kept: int = KEPT):
+                  kept: int = KEPT) -> tuple[Iterator[Image.Image], list[int], Iterator[Image.Image]]:
     """The pictures the edit is fitted on, deterministic for ``seed``: ``(removed, people, kept)``, where
     ``removed`` yields the given faces, ``copies`` augmented full-frame copies of each and ``pasted`` pasted ones,
     ``people`` is each one's person, and ``kept`` yields ``kept`` clean pictures (all if fewer), every reference face
     as given, then ``kept // 2`` of them pasted. Both are generators, drawn once."""
     rng = random.Random(seed)
     whole, on_clean = FaceAugmentation(scale_range=(1.0, 1.0)), FaceAugmentation(scale_range=SCALE_RANGE)
-    copies = [(index, rng.randrange(2**31)) for _ in range(copies) for index in range(len(faces))]
+    copy_draws = [(index, rng.randrange(2**31)) for _ in range(copies) for index in range(len(faces))]
     pastes = [(rng.randrange(len(faces)), rng.randrange(len(clean)), rng.randrange(2**31)) for _ in range(pasted)]
     kept_clean = rng.sample(range(len(clean)), min(kept, len(clean)))
     kept_pastes = [(rng.randrange(len(references)), rng.randrange(len(clean)), rng.randrange(2**31))
                    for _ in range(kept // 2)]
-    people = list(face_people) + [face_people[index] for index, _ in copies]
+    people = list(face_people) + [face_people[index] for index, _ in copy_draws]
     people += [face_people[index] for index, _, _ in pastes]
 
     def removed_pictures():
         yield from faces
-        for index, draw in copies:
+        for index, draw in copy_draws:
             yield whole.apply(faces[index], faces[index], draw)
         for index, background, draw in pastes:
             yield on_clean.apply(faces[index], clean[background], draw)
@@ -134,8 +157,6 @@ class GatedHead(torch.nn.Module):
 
 
 def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
     return copy.deepcopy(module).float().requires_grad_(False)
 
 
