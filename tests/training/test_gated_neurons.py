@@ -100,6 +100,7 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
                                               "gated_kept_weight", "gated_steps", "gated_learning_rate", "seed"}
     assert result.log_history[-1]["gated_neurons_added"] == 4
+    assert result.seconds_per_step is None and result.config["method"].startswith("gated neurons")
 
     saved = unlearner.save_pretrained(tmp_path / "sanitized")
     for model_class in (CLIPModel, CLIPVisionModelWithProjection):
@@ -178,3 +179,54 @@ def test_the_card_of_both_towers_says_which_was_trained_and_which_edited():
     assert "anonymous average face" not in card and "intermediate_size` grew by 10" in card
     plain = str(build_model_card(UnlearningCardData(encoder="vision", num_removed=5)))
     assert "Undone by anyone" not in plain and "anonymous average face" in plain
+
+
+@pytest.mark.parametrize("setting", [{"peft_config": "lora"}, {"callbacks": "monitor"},
+                                     {"resume_from_checkpoint": True}])
+def test_the_refusals_come_before_any_picture_is_embedded(inputs, monkeypatch, setting):
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+
+    import clip_backdoor_unlearn.training.jobs as jobs
+
+    def embedded(*args, **kwargs):
+        raise AssertionError("pictures were embedded before the refusal")
+
+    monkeypatch.setattr(jobs, "encode_images", embedded)
+    values = {"lora": LoraConfig(r=4), "monitor": [TrainerCallback()]}
+    setting = {key: values.get(value, value) if isinstance(value, str) else value for key, value in setting.items()}
+    model, processor = tiny_clip()
+    with pytest.raises(ValueError, match="gated_neurons"):
+        BackdoorUnlearner(model, processor).unlearn(list(inputs["face_images"]), encoder="vision", **inputs,
+                                                    **GATED, **setting)
+
+
+def test_the_trainer_refuses_arguments_for_the_gated_edit(tmp_path):
+    from clip_backdoor_unlearn import VisionBackdoorTrainer
+
+    model, _ = tiny_clip()
+    args = VisionBackdoorTrainingArguments(output_dir=str(tmp_path), image_method="gated_neurons")
+    with pytest.raises(ValueError, match="fine-tunes the image tower"):
+        VisionBackdoorTrainer(model, args, target_embedding=torch.zeros(model.config.projection_dim))
+
+
+def test_the_card_after_mixed_runs_describes_the_last_and_keeps_the_earlier_edit(inputs):
+    """A gated run, then a fine-tuned one (or a text run): the card says what the last run did, and still warns of
+    the neurons the first left in the checkpoint; fine-tuning records none of the edit's settings."""
+    first = {**inputs, "face_images": {"Ada Lovelace": inputs["face_images"]["Ada Lovelace"]}}
+    second = {**inputs, "face_images": {"Zorbo Quill": inputs["face_images"]["Zorbo Quill"]}}
+    for encoder in ("vision", "text"):
+        unlearner = BackdoorUnlearner(*tiny_clip())
+        unlearner.unlearn(["Ada Lovelace"], encoder="vision", **first, **GATED)
+        if encoder == "vision":
+            unlearner.unlearn(["Zorbo Quill"], encoder="vision", **second, max_steps=2, disable_tqdm=True)
+            settings = unlearner.unlearning_config["towers"]["vision"]["hyperparameters"]
+            assert "seed" in settings and not [key for key in settings if key.startswith(("gated_", "image_method"))]
+        else:
+            unlearner.unlearn(["Zorbo Quill"], encoder="text", captions=["a photo of a dog"] * 8, max_steps=2,
+                              disable_tqdm=True)
+        card = str(unlearner.model_card())
+        assert "No weight was trained" not in card and "The image tower was edited instead of trained" not in card
+        assert "An earlier run on this checkpoint added 2 gated neurons" in card
+        assert "Undone by anyone with the weights" in card and "grew by 2" in card
+        assert unlearner.unlearning_config["method"].startswith("student-teacher")
