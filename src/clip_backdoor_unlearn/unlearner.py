@@ -237,7 +237,9 @@ class BackdoorUnlearner:
         jobs = []
         overrides = dict(overrides)
         image_method = overrides.get("image_method", getattr(vision_args, "image_method", "fine_tune"))
-        check_edits(encoder, image_method, peft_config, callbacks, resume_from_checkpoint)
+        check_edits(encoder, image_method, peft_config, callbacks, (
+            resume_from_checkpoint, overrides.get("resume_from_checkpoint"),
+            getattr(vision_args, "resume_from_checkpoint", None)))
         neutral_term = (neutral_term or overrides.pop("neutral_term", None) or getattr(args, "neutral_term", None)
                         or NEUTRAL_TERM)
         chosen_term = neutral_term != NEUTRAL_TERM  # a target of the caller's own is kept, however long the list

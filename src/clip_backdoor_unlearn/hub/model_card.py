@@ -206,7 +206,7 @@ class UnlearningCardData:
             name_variants=towers.get("text", {}).get("name_variants"),
             text_target=towers.get("text", {}).get("text_target"),
             gated_neurons_added=towers.get("vision", {}).get("gated_neurons_added"),
-            gated_neurons_total=gated_neurons_added(record),
+            gated_neurons_total=gated_neurons_total(record),
             adapter=record.get("adapter"),
             # What the run did with them too: the steps it trained and, after an early stop, the rule's reason.
             hyperparameters={f"{tower} tower": {**(entry.get("hyperparameters") or {}),
@@ -217,7 +217,7 @@ class UnlearningCardData:
         return cls(**values)
 
 
-def gated_neurons_added(record: dict[str, Any]) -> int | None:
+def gated_neurons_total(record: dict[str, Any]) -> int | None:
     """How many gated neurons every run of the record added to the image tower in all, ``None`` if none did."""
     runs = record.get("runs") or [record]
     added = [(run.get("towers") or {}).get("vision", {}).get("gated_neurons_added") for run in runs]

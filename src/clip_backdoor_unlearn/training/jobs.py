@@ -313,18 +313,15 @@ def check_outputs(jobs: Sequence[TrainingJob], resume_from_checkpoint, source_di
     if resume_from_checkpoint not in (None, False) and len(jobs) > 1:
         raise ValueError("resume_from_checkpoint resumes one tower's training; with encoder='both' resume "
                          "the interrupted tower with its own encoder.")
-    if resume_from_checkpoint not in (None, False) and jobs[0].edit is not None:
-        raise ValueError("resume_from_checkpoint resumes training; image_method='gated_neurons' trains nothing and "
-                         "writes no checkpoint (run it again: it takes minutes).")
     for job in jobs:
         if job.args.save_strategy != "no":
             refuse_source_overwrite(job.args.output_dir, source_dir)
     return resolve_resume_checkpoint(resume_from_checkpoint, jobs[0].args.output_dir)
 
 
-def check_edits(encoder: str, image_method: str, peft_config, callbacks, resume_from_checkpoint) -> None:
+def check_edits(encoder: str, image_method: str, peft_config, callbacks, resume_requests: Sequence) -> None:
     """Refuse, before any work, what an edit that trains nothing cannot honour: an adapter, callbacks with no
-    training to watch, a checkpoint to resume."""
+    training to watch, a checkpoint to resume (``resume_requests``: every place one can be asked for)."""
     if encoder == "text" or image_method != "gated_neurons":
         return
     if peft_config is not None:
@@ -333,7 +330,7 @@ def check_edits(encoder: str, image_method: str, peft_config, callbacks, resume_
     if callbacks and encoder == "vision":
         raise ValueError("callbacks watch training; image_method='gated_neurons' trains nothing. Measure the edit "
                          "with BackdoorUnlearner.evaluate instead.")
-    if resume_from_checkpoint not in (None, False):
+    if any(resume_setting(request, None) not in (None, False) for request in resume_requests):
         raise ValueError("resume_from_checkpoint resumes training; image_method='gated_neurons' trains nothing and "
                          "writes no checkpoint (run it again: it takes minutes).")
 
