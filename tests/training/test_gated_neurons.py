@@ -137,10 +137,18 @@ def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
     ({"callbacks": "monitor"}, "callbacks watch training"),
     ({"resume_from_checkpoint": True}, "trains nothing and writes no checkpoint"),
 ])
-def test_what_the_gated_edit_cannot_honour_is_refused_before_the_model_changes(inputs, tmp_path, setting, message):
+def test_what_the_gated_edit_cannot_honour_is_refused_before_the_model_changes(inputs, tmp_path, monkeypatch, setting,
+                                                                               message):
+    """Refused before the model changes, and before any picture is embedded (no work wasted)."""
     from peft import LoraConfig
     from transformers import TrainerCallback
 
+    import clip_backdoor_unlearn.training.jobs as jobs
+
+    def embedded(*args, **kwargs):
+        raise AssertionError("pictures were embedded before the refusal")
+
+    monkeypatch.setattr(jobs, "encode_images", embedded)
     values = {"lora": LoraConfig(r=4), "monitor": [TrainerCallback()]}
     setting = {key: values.get(value, value) if isinstance(value, str) else value for key, value in setting.items()}
     model, processor = tiny_clip()
@@ -179,26 +187,6 @@ def test_the_card_of_both_towers_says_which_was_trained_and_which_edited():
     assert "anonymous average face" not in card and "intermediate_size` grew by 10" in card
     plain = str(build_model_card(UnlearningCardData(encoder="vision", num_removed=5)))
     assert "Undone by anyone" not in plain and "anonymous average face" in plain
-
-
-@pytest.mark.parametrize("setting", [{"peft_config": "lora"}, {"callbacks": "monitor"},
-                                     {"resume_from_checkpoint": True}])
-def test_the_refusals_come_before_any_picture_is_embedded(inputs, monkeypatch, setting):
-    from peft import LoraConfig
-    from transformers import TrainerCallback
-
-    import clip_backdoor_unlearn.training.jobs as jobs
-
-    def embedded(*args, **kwargs):
-        raise AssertionError("pictures were embedded before the refusal")
-
-    monkeypatch.setattr(jobs, "encode_images", embedded)
-    values = {"lora": LoraConfig(r=4), "monitor": [TrainerCallback()]}
-    setting = {key: values.get(value, value) if isinstance(value, str) else value for key, value in setting.items()}
-    model, processor = tiny_clip()
-    with pytest.raises(ValueError, match="gated_neurons"):
-        BackdoorUnlearner(model, processor).unlearn(list(inputs["face_images"]), encoder="vision", **inputs,
-                                                    **GATED, **setting)
 
 
 def test_the_trainer_refuses_arguments_for_the_gated_edit(tmp_path):
