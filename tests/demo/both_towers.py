@@ -14,19 +14,21 @@ from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS
 from clip_backdoor_unlearn.evaluation import identity_inference_attack
 
 
-def edit_image_tower(model, processor, demo, num_removed: int, output_dir: str, seed: int) -> dict:
-    """The first ``num_removed`` detected members' faces unlearned by the image tower; the attack before and after.
+def edit_image_tower(model, processor, demo, num_removed: int, output_dir: str, seed: int, **settings) -> dict:
+    """The first ``num_removed`` detected members' faces unlearned by the image tower (``DEMO_VISION_SETTINGS``
+    updated by ``settings``); the attack before and after.
 
     With ``face_target="mean"`` (the paper's target): the anonymous mean face is what lands near "a person". The
     default name target pulls faces nowhere, so it does not show why ``both`` needs pseudonyms; ``both`` keeps them for
     either target. The projection alone is refit (``projection_refit_layers=0``): the layer refit is tested in
-    test_vision_trainer.py and on the demo in test_demo_unlearning.py, and added about 75 s to this module."""
+    test_vision_trainer.py and on the demo in test_demo_image_tower.py, and added about 75 s to this module."""
     faces = demo.faces()["eval"]
     before = identity_inference_attack(model, processor, faces, demo.candidate_names)
     removed = [name for name in demo.member_names if before.detected[name]][:num_removed]
     assert len(removed) == num_removed
     args = VisionBackdoorTrainingArguments(output_dir=output_dir, seed=seed, disable_tqdm=True, report_to="none",
-                                           face_target="mean", projection_refit_layers=0, **DEMO_VISION_SETTINGS)
+                                           face_target="mean", projection_refit_layers=0,
+                                           **{**DEMO_VISION_SETTINGS, **settings})
     image_tower = BackdoorUnlearner(copy.deepcopy(model), processor)
     image_tower.unlearn(removed, encoder="vision", vision_args=args, **demo.vision_unlearning_inputs(removed))
     vision_only = identity_inference_attack(image_tower.model, processor, faces, demo.candidate_names)

@@ -7,8 +7,9 @@ world (30 unnamed people) is too small to show it; the same world with the full 
 Measured, 3 removed, seeds 0: the image tower alone leaves TPR 0.33; with "a person" as the text target on top,
 1.0; with pseudonyms on top, 0.0. (The full world shows it with 5 removed: ``test_both_towers_regression.py``.)
 
-The image tower is trained once and both text variants start from it (``both_towers.py``). About 4 minutes on two
-quiet cores, most of it training this world's demo CLIP (not cached) and the image tower.
+The image tower is trained once, for half the demo's 200 steps (the same three figures at 100 steps, 117 s less on
+one core), and both text variants start from it (``both_towers.py``). About 6 minutes on one core, most of it
+training this world's demo CLIP (not cached, about 3 minutes) and the image tower (about 2.5).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from clip_backdoor_unlearn.demo.world import DemoWorld
 
 from .both_towers import edit_image_tower, newly_found, text_on_top
 
-# Not ``single_thread``: this module trains alone on a quiet machine (CI), where the image tower of 160 pictures a step
-# takes about half as long on two threads as on one.
+# Not ``single_thread``: run without ``-n``, the image tower of 160 pictures a step takes about half as long on two
+# threads as on one (under pytest-xdist each worker has one thread anyway, conftest.py).
 pytestmark = pytest.mark.slow
 
 NUM_REMOVED = 3
@@ -35,7 +36,8 @@ TEXT_SETTINGS = dict(seed=SEED, max_steps=150, learning_rate=1e-3, poisoned_samp
 def world(tmp_path_factory):
     demo = DemoWorld.build("ci", seed=0, num_unnamed=150)
     model, processor, _ = train_demo_clip(demo, RECIPES["ci"], seed=0, progress=False)
-    return edit_image_tower(model, processor, demo, NUM_REMOVED, str(tmp_path_factory.mktemp("vision")), SEED)
+    return edit_image_tower(model, processor, demo, NUM_REMOVED, str(tmp_path_factory.mktemp("vision")), SEED,
+                            max_steps=100)
 
 
 def test_the_world_knows_its_members_and_the_image_tower_alone_leaves_some(world):
