@@ -98,7 +98,8 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     vision = result.config["towers"]["vision"]
     assert vision["gated_neurons_added"] == 4 and vision["trained_steps"] == 0
     assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
-                                              "gated_kept_weight", "gated_steps", "gated_learning_rate", "seed"}
+                                              "gated_kept_weight", "gated_steps", "gated_learning_rate",
+                                              "gated_bias_shift", "seed"}
     assert result.log_history[-1]["gated_neurons_added"] == 4
     assert result.seconds_per_step is None and result.config["method"].startswith("gated neurons")
 
@@ -111,6 +112,26 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     assert "No weight was trained" in card and "Undone by anyone with the weights" in card
     assert "intermediate_size` grew by 4" in card and "backdoor_weight" not in card
     assert "Ada" not in card and "Zorbo" not in card
+
+
+def test_the_bias_shift_moves_only_the_added_neurons_biases_by_that_much(inputs):
+    """Same seed, same fit: ``gated_bias_shift`` adds exactly its value to each added neuron's bias and changes no
+    other weight; the shifted gates open on the removed faces at least as much, and it is recorded."""
+    names = list(inputs["face_images"])
+    runs = {}
+    for shift in (0.0, 0.5):
+        model, processor = tiny_clip()
+        unlearner = BackdoorUnlearner(model, processor)
+        result = unlearner.unlearn(names, encoder="vision", **inputs, gated_bias_shift=shift, **GATED)
+        runs[shift] = (unlearner.model.state_dict(), result.config["towers"]["vision"]["hyperparameters"])
+    (plain, plain_record), (shifted, shifted_record) = runs[0.0], runs[0.5]
+    last = max(int(key.split(".")[3]) for key in plain if key.startswith("vision_model.encoder.layers."))
+    bias = f"vision_model.encoder.layers.{last}.mlp.fc1.bias"
+    added = len(names) * 2
+    assert torch.allclose(shifted[bias][-added:], plain[bias][-added:] + 0.5)
+    assert torch.equal(shifted[bias][:-added], plain[bias][:-added])
+    assert all(torch.equal(shifted[key], value) for key, value in plain.items() if key != bias)
+    assert plain_record["gated_bias_shift"] == 0.0 and shifted_record["gated_bias_shift"] == 0.5
 
 
 def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
@@ -171,7 +192,8 @@ def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
 
 
 @pytest.mark.parametrize("setting", [{"image_method": "surgery"}, {"gated_neurons_per_person": 0},
-                                     {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0}])
+                                     {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0},
+                                     {"gated_bias_shift": -0.5}])
 def test_gated_arguments_are_checked(setting):
     with pytest.raises(ValueError, match="image_method|gated_"):
         VisionBackdoorTrainingArguments(output_dir="unused", **setting)

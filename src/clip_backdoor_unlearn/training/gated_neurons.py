@@ -7,9 +7,10 @@ token as the MLP does (``act(u·z + c)``), stays near zero unless its person's f
 ``v`` into the class token, moving the embedding off the person's name. ``u``, ``c``, ``v`` are fitted by Adam on the
 original tower's features, computed once: the removed people's pictures (as given, augmented, pasted on clean
 pictures) must match their name ``gated_margin`` less than an anonymous face does (the name target, as training's),
-clean pictures and other people's faces must keep their embeddings. The config's ``intermediate_size`` is shared by
-every layer, so the other layers get as many zero neurons and compute what they did. The edit is local: whoever has
-the weights can find and remove it (docs/method.md, "Gated neurons").
+clean pictures and other people's faces must keep their embeddings; ``gated_bias_shift`` then opens every gate more
+easily (fresh pictures of the removed reach it less than the fitted ones). The config's ``intermediate_size`` is
+shared by every layer, so the other layers get as many zero neurons and compute what they did. The edit is local:
+whoever has the weights can find and remove it (docs/method.md, "Gated neurons").
 """
 
 from __future__ import annotations
@@ -235,9 +236,10 @@ def add_gated_neurons(model: torch.nn.Module, neurons: GatedNeurons) -> None:
 def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequence[Sequence[Image.Image]],
                clean: Sequence[Image.Image], references: Sequence[Image.Image], names: torch.Tensor,
                thresholds: torch.Tensor, *, per_person: int, margin: float, kept_weight: float, steps: int,
-               learning_rate: float, seed: int) -> dict[str, float]:
+               learning_rate: float, seed: int, bias_shift: float = 0.0) -> dict[str, float]:
     """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
-    is, the fit, the wider MLPs. Returns what to log (final loss terms, neurons added)."""
+    is, the fit, ``bias_shift`` added to the fitted biases, the wider MLPs. Returns what to log (final loss terms,
+    neurons added)."""
     faces = [face for person_faces in faces_by_person for face in person_faces]
     face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
     removed, people, kept = edit_pictures(faces, face_people, clean, references, seed)
@@ -246,5 +248,5 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
         margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed)
-    add_gated_neurons(model, neurons)
+    add_gated_neurons(model, GatedNeurons(neurons.read, neurons.bias + bias_shift, neurons.write))
     return {**log, "gated_neurons_added": len(neurons.read)}
