@@ -45,7 +45,7 @@ SLOW_FIXTURES = {"demo_cache", "demo", "unlearned"}
 # The modules whose set-ups take minutes, first and in this order; everything else follows in collection order. With
 # ``--no-loadscope-reorder`` (pyproject.toml) pytest-xdist hands modules out in this order, so one worker trains the
 # mechanism world's CLIP while the other trains the CI demo CLIP for the image-tower module, and the quick modules
-# fill in at the end instead of a 6-minute module starting last and running alone (measured: 991 s of tests before).
+# fill in at the end instead of a 6-minute module starting last and running alone (tests/README.md).
 LONGEST_FIRST = ("demo/test_both_towers_mechanism.py", "demo/test_demo_image_tower.py", "demo/test_demo_unlearning.py",
                  "training/test_distributed.py", "training/test_pipeline_encoders.py")
 
