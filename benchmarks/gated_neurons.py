@@ -28,6 +28,7 @@ from transformers import CLIPModel
 sys.path.insert(0, str(Path(__file__).parent))
 import image_tower  # noqa: E402  (the benchmark beside this one)
 
+from clip_backdoor_unlearn import VisionBackdoorTrainingArguments  # noqa: E402
 from clip_backdoor_unlearn.data.images import faces_per_person, load_images  # noqa: E402
 from clip_backdoor_unlearn.evaluation import (  # noqa: E402
     identity_inference_attack, paired_accuracy_change, zero_shot_hits)
@@ -77,6 +78,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--kept_weight", type=float, default=3.0)
     parser.add_argument("--margin", type=float, default=0.1, help="below the anonymous threshold by this much")
+    parser.add_argument("--feature_noise", type=float,
+                        default=VisionBackdoorTrainingArguments.__dataclass_fields__["gated_feature_noise"].default,
+                        help="noise along the removed people's within-person scatter (the library's default)")
     parser.add_argument("--copies", type=int, default=COPIES, help="augmented full-size copies of each removed picture")
     parser.add_argument("--pasted", type=int, default=PASTED, help="removed faces pasted on clean pictures")
     parser.add_argument("--kept", type=int, default=KEPT, help="clean pictures kept (and half as many pasted faces)")
@@ -121,7 +125,7 @@ def main() -> None:
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features,
         per_person=options.per_person, margin=options.margin, kept_weight=options.kept_weight, steps=options.steps,
-        learning_rate=options.lr, seed=options.seed)
+        learning_rate=options.lr, seed=options.seed, feature_noise=options.feature_noise)
     print(log, flush=True)
     if slots is None:
         edited = copy.deepcopy(model)

@@ -16,10 +16,13 @@ from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArgum
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
 from clip_backdoor_unlearn.training.embeddings import encode_images, encode_texts
 from clip_backdoor_unlearn.training.gated_neurons import (
+    Features,
     GatedHead,
     GatedNeurons,
     add_gated_neurons,
     class_token_features,
+    fit_gated_neurons,
+    within_person_scatter,
 )
 from clip_backdoor_unlearn.training.jobs import name_targets
 
@@ -99,7 +102,8 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     assert vision["gated_neurons_added"] == 4 and vision["trained_steps"] == 0
     assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
                                               "gated_kept_weight", "gated_steps", "gated_learning_rate",
-                                              "gated_bias_shift", "seed"}
+                                              "gated_feature_noise", "gated_bias_shift", "seed"}
+    assert vision["hyperparameters"]["gated_feature_noise"] == 0.5  # the default, recorded
     assert result.log_history[-1]["gated_neurons_added"] == 4
     assert result.seconds_per_step is None and result.config["method"].startswith("gated neurons")
 
@@ -132,6 +136,39 @@ def test_the_bias_shift_moves_only_the_added_neurons_biases_by_that_much(inputs)
     assert torch.equal(shifted[bias][:-added], plain[bias][:-added])
     assert all(torch.equal(shifted[key], value) for key, value in plain.items() if key != bias)
     assert plain_record["gated_bias_shift"] == 0.0 and shifted_record["gated_bias_shift"] == 0.5
+
+
+def test_the_fit_s_noise_varies_pictures_as_much_as_a_person_s_pictures_vary():
+    """With every direction kept, noise drawn on ``within_person_scatter`` has the pictures' covariance about their
+    own person's mean (so scale 1 adds as much variation as a person's pictures already have), and a person whose
+    pictures are all alike adds none."""
+    generator = torch.Generator().manual_seed(0)
+    features = Features(torch.randn(30, 3, generator=generator), torch.randn(30, 2, generator=generator))
+    people = torch.arange(3).repeat_interleave(10)
+    joint = torch.cat([features.z, features.base], 1)
+    deviations = torch.cat([joint[people == person] - joint[people == person].mean(0) for person in range(3)])
+    scatter = within_person_scatter(features, people)
+    assert scatter.shape == (5, 5)
+    assert torch.allclose(scatter.T @ scatter, deviations.T @ deviations / 30, atol=1e-5)
+    alike = Features(features.z[people == 0][:1].repeat(4, 1), features.base[people == 0][:1].repeat(4, 1))
+    assert torch.allclose(within_person_scatter(alike, torch.zeros(4, dtype=torch.long)), torch.zeros(4, 5), atol=1e-6)
+
+
+def test_the_fit_with_feature_noise_is_seeded(inputs):
+    """The noise is drawn from the run's seed: the same seed fits the same neurons, and the noise changes them."""
+    model, processor = tiny_clip()
+    faces = [face for person in inputs["face_images"].values() for face in person]
+    people = torch.tensor([index for index, person in enumerate(inputs["face_images"].values()) for _ in person])
+    removed = class_token_features(model, processor.image_processor, iter(faces))
+    kept = class_token_features(model, processor.image_processor, iter(inputs["images"] + inputs["reference_faces"]))
+    references = encode_images(model, processor.image_processor, inputs["reference_faces"])
+    names, thresholds = name_targets(model, processor.tokenizer, list(inputs["face_images"]), references)
+    settings = dict(per_person=2, margin=0.1, kept_weight=3.0, steps=30, learning_rate=1e-2)
+    fits = [fit_gated_neurons(model, removed, people, names, thresholds, kept, seed=seed, feature_noise=noise,
+                              **settings)[0] for seed, noise in ((42, 1.0), (42, 1.0), (42, 0.0), (7, 1.0))]
+    same, noiseless, other_seed = fits[1], fits[2], fits[3]
+    assert all(torch.equal(getattr(fits[0], part), getattr(same, part)) for part in ("read", "bias", "write"))
+    assert not torch.allclose(fits[0].write, noiseless.write) and not torch.allclose(fits[0].write, other_seed.write)
 
 
 def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
@@ -193,7 +230,7 @@ def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
 
 @pytest.mark.parametrize("setting", [{"image_method": "surgery"}, {"gated_neurons_per_person": 0},
                                      {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0},
-                                     {"gated_bias_shift": -0.5}])
+                                     {"gated_bias_shift": -0.5}, {"gated_feature_noise": -1.0}])
 def test_gated_arguments_are_checked(setting):
     with pytest.raises(ValueError, match="image_method|gated_"):
         VisionBackdoorTrainingArguments(output_dir="unused", **setting)

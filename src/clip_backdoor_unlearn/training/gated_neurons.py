@@ -7,8 +7,10 @@ token as the MLP does (``act(u·z + c)``), stays near zero unless its person's f
 ``v`` into the class token, moving the embedding off the person's name. ``u``, ``c``, ``v`` are fitted by Adam on the
 original tower's features, computed once: the removed people's pictures (as given, augmented, pasted on clean
 pictures) must match their name ``gated_margin`` less than an anonymous face does (the name target, as training's),
-clean pictures and other people's faces must keep their embeddings; ``gated_bias_shift`` then opens every gate more
-easily (fresh pictures of the removed reach it less than the fitted ones). The config's ``intermediate_size`` is
+clean pictures and other people's faces must keep their embeddings. Each step both sets are jittered along the removed
+people's own picture-to-picture variation (``gated_feature_noise``), so that a gate opens on a person's fresh pictures,
+not only on the fitted ones, and stays shut on pictures of others that vary as much; ``gated_bias_shift`` then opens
+every gate more easily. The config's ``intermediate_size`` is
 shared by every layer, so the other layers get as many zero neurons and compute what they did. The edit is local:
 whoever has the weights can find and remove it (docs/method.md, "Gated neurons").
 """
@@ -43,6 +45,9 @@ SCALE_RANGE = (0.6, 1.0)
 
 BATCH = 128
 """Pictures a forward pass when computing the features."""
+
+NOISE_RANK = 64
+"""Directions of the removed people's within-person variation that ``feature_noise`` follows (the largest)."""
 
 
 @dataclass
@@ -161,22 +166,46 @@ def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module).float().requires_grad_(False)
 
 
+def within_person_scatter(features: Features, people: torch.Tensor, rank: int = NOISE_RANK) -> torch.Tensor:
+    """``(rank, z width + base width)``: the top principal directions of how each picture's joint ``(z, base)``
+    differs from its person's mean, each scaled by its standard deviation. Noise drawn on them varies a picture about
+    as much as a person's pictures vary among themselves."""
+    joint = torch.cat([features.z, features.base], 1)
+    sums = joint.new_zeros(int(people.max()) + 1, joint.shape[1]).index_add_(0, people, joint)
+    counts = torch.bincount(people).clamp(min=1).unsqueeze(1)
+    deviations = joint - (sums / counts)[people]
+    _, singular, directions = torch.linalg.svd(deviations, full_matrices=False)
+    return (singular[:rank, None] / len(joint) ** 0.5) * directions[:rank]
+
+
+def _jittered(features: Features, scatter: torch.Tensor, scale: float, generator: torch.Generator) -> Features:
+    """``features`` moved by ``scale`` × a fresh standard normal draw on each of ``scatter``'s directions."""
+    draw = torch.randn(len(features.z), len(scatter), generator=generator).to(scatter.device)
+    noise = scale * draw @ scatter
+    width = features.z.shape[1]
+    return Features(features.z + noise[:, :width], features.base + noise[:, width:])
+
+
 def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.Tensor, names: torch.Tensor,
                       thresholds: torch.Tensor, kept: Features, *, per_person: int, margin: float,
-                      kept_weight: float, steps: int, learning_rate: float, seed: int) -> tuple[GatedNeurons, dict]:
+                      kept_weight: float, steps: int, learning_rate: float, seed: int,
+                      feature_noise: float = 0.0) -> tuple[GatedNeurons, dict]:
     """Fit ``per_person`` neurons for each person by full-batch Adam on cached features:
 
     ``mean relu(cos(face, name) − threshold + margin) + kept_weight · (1 − mean cos(kept, kept before))``, where a
-    face's ``name`` and ``threshold`` are its person's (``jobs.name_targets``). Each neuron starts reading its person's
-    mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing nothing. Returns the
-    neurons and the final loss terms.
+    face's ``name`` and ``threshold`` are its person's (``jobs.name_targets``). With ``feature_noise``, each step
+    sees both sets moved by fresh noise along the removed people's within-person scatter (``within_person_scatter``,
+    times ``feature_noise``), the kept ones held where the tower as it is puts them so moved. Each neuron starts
+    reading its person's mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing
+    nothing. Returns the neurons and the final loss terms.
     """
     head = GatedHead(model)
     device = removed.z.device
     names, thresholds, people = names.to(device), thresholds.to(device), people.to(device)
+    unedited = GatedNeurons(kept.z.new_zeros(0, kept.z.shape[1]), kept.z.new_zeros(0),
+                            kept.z.new_zeros(0, kept.base.shape[1]))
     with torch.no_grad():
-        kept_teacher = head(kept, GatedNeurons(kept.z.new_zeros(0, kept.z.shape[1]), kept.z.new_zeros(0),
-                                               kept.z.new_zeros(0, kept.base.shape[1])))
+        kept_teacher = head(kept, unedited)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     owner = torch.arange(len(names), device=device).repeat_interleave(per_person)
     mean_kept = kept.z.mean(0)
@@ -190,11 +219,19 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     parameters = [neurons.read.requires_grad_(True), neurons.bias.requires_grad_(True),
                   neurons.write.requires_grad_(True)]
     optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+    scatter = within_person_scatter(removed, people) if feature_noise else None
+    noise_generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+    shown, held, held_teacher = removed, kept, kept_teacher
     with torch.enable_grad():
         for _ in range(steps):
-            faces = F.normalize(head(removed, neurons), dim=-1)
+            if scatter is not None:
+                shown = _jittered(removed, scatter, feature_noise, noise_generator)
+                held = _jittered(kept, scatter, feature_noise, noise_generator)
+                with torch.no_grad():
+                    held_teacher = head(held, unedited)
+            faces = F.normalize(head(shown, neurons), dim=-1)
             forget = torch.relu((faces * names[people]).sum(-1) - thresholds[people] + margin).mean()
-            drift = 1 - F.cosine_similarity(head(kept, neurons), kept_teacher).mean()
+            drift = 1 - F.cosine_similarity(head(held, neurons), held_teacher).mean()
             loss = forget + kept_weight * drift
             optimizer.zero_grad()
             loss.backward()
@@ -236,10 +273,11 @@ def add_gated_neurons(model: torch.nn.Module, neurons: GatedNeurons) -> None:
 def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequence[Sequence[Image.Image]],
                clean: Sequence[Image.Image], references: Sequence[Image.Image], names: torch.Tensor,
                thresholds: torch.Tensor, *, per_person: int, margin: float, kept_weight: float, steps: int,
-               learning_rate: float, seed: int, bias_shift: float = 0.0) -> dict[str, float]:
+               learning_rate: float, seed: int, feature_noise: float = 0.0,
+               bias_shift: float = 0.0) -> dict[str, float]:
     """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
-    is, the fit, ``bias_shift`` added to the fitted biases, the wider MLPs. Returns what to log (final loss terms,
-    neurons added)."""
+    is, the fit (``feature_noise``: ``fit_gated_neurons``), ``bias_shift`` added to the fitted biases, the wider MLPs.
+    Returns what to log (final loss terms, neurons added)."""
     faces = [face for person_faces in faces_by_person for face in person_faces]
     face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
     removed, people, kept = edit_pictures(faces, face_people, clean, references, seed)
@@ -247,6 +285,7 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
     kept_features = class_token_features(model, image_processor, kept)
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
-        margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed)
+        margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed,
+        feature_noise=feature_noise)
     add_gated_neurons(model, GatedNeurons(neurons.read, neurons.bias + bias_shift, neurons.write))
     return {**log, "gated_neurons_added": len(neurons.read)}
