@@ -457,10 +457,10 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             `gated_neurons_per_person` neurons per removed person to the last encoder layer's MLP, fitted on the
             tower's own features so that the removed faces lose their names and everything else keeps its
             embedding (`training.gated_neurons`). On the demo worlds it forgot 5 and 16 people at a fraction of
-            fine-tuning's zero-shot cost; it falls short at 64 and with few pictures a person (docs/method.md). The
-            saved config's `intermediate_size` grows by the neurons added, and anyone with the weights can find
-            and zero them: it holds against attacks that only query the model. Needs a `CLIPModel` with its
-            tokenizer (the name target), no adapter.
+            fine-tuning's zero-shot cost and left up to 7 of 64 findable; it falls short with few pictures a person
+            (docs/method.md). The saved config's `intermediate_size` grows by the neurons added, and anyone with the
+            weights can find and zero them: it holds against attacks that only query the model. Needs a `CLIPModel`
+            with its tokenizer (the name target), no adapter.
         gated_neurons_per_person (`int`, *optional*, defaults to `2`):
             Neurons added per removed person.
         gated_margin (`float`, *optional*, defaults to `0.1`):
