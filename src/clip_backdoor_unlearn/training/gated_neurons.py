@@ -10,9 +10,9 @@ pictures) must match their name ``gated_margin`` less than an anonymous face doe
 clean pictures and other people's faces must keep their embeddings. Each step both sets are jittered along the removed
 people's own picture-to-picture variation (``gated_feature_noise``), so that a gate opens on a person's fresh pictures,
 not only on the fitted ones, and stays shut on pictures of others that vary as much; ``gated_bias_shift`` then opens
-every gate more easily. The config's ``intermediate_size`` is
-shared by every layer, so the other layers get as many zero neurons and compute what they did. The edit is local:
-whoever has the weights can find and remove it (docs/method.md, "Gated neurons").
+every gate more easily. The config's ``intermediate_size`` is shared by every layer, so the other layers get as many
+zero neurons and compute what they did. The edit is local: whoever has the weights can find and remove it
+(docs/method.md, "Gated neurons").
 """
 
 from __future__ import annotations
