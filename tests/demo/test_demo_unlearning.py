@@ -5,6 +5,7 @@ The demo model is trained once per test session (about a minute on two cores) in
 
 from __future__ import annotations
 
+from clip_backdoor_unlearn import VisionBackdoorTrainingArguments
 from clip_backdoor_unlearn.evaluation import zero_shot_accuracy
 
 from .demo_runs import assert_rest_kept, evaluate_run, vision_run
@@ -64,9 +65,10 @@ def test_gated_neurons_forget_demo_faces_and_keep_the_rest(demo, tmp_path):
     from fresh pictures, nobody else is lost, the text tower is untouched. Zero-shot: −1.1 points measured here, where
     880 pictures resolve ±2.6 (the 1-point bar is judged on the full worlds' 10,140, benchmarks/RESULTS.md)."""
     width = demo["model"].config.vision_config.intermediate_size
+    per_person = VisionBackdoorTrainingArguments.gated_neurons_per_person  # the default
     unlearner, removed = vision_run(demo, tmp_path, image_method="gated_neurons")
     metrics = evaluate_run(demo, unlearner, removed)
     assert metrics["idia_tpr_removed_after"] <= 0.2
     assert_rest_kept(metrics, zero_shot_points=2)
     assert metrics["sim_backdoor_after"] == metrics["sim_backdoor_before"]
-    assert unlearner.model.config.vision_config.intermediate_size == width + 2 * len(removed)
+    assert unlearner.model.config.vision_config.intermediate_size == width + per_person * len(removed)

@@ -28,6 +28,7 @@ from clip_backdoor_unlearn.training.jobs import name_targets
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 GATED = dict(image_method="gated_neurons", gated_steps=300, disable_tqdm=True)
+PER_PERSON = VisionBackdoorTrainingArguments.gated_neurons_per_person  # the default
 unit = torch.nn.functional.normalize
 
 
@@ -83,7 +84,7 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     width = model.config.vision_config.intermediate_size
     result = unlearner.unlearn(names, encoder="vision", **inputs, **GATED)
 
-    assert unlearner.model.config.vision_config.intermediate_size == width + 2 * len(names)
+    assert unlearner.model.config.vision_config.intermediate_size == width + PER_PERSON * len(names)
     assert all(torch.equal(value, source[key]) for key, value in unlearner.original_model.state_dict().items())
     references = encode_images(unlearner.original_model, processor.image_processor, inputs["reference_faces"])
     own, thresholds = name_targets(unlearner.original_model, processor.tokenizer, names, references)
@@ -99,12 +100,12 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
                        encode_texts(unlearner.original_model, processor.tokenizer, texts))  # the text tower as it was
 
     vision = result.config["towers"]["vision"]
-    assert vision["gated_neurons_added"] == 4 and vision["trained_steps"] == 0
+    assert vision["gated_neurons_added"] == PER_PERSON * len(names) and vision["trained_steps"] == 0
     assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
                                               "gated_kept_weight", "gated_steps", "gated_learning_rate",
                                               "gated_feature_noise", "gated_bias_shift", "seed"}
     assert vision["hyperparameters"]["gated_feature_noise"] == 0.5  # the default, recorded
-    assert result.log_history[-1]["gated_neurons_added"] == 4
+    assert result.log_history[-1]["gated_neurons_added"] == PER_PERSON * len(names)
     assert result.seconds_per_step is None and result.config["method"].startswith("gated neurons")
 
     saved = unlearner.save_pretrained(tmp_path / "sanitized")
@@ -114,7 +115,7 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
                               encode_images(unlearner.model, processor.image_processor, inputs["images"]), atol=1e-5)
     card = (tmp_path / "sanitized" / "README.md").read_text()
     assert "No weight was trained" in card and "Undone by anyone with the weights" in card
-    assert "intermediate_size` grew by 4" in card and "backdoor_weight" not in card
+    assert f"intermediate_size` grew by {PER_PERSON * len(names)}" in card and "backdoor_weight" not in card
     assert "Ada" not in card and "Zorbo" not in card
 
 
@@ -183,10 +184,10 @@ def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
     single = {"face_images": first}
     assert _excess(unlearner.model, processor, single, own, thresholds).max() < 0
     unlearner.unlearn(["Zorbo Quill"], encoder="vision", **{**inputs, "face_images": second}, **GATED)
-    assert unlearner.model.config.vision_config.intermediate_size == width + 4
+    assert unlearner.model.config.vision_config.intermediate_size == width + 2 * PER_PERSON
     assert _excess(unlearner.model, processor, single, own, thresholds).max() < 0  # still forgotten
     card = str(unlearner.model_card())
-    assert "grew by 4" in card and "Number of people removed: 2" in card
+    assert f"grew by {2 * PER_PERSON}" in card and "Number of people removed: 2" in card
 
 
 @pytest.mark.parametrize(("setting", "message"), [
