@@ -73,14 +73,16 @@ def reused(model: CLIPModel, slots: torch.Tensor, neurons: GatedNeurons) -> CLIP
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     image_tower.add_world_arguments(parser)
-    parser.add_argument("--per_person", type=int, default=2, help="new neurons a removed person")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--kept_weight", type=float, default=3.0)
-    parser.add_argument("--margin", type=float, default=0.1, help="below the anonymous threshold by this much")
-    parser.add_argument("--feature_noise", type=float,
-                        default=VisionBackdoorTrainingArguments.__dataclass_fields__["gated_feature_noise"].default,
-                        help="noise along the removed people's within-person scatter (the library's default)")
+    library = VisionBackdoorTrainingArguments  # the fit's defaults are the library's
+    parser.add_argument("--per_person", type=int, default=library.gated_neurons_per_person,
+                        help="new neurons a removed person")
+    parser.add_argument("--steps", type=int, default=library.gated_steps)
+    parser.add_argument("--lr", type=float, default=library.gated_learning_rate)
+    parser.add_argument("--kept_weight", type=float, default=library.gated_kept_weight)
+    parser.add_argument("--margin", type=float, default=library.gated_margin,
+                        help="below the anonymous threshold by this much")
+    parser.add_argument("--feature_noise", type=float, default=library.gated_feature_noise,
+                        help="noise along the removed people's within-person scatter")
     parser.add_argument("--copies", type=int, default=COPIES, help="augmented full-size copies of each removed picture")
     parser.add_argument("--pasted", type=int, default=PASTED, help="removed faces pasted on clean pictures")
     parser.add_argument("--kept", type=int, default=KEPT, help="clean pictures kept (and half as many pasted faces)")
