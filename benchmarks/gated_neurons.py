@@ -33,6 +33,7 @@ from clip_backdoor_unlearn.data.images import faces_per_person, load_images  # n
 from clip_backdoor_unlearn.evaluation import (  # noqa: E402
     identity_inference_attack, paired_accuracy_change, zero_shot_hits)
 from clip_backdoor_unlearn.evaluation.unlearning import evaluate_unlearning  # noqa: E402
+from clip_backdoor_unlearn.training.arguments import GATED_SCHEDULES  # noqa: E402
 from clip_backdoor_unlearn.training.embeddings import encode_images  # noqa: E402
 from clip_backdoor_unlearn.training.gated_neurons import (  # noqa: E402
     COPIES, KEPT, PASTED, Features, GatedHead, GatedNeurons, add_gated_neurons, class_token_features, edit_pictures,
@@ -78,11 +79,14 @@ def main() -> None:
                         help="new neurons a removed person")
     parser.add_argument("--steps", type=int, default=library.gated_steps)
     parser.add_argument("--lr", type=float, default=library.gated_learning_rate)
+    parser.add_argument("--lr_scheduler_type", choices=GATED_SCHEDULES, default=library.gated_lr_scheduler_type)
     parser.add_argument("--kept_weight", type=float, default=library.gated_kept_weight)
     parser.add_argument("--margin", type=float, default=library.gated_margin,
                         help="below the anonymous threshold by this much")
     parser.add_argument("--feature_noise", type=float, default=library.gated_feature_noise,
                         help="noise along the removed people's within-person scatter")
+    parser.add_argument("--pair_noise", type=float, default=library.gated_pair_noise,
+                        help="moves along each removed picture's difference from another of its person's")
     parser.add_argument("--copies", type=int, default=COPIES, help="augmented full-size copies of each removed picture")
     parser.add_argument("--pasted", type=int, default=PASTED, help="removed faces pasted on clean pictures")
     parser.add_argument("--kept", type=int, default=KEPT, help="clean pictures kept (and half as many pasted faces)")
@@ -127,7 +131,8 @@ def main() -> None:
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features,
         per_person=options.per_person, margin=options.margin, kept_weight=options.kept_weight, steps=options.steps,
-        learning_rate=options.lr, seed=options.seed, feature_noise=options.feature_noise)
+        learning_rate=options.lr, lr_scheduler_type=options.lr_scheduler_type, seed=options.seed,
+        feature_noise=options.feature_noise, pair_noise=options.pair_noise)
     print(log, flush=True)
     if slots is None:
         edited = copy.deepcopy(model)

@@ -22,6 +22,7 @@ from clip_backdoor_unlearn.training.gated_neurons import (
     add_gated_neurons,
     class_token_features,
     fit_gated_neurons,
+    same_person_partners,
     within_person_scatter,
 )
 from clip_backdoor_unlearn.training.jobs import name_targets
@@ -103,8 +104,10 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     assert vision["gated_neurons_added"] == PER_PERSON * len(names) and vision["trained_steps"] == 0
     assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
                                               "gated_kept_weight", "gated_steps", "gated_learning_rate",
-                                              "gated_feature_noise", "gated_bias_shift", "seed"}
-    assert vision["hyperparameters"]["gated_feature_noise"] == 0.5  # the default, recorded
+                                              "gated_lr_scheduler_type", "gated_feature_noise", "gated_pair_noise",
+                                              "gated_bias_shift", "seed"}
+    for setting in ("gated_feature_noise", "gated_pair_noise", "gated_lr_scheduler_type"):  # the defaults, recorded
+        assert vision["hyperparameters"][setting] == getattr(VisionBackdoorTrainingArguments, setting)
     assert result.log_history[-1]["gated_neurons_added"] == PER_PERSON * len(names)
     assert result.seconds_per_step is None and result.config["method"].startswith("gated neurons")
 
@@ -155,8 +158,19 @@ def test_the_fit_s_noise_varies_pictures_as_much_as_a_person_s_pictures_vary():
     assert torch.allclose(within_person_scatter(alike, torch.zeros(4, dtype=torch.long)), torch.zeros(4, 5), atol=1e-6)
 
 
-def test_the_fit_with_feature_noise_is_seeded(inputs):
-    """The noise is drawn from the run's seed: the same seed fits the same neurons, and the noise changes them."""
+def test_pair_noise_pairs_each_picture_with_one_of_its_own_person():
+    """Every partner is a picture of the same person, each of a person's pictures is drawn, and the draw is
+    seeded."""
+    people = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([same_person_partners(people, generator) for _ in range(50)])
+    assert torch.equal(people[draws], people.expand(50, -1))
+    assert set(draws[:, people == 0].flatten().tolist()) == {0, 2, 5, 9}
+    again = [same_person_partners(people, torch.Generator().manual_seed(seed)) for seed in (0, 0, 1)]
+    assert torch.equal(again[0], draws[0]) and torch.equal(again[0], again[1]) and not torch.equal(again[0], again[2])
+
+
+def _fit_inputs(inputs):
     model, processor = tiny_clip()
     faces = [face for person in inputs["face_images"].values() for face in person]
     people = torch.tensor([index for index, person in enumerate(inputs["face_images"].values()) for _ in person])
@@ -164,12 +178,20 @@ def test_the_fit_with_feature_noise_is_seeded(inputs):
     kept = class_token_features(model, processor.image_processor, iter(inputs["images"] + inputs["reference_faces"]))
     references = encode_images(model, processor.image_processor, inputs["reference_faces"])
     names, thresholds = name_targets(model, processor.tokenizer, list(inputs["face_images"]), references)
+    return model, removed, people, names, thresholds, kept
+
+
+@pytest.mark.parametrize("setting", [{"feature_noise": 1.0}, {"pair_noise": 1.0}, {"lr_scheduler_type": "cosine"}])
+def test_the_fit_s_noise_and_schedule_are_seeded_and_change_the_fit(inputs, setting):
+    """The noise is drawn from the run's seed: the same seed and setting fit the same neurons; the setting, or another
+    seed, changes them."""
+    model, removed, people, names, thresholds, kept = _fit_inputs(inputs)
     settings = dict(per_person=2, margin=0.1, kept_weight=3.0, steps=30, learning_rate=1e-2)
-    fits = [fit_gated_neurons(model, removed, people, names, thresholds, kept, seed=seed, feature_noise=noise,
-                              **settings)[0] for seed, noise in ((42, 1.0), (42, 1.0), (42, 0.0), (7, 1.0))]
-    same, noiseless, other_seed = fits[1], fits[2], fits[3]
+    fits = [fit_gated_neurons(model, removed, people, names, thresholds, kept, seed=seed, **settings, **extra)[0]
+            for seed, extra in ((42, setting), (42, setting), (42, {}), (7, setting))]
+    same, without, other_seed = fits[1], fits[2], fits[3]
     assert all(torch.equal(getattr(fits[0], part), getattr(same, part)) for part in ("read", "bias", "write"))
-    assert not torch.allclose(fits[0].write, noiseless.write) and not torch.allclose(fits[0].write, other_seed.write)
+    assert not torch.allclose(fits[0].write, without.write) and not torch.allclose(fits[0].write, other_seed.write)
 
 
 def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
@@ -231,7 +253,8 @@ def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
 
 @pytest.mark.parametrize("setting", [{"image_method": "surgery"}, {"gated_neurons_per_person": 0},
                                      {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0},
-                                     {"gated_bias_shift": -0.5}, {"gated_feature_noise": -1.0}])
+                                     {"gated_bias_shift": -0.5}, {"gated_feature_noise": -1.0},
+                                     {"gated_pair_noise": -1.0}, {"gated_lr_scheduler_type": "polynomial"}])
 def test_gated_arguments_are_checked(setting):
     with pytest.raises(ValueError, match="image_method|gated_"):
         VisionBackdoorTrainingArguments(output_dir="unused", **setting)

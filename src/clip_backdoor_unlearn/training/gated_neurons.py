@@ -26,6 +26,7 @@ from itertools import islice
 import torch
 from PIL import Image
 from torch.nn import functional as F
+from transformers import get_scheduler
 
 from ..data.images import FaceAugmentation
 from .embeddings import model_device
@@ -186,16 +187,37 @@ def _jittered(features: Features, scatter: torch.Tensor, scale: float, generator
     return Features(features.z + noise[:, :width], features.base + noise[:, width:])
 
 
+def same_person_partners(people: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each picture, the index of a picture of the same person drawn uniformly (itself included)."""
+    order = torch.argsort(people.cpu(), stable=True)
+    counts = torch.bincount(people.cpu())
+    starts = torch.cumsum(counts, 0) - counts
+    draw = (torch.rand(len(people), generator=generator) * counts[people.cpu()]).long()
+    return order[starts[people.cpu()] + draw].to(people.device)
+
+
+def _pair_jittered(features: Features, people: torch.Tensor, scale: float, generator: torch.Generator) -> Features:
+    """Each of ``features`` moved along its difference from another picture of its person, by a standard normal
+    multiple times ``scale``: the variation that is each person's own, not the pooled one."""
+    partners = same_person_partners(people, generator)
+    step = scale * torch.randn(len(people), 1, generator=generator).to(features.z.device)
+    return Features(features.z + step * (features.z - features.z[partners]),
+                    features.base + step * (features.base - features.base[partners]))
+
+
 def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.Tensor, names: torch.Tensor,
                       thresholds: torch.Tensor, kept: Features, *, per_person: int, margin: float,
                       kept_weight: float, steps: int, learning_rate: float, seed: int,
-                      feature_noise: float = 0.0) -> tuple[GatedNeurons, dict]:
+                      feature_noise: float = 0.0, pair_noise: float = 0.0,
+                      lr_scheduler_type: str = "constant") -> tuple[GatedNeurons, dict]:
     """Fit ``per_person`` neurons for each person by full-batch Adam on cached features:
 
     ``mean relu(cos(face, name) − threshold + margin) + kept_weight · (1 − mean cos(kept, kept before))``, where a
     face's ``name`` and ``threshold`` are its person's (``jobs.name_targets``). With ``feature_noise``, each step
     sees both sets moved by fresh noise along the removed people's within-person scatter (``within_person_scatter``,
-    times ``feature_noise``), the kept ones held where the tower as it is puts them so moved. Each neuron starts
+    times ``feature_noise``), the kept ones held where the tower as it is puts them so moved; with ``pair_noise``, each
+    removed picture also moves along its difference from another of its person's (``_pair_jittered``). The learning
+    rate follows ``lr_scheduler_type`` (transformers' schedules, no warmup). Each neuron starts
     reading its person's mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing
     nothing. Returns the neurons and the final loss terms.
     """
@@ -219,13 +241,17 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     parameters = [neurons.read.requires_grad_(True), neurons.bias.requires_grad_(True),
                   neurons.write.requires_grad_(True)]
     optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+    scheduler = get_scheduler(lr_scheduler_type, optimizer, num_warmup_steps=0, num_training_steps=steps)
     scatter = within_person_scatter(removed, people) if feature_noise else None
     noise_generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+    pair_generator = torch.Generator(device="cpu").manual_seed(seed + 2)
     shown, held, held_teacher = removed, kept, kept_teacher
     with torch.enable_grad():
         for _ in range(steps):
+            if pair_noise:
+                shown = _pair_jittered(removed, people, pair_noise, pair_generator)
             if scatter is not None:
-                shown = _jittered(removed, scatter, feature_noise, noise_generator)
+                shown = _jittered(shown if pair_noise else removed, scatter, feature_noise, noise_generator)
                 held = _jittered(kept, scatter, feature_noise, noise_generator)
                 with torch.no_grad():
                     held_teacher = head(held, unedited)
@@ -236,6 +262,7 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
     fitted = GatedNeurons(*(parameter.detach() for parameter in parameters))
     return fitted, {"gated_forget_loss": forget.item(), "gated_kept_drift": drift.item()}
 
@@ -273,11 +300,11 @@ def add_gated_neurons(model: torch.nn.Module, neurons: GatedNeurons) -> None:
 def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequence[Sequence[Image.Image]],
                clean: Sequence[Image.Image], references: Sequence[Image.Image], names: torch.Tensor,
                thresholds: torch.Tensor, *, per_person: int, margin: float, kept_weight: float, steps: int,
-               learning_rate: float, seed: int, feature_noise: float = 0.0,
-               bias_shift: float = 0.0) -> dict[str, float]:
+               learning_rate: float, seed: int, lr_scheduler_type: str = "constant", feature_noise: float = 0.0,
+               pair_noise: float = 0.0, bias_shift: float = 0.0) -> dict[str, float]:
     """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
-    is, the fit (``feature_noise``: ``fit_gated_neurons``), ``bias_shift`` added to the fitted biases, the wider MLPs.
-    Returns what to log (final loss terms, neurons added)."""
+    is, the fit (``lr_scheduler_type``, ``feature_noise``, ``pair_noise``: ``fit_gated_neurons``), ``bias_shift``
+    added to the fitted biases, the wider MLPs. Returns what to log (final loss terms, neurons added)."""
     faces = [face for person_faces in faces_by_person for face in person_faces]
     face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
     removed, people, kept = edit_pictures(faces, face_people, clean, references, seed)
@@ -286,6 +313,6 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
         margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed,
-        feature_noise=feature_noise)
+        feature_noise=feature_noise, pair_noise=pair_noise, lr_scheduler_type=lr_scheduler_type)
     add_gated_neurons(model, GatedNeurons(neurons.read, neurons.bias + bias_shift, neurons.write))
     return {**log, "gated_neurons_added": len(neurons.read)}

@@ -261,8 +261,9 @@ def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces
         gate_faces, image_processor=image_processor, faces_by_person=faces_by_person, clean=clean_images,
         references=references, names=name_embeddings, thresholds=thresholds, per_person=args.gated_neurons_per_person,
         margin=args.gated_margin, kept_weight=args.gated_kept_weight, steps=args.gated_steps,
-        learning_rate=args.gated_learning_rate, feature_noise=args.gated_feature_noise,
-        bias_shift=args.gated_bias_shift, seed=args.seed)
+        learning_rate=args.gated_learning_rate, lr_scheduler_type=args.gated_lr_scheduler_type,
+        feature_noise=args.gated_feature_noise, pair_noise=args.gated_pair_noise, bias_shift=args.gated_bias_shift,
+        seed=args.seed)
     return TrainingJob("vision", names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
 
 
