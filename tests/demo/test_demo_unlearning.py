@@ -62,8 +62,8 @@ def test_example_script_unlearns_demo_members(demo, tmp_path, monkeypatch):
 
 def test_gated_neurons_forget_demo_faces_and_keep_the_rest(demo, tmp_path):
     """``image_method="gated_neurons"`` (nothing trained, a few neurons added): the removed faces are no longer named
-    from fresh pictures, nobody else is lost, the text tower is untouched. Zero-shot: −1.1 points measured here, where
-    880 pictures resolve ±2.6 (the 1-point bar is judged on the full worlds' 10,140, benchmarks/RESULTS.md)."""
+    from fresh pictures, nobody else is lost, the text tower is untouched. Zero-shot: −0.06 ± 0.97 points measured
+    here with the defaults (the 1-point bar is judged on the full worlds' 10,140 pictures, benchmarks/RESULTS.md)."""
     width = demo["model"].config.vision_config.intermediate_size
     per_person = VisionBackdoorTrainingArguments.gated_neurons_per_person  # the default
     unlearner, removed = vision_run(demo, tmp_path, image_method="gated_neurons")
