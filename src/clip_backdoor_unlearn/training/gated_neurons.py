@@ -8,11 +8,12 @@ token as the MLP does (``act(u·z + c)``), stays near zero unless its person's f
 original tower's features, computed once: the removed people's pictures (as given, augmented, pasted on clean
 pictures) must match their name ``gated_margin`` less than an anonymous face does (the name target, as training's),
 clean pictures and other people's faces must keep their embeddings. Each step both sets are jittered along the removed
-people's own picture-to-picture variation (``gated_feature_noise``), so that a gate opens on a person's fresh pictures,
-not only on the fitted ones, and stays shut on pictures of others that vary as much; ``gated_bias_shift`` then opens
-every gate more easily. The config's ``intermediate_size`` is shared by every layer, so the other layers get as many
-zero neurons and compute what they did. The edit is local: whoever has the weights can find and remove it
-(docs/method.md, "Gated neurons").
+people's picture-to-picture variation (``gated_feature_noise``), and each removed picture along its difference from
+another of its person's (``gated_pair_noise``), at a falling rate (``gated_lr_scheduler_type``), so that a gate opens
+on a person's fresh pictures, not only on the fitted ones, and stays shut on pictures of others that vary as much;
+``gated_bias_shift`` then opens every gate more easily. The config's ``intermediate_size`` is shared by every layer,
+so the other layers get as many zero neurons and compute what they did. The edit is local: whoever has the weights
+can find and remove it (docs/method.md, "Gated neurons").
 """
 
 from __future__ import annotations
@@ -189,11 +190,11 @@ def _jittered(features: Features, scatter: torch.Tensor, scale: float, generator
 
 def same_person_partners(people: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """For each picture, the index of a picture of the same person drawn uniformly (itself included)."""
-    order = torch.argsort(people.cpu(), stable=True)
-    counts = torch.bincount(people.cpu())
+    on_cpu = people.cpu()
+    order, counts = torch.argsort(on_cpu, stable=True), torch.bincount(on_cpu)
     starts = torch.cumsum(counts, 0) - counts
-    draw = (torch.rand(len(people), generator=generator) * counts[people.cpu()]).long()
-    return order[starts[people.cpu()] + draw].to(people.device)
+    draw = (torch.rand(len(on_cpu), generator=generator) * counts[on_cpu]).long()
+    return order[starts[on_cpu] + draw].to(people.device)
 
 
 def _pair_jittered(features: Features, people: torch.Tensor, scale: float, generator: torch.Generator) -> Features:
@@ -217,9 +218,9 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     sees both sets moved by fresh noise along the removed people's within-person scatter (``within_person_scatter``,
     times ``feature_noise``), the kept ones held where the tower as it is puts them so moved; with ``pair_noise``, each
     removed picture also moves along its difference from another of its person's (``_pair_jittered``). The learning
-    rate follows ``lr_scheduler_type`` (transformers' schedules, no warmup). Each neuron starts
-    reading its person's mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing
-    nothing. Returns the neurons and the final loss terms.
+    rate follows ``lr_scheduler_type`` (transformers' schedules, no warmup). Each neuron starts reading its person's
+    mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing nothing. Returns the
+    neurons and the final loss terms.
     """
     head = GatedHead(model)
     device = removed.z.device
@@ -245,13 +246,12 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     scatter = within_person_scatter(removed, people) if feature_noise else None
     noise_generator = torch.Generator(device="cpu").manual_seed(seed + 1)
     pair_generator = torch.Generator(device="cpu").manual_seed(seed + 2)
-    shown, held, held_teacher = removed, kept, kept_teacher
+    held, held_teacher = kept, kept_teacher
     with torch.enable_grad():
         for _ in range(steps):
-            if pair_noise:
-                shown = _pair_jittered(removed, people, pair_noise, pair_generator)
+            shown = _pair_jittered(removed, people, pair_noise, pair_generator) if pair_noise else removed
             if scatter is not None:
-                shown = _jittered(shown if pair_noise else removed, scatter, feature_noise, noise_generator)
+                shown = _jittered(shown, scatter, feature_noise, noise_generator)
                 held = _jittered(kept, scatter, feature_noise, noise_generator)
                 with torch.no_grad():
                     held_teacher = head(held, unedited)
