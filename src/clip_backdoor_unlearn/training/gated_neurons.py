@@ -227,8 +227,6 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     names, thresholds, people = names.to(device), thresholds.to(device), people.to(device)
     unedited = GatedNeurons(kept.z.new_zeros(0, kept.z.shape[1]), kept.z.new_zeros(0),
                             kept.z.new_zeros(0, kept.base.shape[1]))
-    with torch.no_grad():
-        kept_teacher = head(kept, unedited)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     owner = torch.arange(len(names), device=device).repeat_interleave(per_person)
     mean_kept = kept.z.mean(0)
@@ -246,7 +244,10 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     scatter = within_person_scatter(removed, people) if feature_noise else None
     noise_generator = torch.Generator(device="cpu").manual_seed(seed + 1)
     pair_generator = torch.Generator(device="cpu").manual_seed(seed + 2)
-    held, held_teacher = kept, kept_teacher
+    held = kept
+    if scatter is None:  # with the noise, each step computes its own
+        with torch.no_grad():
+            held_teacher = head(kept, unedited)
     with torch.enable_grad():
         for _ in range(steps):
             shown = _pair_jittered(removed, people, pair_noise, pair_generator) if pair_noise else removed
