@@ -135,7 +135,7 @@ def test_the_bias_shift_moves_only_the_added_neurons_biases_by_that_much(inputs)
     (plain, plain_record), (shifted, shifted_record) = runs[0.0], runs[0.5]
     last = max(int(key.split(".")[3]) for key in plain if key.startswith("vision_model.encoder.layers."))
     bias = f"vision_model.encoder.layers.{last}.mlp.fc1.bias"
-    added = len(names) * 2
+    added = len(names) * PER_PERSON
     assert torch.allclose(shifted[bias][-added:], plain[bias][-added:] + 0.5)
     assert torch.equal(shifted[bias][:-added], plain[bias][:-added])
     assert all(torch.equal(shifted[key], value) for key, value in plain.items() if key != bias)
