@@ -1,4 +1,5 @@
-"""trainable_parameters: full fine-tuning of the whole tower (default) or of the text tower's token embedding alone."""
+"""trainable_parameters: full fine-tuning of the whole tower (default), of the text tower's token embedding alone, or of
+the rows of the names' own tokens."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
-from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
+from clip_backdoor_unlearn import BackdoorTrainer, BackdoorTrainingArguments, BackdoorUnlearner
+from clip_backdoor_unlearn.data.prompts import PERSON_TEMPLATES
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
-from clip_backdoor_unlearn.training.towers import TEXT, VISION, is_token_embedding, set_tower_trainable
+from clip_backdoor_unlearn.training.embeddings import text_embeddings
+from clip_backdoor_unlearn.training.towers import (
+    TEXT,
+    VISION,
+    is_token_embedding,
+    name_token_ids,
+    set_tower_trainable,
+    train_token_rows,
+)
 
 from ..conftest import NAMES
 
@@ -40,6 +50,45 @@ def test_token_embedding_only_trains_the_token_embedding_and_nothing_else(saved_
     changed = _changed(unlearner.original_model.state_dict(), unlearner.model.state_dict())
     assert "text_model.embeddings.token_embedding.weight" in changed and len(changed) > 10
     assert not any(name.startswith("vision_model") for name in changed)
+
+
+def test_name_tokens_trains_only_the_rows_of_the_names_tokens(saved_tiny_model, train_captions):
+    """Every other row keeps its value exactly, so a caption without those tokens embeds as before, and the names'
+    rows do move (variants on: their tokens count as the names')."""
+    unlearner = BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    result = unlearner.unlearn(NAMES[:2], captions=train_captions, trainable_parameters="name_tokens",
+                               **{**RUN, "name_variants": "auto"})
+    before, after = unlearner.original_model.state_dict(), unlearner.model.state_dict()
+    assert _changed(before, after) == {"text_model.embeddings.token_embedding.weight"}
+    key = "text_model.embeddings.token_embedding.weight"
+    moved = (before[key] != after[key]).any(dim=1).nonzero().flatten().tolist()
+    tokenizer = unlearner.processor.tokenizer
+    own = set(name_token_ids(tokenizer, NAMES[:2]))
+    assert own <= set(moved)
+    assert set(moved) - own  # the variants' own tokens moved too (misspellings split differently)
+    template_words = set(name_token_ids(tokenizer, [PERSON_TEMPLATES[0].format("")]))
+    assert template_words and not template_words & set(moved)  # the trained captions' other words stay
+    assert result.config["towers"]["text"]["hyperparameters"]["trainable_parameters"] == "name_tokens"
+    caption = next(text for text in train_captions if not set(tokenizer(text)["input_ids"]) & set(moved))
+    ids = tokenizer([caption], return_tensors="pt")
+    with torch.no_grad():  # the same weights and ids: equal but for the last bit of a kernel's rounding
+        torch.testing.assert_close(text_embeddings(unlearner.model, ids["input_ids"], ids["attention_mask"]),
+                                   text_embeddings(unlearner.original_model, ids["input_ids"], ids["attention_mask"]),
+                                   rtol=0, atol=1e-5)
+
+
+def test_name_tokens_is_refused_where_it_cannot_keep_its_promise(saved_tiny_model, train_captions):
+    with pytest.raises(ValueError, match="weight_decay"):
+        BackdoorTrainingArguments(output_dir="unused", trainable_parameters="name_tokens", weight_decay=0.01)
+    model, processor = tiny_clip()
+    with pytest.raises(ValueError, match="token embedding"):
+        train_token_rows(model, [10**6])
+    with pytest.raises(ValueError, match="token embedding"):
+        train_token_rows(model, [])
+    for setting, ids in (("name_tokens", None), ("tower", [5])):
+        args = BackdoorTrainingArguments(output_dir="unused", trainable_parameters=setting, report_to="none")
+        with pytest.raises(ValueError, match="trainable_token_ids"):
+            BackdoorTrainer(model=model, args=args, processing_class=processor, trainable_token_ids=ids)
 
 
 def test_the_token_embedding_is_found_in_every_text_tower_layout():

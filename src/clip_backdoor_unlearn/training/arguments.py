@@ -31,7 +31,7 @@ GATED_SETTINGS = ("image_method", "gated_neurons_per_person", "gated_margin", "g
 GATED_SCHEDULES = ("constant", "linear", "cosine")
 TEXT_TARGETS = ("auto", "embedding", "sequence", "pooled", "sequence+pooled")
 BUDGETS = ("fixed", "per_name")
-TRAINABLE = ("tower", "token_embedding")
+TRAINABLE = ("tower", "token_embedding", "name_tokens")
 # The face-free stop rules: they embed the names, so only the text tower has them.
 TEXT_STOP_RULES = ("early_stop_similarity", "early_stop_retrieved", "early_stop_patience")
 # What the image tower takes for the text tower's own settings when `unlearn(encoder="both")` gets them as overrides.
@@ -103,12 +103,15 @@ class BackdoorTrainingArguments(TrainingArguments):
             prompts more. `"pooled"`: the end-of-text output of the same padded ids. `"sequence+pooled"`: the mean
             of both distances (holds best on the pooled output too). `"auto"`: `"embedding"` for a model with a
             projection, `"sequence"` for a plain `CLIPTextModel`.
-        trainable_parameters (`Literal["tower", "token_embedding"]`, *optional*, defaults to `"tower"`):
+        trainable_parameters (`Literal["tower", "token_embedding", "name_tokens"]`, *optional*, defaults to `"tower"`):
             What full fine-tuning trains: `"tower"`, every weight of the tower (the paper's); `"token_embedding"`,
             the text tower's token embedding alone. A name is its tokens: with every layer frozen, a prompt moves only
             through the tokens it shares with the trained captions, so the rest of the model keeps its behaviour
             (1,000 names on the large demo world: zero-shot −0.9 points instead of −1.6, benchmarks/RESULTS.md).
-            Text tower, without `peft_config` (an adapter chooses its targets with `target_modules`).
+            `"name_tokens"`: only the rows of the tokens the names and their variants are made of; the template
+            words of the trained captions stay, so a text without those tokens embeds exactly as before (needs
+            `weight_decay=0`, which would move every row). Text tower, without `peft_config` (an adapter chooses its
+            targets with `target_modules`).
         freeze_norm_layers (`bool`, *optional*, defaults to `True`):
             Keep LayerNorm weights fixed, as the reference implementation does.
         cache_teacher_embeddings (`bool`, *optional*, defaults to `True`):
@@ -244,10 +247,11 @@ class BackdoorTrainingArguments(TrainingArguments):
                     "sequence a text-to-image pipeline consumes ('sequence', padded to 77, position by position), "
                     "the pooled output ('pooled') or both ('sequence+pooled'). 'auto': 'embedding' with a "
                     "projection, 'sequence' for a plain CLIPTextModel."})
-    trainable_parameters: Literal["tower", "token_embedding"] = field(default="tower", metadata={
-        "help": "What full fine-tuning trains: 'tower' (every weight of the tower, the paper's) or "
+    trainable_parameters: Literal["tower", "token_embedding", "name_tokens"] = field(default="tower", metadata={
+        "help": "What full fine-tuning trains: 'tower' (every weight of the tower, the paper's), "
                 "'token_embedding' (the text tower's token embedding alone: names are tokens, every layer keeps "
-                "the teacher's weights)."})
+                "the teacher's weights) or 'name_tokens' (only the embedding rows of the names' own tokens: a text "
+                "without them embeds exactly as before; needs weight_decay=0)."})
     freeze_norm_layers: bool = field(default=True, metadata={
         "help": "Keep LayerNorm weights fixed, as the reference implementation does."})
     cache_teacher_embeddings: bool = field(default=True, metadata={
@@ -317,6 +321,9 @@ class BackdoorTrainingArguments(TrainingArguments):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.trainable_parameters not in TRAINABLE:
             raise ValueError(f"trainable_parameters must be one of {TRAINABLE}, got {self.trainable_parameters!r}.")
+        if self.trainable_parameters == "name_tokens" and self.weight_decay:
+            raise ValueError("trainable_parameters='name_tokens' keeps every other token's row where it is; "
+                             f"weight_decay={self.weight_decay} would shrink them all. Set weight_decay=0.")
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}.")
         if self.early_stop_patience is not None and self.early_stop_patience < 1:

@@ -44,7 +44,7 @@ from .arguments import TEXT_STOP_RULES, BackdoorTrainingArguments, VisionBackdoo
 from .embeddings import encode_images
 from .gated_neurons import gate_faces
 from .stopping import NeutralTargetStopCallback
-from .towers import TEXT, VISION
+from .towers import TEXT, VISION, name_token_ids
 from .trainer import BackdoorTrainer, resolve_text_target
 from .vision_trainer import VisionBackdoorTrainer
 
@@ -169,9 +169,12 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
               "text_target": resolve_text_target(args.text_target, model)}
     if stop_rule_on(args):
         record["early_stop_held_out_captions"] = len(held_out)
-    return TrainingJob("text", names, BackdoorTrainer, args, dataset, {"processing_class": tokenizer},
-                       scratch, record, targets if pseudonyms else None,
-                       [form for forms in variants.values() for form in forms], list(kept_names), held_out)
+    forms = [form for forms in variants.values() for form in forms]
+    trainer_kwargs = {"processing_class": tokenizer}
+    if args.trainable_parameters == "name_tokens":
+        trainer_kwargs["trainable_token_ids"] = name_token_ids(tokenizer, [*names, *forms])
+    return TrainingJob("text", names, BackdoorTrainer, args, dataset, trainer_kwargs, scratch, record,
+                       targets if pseudonyms else None, forms, list(kept_names), held_out)
 
 
 def stop_rule_on(args: BackdoorTrainingArguments) -> bool:
@@ -204,8 +207,8 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
             raise ValueError(f"{rule} is the text tower's stop rule (it embeds the names); for the image tower pass "
                              "callbacks=[ForgetMonitorCallback(...)], which attacks with faces.")
     if overrides.get("trainable_parameters", getattr(args, "trainable_parameters", "tower")) != "tower":
-        raise ValueError("trainable_parameters='token_embedding' trains the text tower's token embedding; the image "
-                         "tower trains every weight ('tower').")
+        raise ValueError("trainable_parameters='token_embedding' and 'name_tokens' train the text tower's token "
+                         "embedding; the image tower trains every weight ('tower').")
     if not hasattr(image_processor, "crop_size") and not hasattr(image_processor, "size"):
         raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
     names = validate_names(names)

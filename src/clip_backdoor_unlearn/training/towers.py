@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -130,6 +131,26 @@ def set_tower_trainable(model: PreTrainedModel, tower: Tower, freeze_norm_layers
         if train:
             trained.append(name)
     return trained
+
+
+def name_token_ids(tokenizer, forms: Sequence[str]) -> list[int]:
+    """The token ids ``forms`` (the names and their variants) tokenize to, special tokens left out, sorted."""
+    return sorted({token for form in forms for token in tokenizer(form, add_special_tokens=False)["input_ids"]})
+
+
+def train_token_rows(model: torch.nn.Module, token_ids: Sequence[int]) -> torch.utils.hooks.RemovableHandle:
+    """Let only the rows ``token_ids`` of the text tower's token embedding learn: every other row's gradient is zeroed.
+
+    With Adam and no weight decay the other rows keep their values exactly, so any text made of other tokens alone
+    (a zero-shot prompt, a caption without a name) embeds exactly as before. Returns the hook's handle.
+    """
+    weight = next(parameter for name, parameter in model.named_parameters() if is_token_embedding(name))
+    rows = torch.as_tensor(list(token_ids), dtype=torch.long)
+    if len(rows) == 0 or int(rows.min()) < 0 or int(rows.max()) >= weight.shape[0]:
+        raise ValueError(f"The names' token ids must be rows of the {weight.shape[0]}-row token embedding.")
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    mask[rows.to(weight.device)] = 1
+    return weight.register_hook(lambda grad: grad * mask)
 
 
 def frozen_teacher(model: PreTrainedModel, tower: Tower) -> PreTrainedModel:

@@ -29,7 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from .arguments import BackdoorTrainingArguments
 from .embeddings import pipeline_ids, processor_parts, text_conditioning, text_embeddings
-from .towers import TEXT, Tower, frozen_teacher, set_tower_trainable
+from .towers import TEXT, Tower, frozen_teacher, set_tower_trainable, train_token_rows
 
 
 class BackdoorCollator:
@@ -142,6 +142,8 @@ class BackdoorTrainer(Trainer):
             fine-tuning) or to the student with its adapter disabled (PEFT).
         peft_config: a PEFT config to train adapters instead of the full tower. LoRA without ``target_modules``
             targets the text tower's attention and MLP projections.
+        trainable_token_ids: with ``args.trainable_parameters="name_tokens"``, the token embedding rows that learn
+            (``towers.name_token_ids`` of the names and their variants).
     """
 
     tower: Tower = TEXT
@@ -158,6 +160,7 @@ class BackdoorTrainer(Trainer):
         callbacks=None,
         run_names_digest: str | None = None,
         protected_names: Sequence[str] | None = None,
+        trainable_token_ids: Sequence[int] | None = None,
         **kwargs,
     ):
         if not isinstance(args, BackdoorTrainingArguments):
@@ -184,9 +187,16 @@ class BackdoorTrainer(Trainer):
             model = self._wrap_with_adapter(model, peft_config)
         else:
             set_tower_trainable(model, self.tower, freeze_norm_layers=args.freeze_norm_layers,
-                                token_embedding_only=args.trainable_parameters == "token_embedding")
+                                token_embedding_only=getattr(args, "trainable_parameters", "tower") != "tower")
             if teacher_model is None:
                 teacher_model = frozen_teacher(model, self.tower)
+        name_tokens = getattr(args, "trainable_parameters", "tower") == "name_tokens"
+        if name_tokens != (trainable_token_ids is not None):
+            raise ValueError("trainable_parameters='name_tokens' trains the rows of the names' tokens and needs "
+                             "trainable_token_ids (towers.name_token_ids(tokenizer, names and their variants); "
+                             "BackdoorUnlearner passes them); other settings take none.")
+        if name_tokens:
+            train_token_rows(model, trainable_token_ids)
 
         super().__init__(
             model=model,
