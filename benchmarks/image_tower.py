@@ -141,7 +141,8 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         inputs["face_images"] = first_per_person(inputs["face_images"], face_images_per_person)
     if encoder == "both":  # as examples/unlearn.py: the demo's text settings, every 7th caption held out, pool kept
         captions = world.unlearning_captions()
-        inputs.update(args=BackdoorTrainingArguments(**common, **demo_text_settings(size)), vision_args=vision_args,
+        text_args = BackdoorTrainingArguments(**common, **demo_text_settings(size, len(removed)))
+        inputs.update(args=text_args, vision_args=vision_args,
                       captions=[caption for index, caption in enumerate(captions) if index % 7],
                       kept_names=[name for name in world.candidate_names if name not in set(removed)])
     else:

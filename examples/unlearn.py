@@ -144,13 +144,13 @@ def given_flags(argv: list[str], names: set[str]) -> set[str]:
 
 
 def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_path: str | None,
-                    use_peft: bool = False, demo_size: str = "full") -> tuple:
+                    use_peft: bool = False, demo_size: str = "full", num_names: int = 10) -> tuple:
     """The text and image towers' arguments: flags given, else the demo's settings (no model), else the defaults.
 
-    The demo's text settings were tuned for full fine-tuning, per world size (``demo_text_settings``); with
-    ``use_peft`` the text tower takes the adapter defaults instead (``unlearn`` applies them to every field left at
-    its default). The output folder defaults to ``outputs/demo-sanitized`` for the demo, ``<model name>-sanitized``
-    otherwise.
+    The demo's text settings were tuned for full fine-tuning, per world size and number of names ``num_names``
+    (``demo_text_settings``); with ``use_peft`` the text tower takes the adapter defaults instead (``unlearn`` applies
+    them to every field left at its default). The output folder defaults to ``outputs/demo-sanitized`` for the demo,
+    ``<model name>-sanitized`` otherwise.
     """
     from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, demo_text_settings
 
@@ -160,7 +160,7 @@ def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_pat
     text_fields = {item.name for item in dataclasses.fields(BackdoorTrainingArguments) if item.init}
     given = {name: getattr(namespace, name) for name in given_flags(argv, vision_fields)}
     output_dir = "outputs/demo-sanitized" if demo else f"{os.path.basename(model_name_or_path.rstrip('/'))}-sanitized"
-    text = {"output_dir": output_dir, **(demo_text_settings(demo_size) if demo and not use_peft else {}),
+    text = {"output_dir": output_dir, **(demo_text_settings(demo_size, num_names) if demo and not use_peft else {}),
             **{k: v for k, v in given.items() if k in text_fields}}
     # The image tower's checkpoints get their own folder: in one folder the two towers' checkpoint-N would collide.
     vision = {**(DEMO_VISION_SETTINGS if demo else {}), **given,
@@ -380,8 +380,9 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser((ScriptArguments, VisionBackdoorTrainingArguments))
     script_args, _ = parser.parse_args_into_dataclasses(args=argv)
+    demo_names = 0 if script_args.model_name_or_path else len(_names(script_args)) or script_args.num_removed
     training_args, vision_args = tower_arguments(parser, argv, script_args.model_name_or_path, script_args.use_peft,
-                                                 script_args.demo_size)
+                                                 script_args.demo_size, demo_names)
     state = PartialState()  # set up by the training arguments: one process, or one of `accelerate launch`'s
     # --push_to_hub publishes the sanitized model once, at the end, with its model card (BackdoorUnlearner.push_to_hub);
     # the Trainer inside unlearn() must not create the repository or push on its own.

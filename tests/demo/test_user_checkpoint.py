@@ -93,6 +93,12 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     default = BackdoorTrainingArguments(output_dir="x")
     assert (text.learning_rate, text.max_steps) == (default.learning_rate, default.max_steps)
     assert vision.reference_samples_per_step == DEMO_VISION_SETTINGS["reference_samples_per_step"]
+    # On the large world the text recipe follows the list: the names' own token rows up to 256 names, the whole
+    # token embedding for longer lists (demo_text_settings).
+    assert example.tower_arguments(parser, [], None, demo_size="large", num_names=64)[0].trainable_parameters == \
+        "name_tokens"
+    assert example.tower_arguments(parser, [], None, demo_size="large", num_names=1000)[0].trainable_parameters == \
+        "token_embedding"
     text, vision = example.tower_arguments(parser, [], "me/clip")
     assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
     # The image tower's checkpoints go to a folder of their own: one folder would mix the towers' checkpoint-N.

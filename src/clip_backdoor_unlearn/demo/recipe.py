@@ -94,10 +94,23 @@ DEMO_MANY_NAMES_TEXT_SETTINGS = {
 }
 
 
-def demo_text_settings(size: str) -> dict:
-    """The demo's text-tower settings for a world ``size``: ``DEMO_MANY_NAMES_TEXT_SETTINGS`` on the large world,
-    ``DEMO_TEXT_SETTINGS`` on the others."""
-    return dict(DEMO_MANY_NAMES_TEXT_SETTINGS if size == "large" else DEMO_TEXT_SETTINGS)
+# Shorter lists on the large world: the same step and batch, only the rows of the names' own tokens trained
+# (``trainable_parameters="name_tokens"``), so the template words every prompt shares stay put. Tuned on world 0 (two
+# training seeds, 10 to 256 names): TPR 0 to 0.016, at most one other member lost, zero-shot within 0.3 points, where
+# the token embedding lost 10 to 12 others and 0.5 to 0.6 points; at 1,000 names the names' rows alone leave 0.07 to
+# 0.13 findable (benchmarks/RESULTS.md).
+DEMO_NAME_TOKENS_TEXT_SETTINGS = {**DEMO_MANY_NAMES_TEXT_SETTINGS, "trainable_parameters": "name_tokens"}
+DEMO_NAME_TOKENS_MAX_NAMES = 256
+
+
+def demo_text_settings(size: str, num_names: int) -> dict:
+    """The demo's text-tower settings for removing ``num_names`` names from a world ``size``: on the large world
+    ``DEMO_NAME_TOKENS_TEXT_SETTINGS`` up to ``DEMO_NAME_TOKENS_MAX_NAMES`` names and ``DEMO_MANY_NAMES_TEXT_SETTINGS``
+    above; ``DEMO_TEXT_SETTINGS`` on the others."""
+    if size != "large":
+        return dict(DEMO_TEXT_SETTINGS)
+    return dict(DEMO_NAME_TOKENS_TEXT_SETTINGS if num_names <= DEMO_NAME_TOKENS_MAX_NAMES
+                else DEMO_MANY_NAMES_TEXT_SETTINGS)
 
 # Image-tower unlearning on the demo CLIP (``VisionBackdoorTrainingArguments`` fields). The paper's settings (lr 1e-4,
 # 100 steps, decay ×0.1 at steps 25 and 50, faces a quarter to half the picture) leave the demo's people detected:
