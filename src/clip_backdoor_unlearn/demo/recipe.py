@@ -95,10 +95,10 @@ DEMO_MANY_NAMES_TEXT_SETTINGS = {
 
 
 # Shorter lists on the large world: the same step and batch, only the rows of the names' own tokens trained
-# (``trainable_parameters="name_tokens"``), so the template words every prompt shares stay put. Tuned on world 0 (two
-# training seeds, 10 to 256 names): TPR 0 to 0.016, at most one other member lost, zero-shot within 0.3 points, where
-# the token embedding lost 10 to 12 others and 0.5 to 0.6 points; at 1,000 names the names' rows alone leave 0.07 to
-# 0.13 findable (benchmarks/RESULTS.md).
+# (``trainable_parameters="name_tokens"``), so the template words every prompt shares stay put. Tuned on world 0 and
+# reported on world 1, two training seeds each, 10 to 256 names: TPR 0 to 0.016, at most 2 people found before lost,
+# zero-shot within 0.3 points, where the token embedding lost 11 and 12 and 0.5 to 0.6 points; at 1,000 names the
+# names' rows alone leave 0.07 to 0.13 findable (benchmarks/RESULTS.md).
 DEMO_NAME_TOKENS_TEXT_SETTINGS = {**DEMO_MANY_NAMES_TEXT_SETTINGS, "trainable_parameters": "name_tokens"}
 DEMO_NAME_TOKENS_MAX_NAMES = 256
 
