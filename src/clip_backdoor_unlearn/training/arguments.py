@@ -109,7 +109,7 @@ class BackdoorTrainingArguments(TrainingArguments):
             through the tokens it shares with the trained captions, so the rest of the model keeps its behaviour
             (1,000 names on the large demo world: zero-shot −0.9 points instead of −1.6, benchmarks/RESULTS.md).
             `"name_tokens"`: only the rows of the tokens the names and their variants are made of; the template
-            words of the trained captions stay, so a text without those tokens embeds exactly as before (needs
+            words of the trained captions keep their weights, so a text without those tokens embeds as before (needs
             `weight_decay=0`, which would move every row). Text tower, without `peft_config` (an adapter chooses its
             targets with `target_modules`).
         freeze_norm_layers (`bool`, *optional*, defaults to `True`):
@@ -251,7 +251,7 @@ class BackdoorTrainingArguments(TrainingArguments):
         "help": "What full fine-tuning trains: 'tower' (every weight of the tower, the paper's), "
                 "'token_embedding' (the text tower's token embedding alone: names are tokens, every layer keeps "
                 "the teacher's weights) or 'name_tokens' (only the embedding rows of the names' own tokens: a text "
-                "without them embeds exactly as before; needs weight_decay=0)."})
+                "without them embeds as before; needs weight_decay=0)."})
     freeze_norm_layers: bool = field(default=True, metadata={
         "help": "Keep LayerNorm weights fixed, as the reference implementation does."})
     cache_teacher_embeddings: bool = field(default=True, metadata={

@@ -142,7 +142,7 @@ def train_token_rows(model: torch.nn.Module, token_ids: Sequence[int]) -> torch.
     """Let only the rows ``token_ids`` of the text tower's token embedding learn: every other row's gradient is zeroed.
 
     With Adam and no weight decay the other rows keep their values exactly, so any text made of other tokens alone
-    (a zero-shot prompt, a caption without a name) embeds exactly as before. Returns the hook's handle.
+    (a zero-shot prompt, a caption without a name) embeds as before. Returns the hook's handle.
     """
     weight = next(parameter for name, parameter in model.named_parameters() if is_token_embedding(name))
     rows = torch.as_tensor(list(token_ids), dtype=torch.long)
