@@ -5,10 +5,11 @@
 
 Each row: the first ``k`` detected members of a cached demo world removed with ``examples/unlearn.py``'s settings
 for the demo (``DEMO_VISION_SETTINGS`` over the library's defaults; ``--set field=json`` changes one), the image
-tower alone or ``both`` (the text tower with the demo's text settings, as the script). Measured on pictures no
-training used (the ``eval`` split): the IDIA's TPR on the removed people, the other members it found before and
-after, zero-shot accuracy with its paired 95 % half-width in points (``--zero_shot_per_class`` draws more
-held-out pictures to narrow it), and the image-to-image attack (the ``eval`` pictures against the ``train`` ones).
+tower alone or ``both`` (the text tower with the demo's text settings, as the script; ``--text_set field=json``
+changes one). Measured on pictures no training used (the ``eval`` split): the IDIA's TPR on the removed people, the
+other members it found before and after, zero-shot accuracy with its paired 95 % half-width in points
+(``--zero_shot_per_class`` draws more held-out pictures to narrow it), and the image-to-image attack (the ``eval``
+pictures against the ``train`` ones).
 ``--trajectory N`` also measures the model being trained every N steps (``trajectory`` in the JSON row: the TPR on
 the removed people's ``eval`` and ``train`` pictures, the other members found before still found, zero-shot change in
 points): when a stop would have been safe. ``--face_images_per_person N`` gives training only each removed person's
@@ -128,7 +129,8 @@ def first_per_person(face_images, count: int):
 
 
 def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
-        zero_shot_per_class: list[int] | None = None, trajectory: int = 0, face_images_per_person: int = 0) -> dict:
+        zero_shot_per_class: list[int] | None = None, trajectory: int = 0, face_images_per_person: int = 0,
+        text_overrides: dict | None = None) -> dict:
     model, processor, world, faces, before, removed, pictures, hits_before = baseline(size, world_seed, count,
                                                                                      zero_shot_per_class)
     templates = world.zero_shot_templates
@@ -141,7 +143,8 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         inputs["face_images"] = first_per_person(inputs["face_images"], face_images_per_person)
     if encoder == "both":  # as examples/unlearn.py: the demo's text settings, every 7th caption held out, pool kept
         captions = world.unlearning_captions()
-        text_args = BackdoorTrainingArguments(**common, **demo_text_settings(size, len(removed)))
+        text_args = BackdoorTrainingArguments(**common, **{**demo_text_settings(size, len(removed)),
+                                                             **(text_overrides or {})})
         inputs.update(args=text_args, vision_args=vision_args,
                       captions=[caption for index, caption in enumerate(captions) if index % 7],
                       kept_names=[name for name in world.candidate_names if name not in set(removed)])
@@ -171,6 +174,7 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
     return {
         "encoder": encoder, "size": size, "world": world_seed, "removed": len(removed), "seed": seed,
         "overrides": {**overrides, **({"lora_r": lora_r} if lora_r else {}),
+                      **({"text": text_overrides} if text_overrides else {}),
                       **({"face_images_per_person": face_images_per_person} if face_images_per_person else {})},
         "tpr_after": metrics["idia_tpr_removed_after"],
         "others_before": metrics["idia_others_detected_before"],
@@ -224,6 +228,9 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=["vision"], choices=("vision", "both"))
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                         help="an image-tower argument over the demo's settings, e.g. face_target='\"mean\"'")
+    parser.add_argument("--text_set", nargs="*", default=[], metavar="FIELD=JSON",
+                        help="with --encoders both, a text-tower argument over the demo's text settings, e.g. "
+                             "trainable_parameters='\"name_tokens\"'")
     parser.add_argument("--lora_r", type=int, default=0, help="train a LoRA adapter of this rank (0: the tower)")
     parser.add_argument("--zero_shot_per_class", type=int, nargs=2, metavar=("SHAPES", "DIGITS"),
                         help="held-out zero-shot pictures per shape and per digit class (the world's own if unset; "
@@ -244,12 +251,14 @@ def main() -> None:
     if options.threads:
         torch.set_num_threads(options.threads)
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
+    text_overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.text_set)}
     rows = []
     for encoder in options.encoders:
         for count in options.removed:
             for seed in options.seeds:
                 rows.append(run(options.size, options.world_seed, count, seed, encoder, overrides, options.lora_r,
-                                options.zero_shot_per_class, options.trajectory, options.face_images_per_person))
+                                options.zero_shot_per_class, options.trajectory, options.face_images_per_person,
+                                text_overrides))
                 emit(rows[-1], options.json)
     print(table(rows))
 
