@@ -135,7 +135,8 @@ def set_tower_trainable(model: PreTrainedModel, tower: Tower, freeze_norm_layers
 
 def name_token_ids(tokenizer, forms: Sequence[str]) -> list[int]:
     """The token ids ``forms`` (the names and their variants) tokenize to, special tokens left out, sorted."""
-    return sorted({token for form in forms for token in tokenizer(form, add_special_tokens=False)["input_ids"]})
+    ids = tokenizer(list(forms), add_special_tokens=False)["input_ids"] if forms else []
+    return sorted({token for form_ids in ids for token in form_ids})
 
 
 def train_token_rows(model: torch.nn.Module, token_ids: Sequence[int]) -> torch.utils.hooks.RemovableHandle:

@@ -169,6 +169,11 @@ class BackdoorTrainer(Trainer):
         if sharding:
             raise ValueError(SHARDING_ERROR.format(sharding))
         self.tower.check_model(model)
+        trainable = args.trainable_parameters
+        if (trainable == "name_tokens") != (trainable_token_ids is not None):
+            raise ValueError("trainable_parameters='name_tokens' trains the rows of the names' tokens and needs "
+                             "trainable_token_ids (towers.name_token_ids(tokenizer, names and their variants); "
+                             "BackdoorUnlearner passes them); other settings take none.")
         processing_class = self._tower_processor(processing_class)
         self.text_target = resolve_text_target(args.text_target, model) if self.tower is TEXT else "embedding"
         self._pad_to = None
@@ -181,22 +186,17 @@ class BackdoorTrainer(Trainer):
             if teacher_model is not None:
                 raise ValueError("With peft_config the teacher is the base model with adapters disabled; "
                                  "do not pass teacher_model too.")
-            if args.trainable_parameters != "tower":
+            if trainable != "tower":
                 raise ValueError("trainable_parameters chooses what full fine-tuning trains; with peft_config the "
                                  "adapter's target_modules choose it.")
             model = self._wrap_with_adapter(model, peft_config)
         else:
             set_tower_trainable(model, self.tower, freeze_norm_layers=args.freeze_norm_layers,
-                                token_embedding_only=getattr(args, "trainable_parameters", "tower") != "tower")
+                                token_embedding_only=trainable != "tower")
             if teacher_model is None:
                 teacher_model = frozen_teacher(model, self.tower)
-        name_tokens = getattr(args, "trainable_parameters", "tower") == "name_tokens"
-        if name_tokens != (trainable_token_ids is not None):
-            raise ValueError("trainable_parameters='name_tokens' trains the rows of the names' tokens and needs "
-                             "trainable_token_ids (towers.name_token_ids(tokenizer, names and their variants); "
-                             "BackdoorUnlearner passes them); other settings take none.")
-        if name_tokens:
-            train_token_rows(model, trainable_token_ids)
+            if trainable == "name_tokens":
+                train_token_rows(model, trainable_token_ids)
 
         super().__init__(
             model=model,
