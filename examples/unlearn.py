@@ -223,8 +223,9 @@ def _read(script_args: ScriptArguments, flag: str, what: str, reader, **options)
     return value
 
 
-def user_inputs(script_args: ScriptArguments) -> dict:
-    """Every input given by a flag, read from its file, folder or data set (``None`` where no flag is given)."""
+def user_inputs(script_args: ScriptArguments, names: list[str]) -> dict:
+    """Every input given by a flag, read from its file, folder or data set (``None`` where no flag is given);
+    ``names``: the names given (``_names``, read once by ``main``)."""
     split, limit = script_args.dataset_split, script_args.max_images
     captions = _read(script_args, "captions_file", "captions", sources.read_texts)
     if script_args.captions_dataset:
@@ -232,7 +233,7 @@ def user_inputs(script_args: ScriptArguments) -> dict:
                                              column=script_args.captions_column, split=split,
                                              limit=script_args.max_captions)
     inputs = {
-        "names": _names(script_args) or None,
+        "names": list(names) or None,
         "captions": captions,
         "held_out_captions": _read(script_args, "held_out_captions_file", "held-out captions", sources.read_texts,
                                    column=script_args.captions_column, split=split),
@@ -316,11 +317,12 @@ def load_model(script_args: ScriptArguments, args: BackdoorTrainingArguments):
 
 
 def run(script_args: ScriptArguments, text_args: BackdoorTrainingArguments,
-        vision_args: VisionBackdoorTrainingArguments) -> dict:
-    """One path for the demo and a user's checkpoint: inputs, unlearning, evaluation."""
+        vision_args: VisionBackdoorTrainingArguments, names: list[str]) -> dict:
+    """One path for the demo and a user's checkpoint: inputs, unlearning, evaluation. ``names``: those given by
+    ``--names`` and ``--names_file`` (the demo picks detected members when there are none)."""
     state = PartialState()
     unlearner, world = load_model(script_args, text_args)
-    inputs = user_inputs(script_args)
+    inputs = user_inputs(script_args, names)
     if world is not None:
         inputs = demo_inputs(script_args, unlearner.model, unlearner.processor, world, inputs)
     names = inputs["names"]
@@ -380,7 +382,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser((ScriptArguments, VisionBackdoorTrainingArguments))
     script_args, _ = parser.parse_args_into_dataclasses(args=argv)
-    demo_names = 0 if script_args.model_name_or_path else len(_names(script_args)) or script_args.num_removed
+    names = _names(script_args)  # read once: the demo's text recipe follows their number
+    demo_names = 0 if script_args.model_name_or_path else len(names) or script_args.num_removed
     training_args, vision_args = tower_arguments(parser, argv, script_args.model_name_or_path, script_args.use_peft,
                                                  script_args.demo_size, demo_names)
     state = PartialState()  # set up by the training arguments: one process, or one of `accelerate launch`'s
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the Trainer inside unlearn() must not create the repository or push on its own.
     push_to_hub, training_args.push_to_hub, vision_args.push_to_hub = training_args.push_to_hub, False, False
     try:
-        outcome = run(script_args, training_args, vision_args)
+        outcome = run(script_args, training_args, vision_args, names)
         if state.is_main_process:
             _save(outcome, training_args, push_to_hub)
         state.wait_for_everyone()  # the others wait for the checkpoint (a launcher may read it when all exit)

@@ -105,6 +105,36 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
     assert (text.output_dir, vision.output_dir) == ("clip-sanitized", os.path.join("clip-sanitized", "vision"))
 
 
+def test_the_demo_reads_the_names_file_once(saved_tiny_model, tmp_path, monkeypatch):
+    """The demo picks its text recipe by the number of names given, then unlearns them: one read of --names_file."""
+    example = load_example(monkeypatch)
+    (tmp_path / "names.txt").write_text("Ada Lovelace\nIvo Jansen\n")
+    reads, read_texts = [], example.sources.read_texts
+
+    def counting(source, **options):
+        reads.append(options.get("what"))
+        return read_texts(source, **options)
+
+    monkeypatch.setattr(example.sources, "read_texts", counting)
+    tiny = example.BackdoorUnlearner.from_pretrained(saved_tiny_model)
+    monkeypatch.setattr(example, "load_model", lambda script_args, args: (tiny, "the demo world"))
+    monkeypatch.setattr(example, "demo_inputs", lambda script_args, model, processor, world, given:
+                        {**given, "captions": ["a photo of a dog"]})
+    calls = {}
+
+    def unlearn(self, names, **kwargs):
+        calls["names"] = names
+        return SimpleNamespace(train_seconds=0.0, config={})
+
+    monkeypatch.setattr(example.BackdoorUnlearner, "unlearn", unlearn)
+    monkeypatch.setattr(example.BackdoorUnlearner, "evaluate", lambda self, names, **data: {})
+    monkeypatch.setattr(example, "_print_table", lambda *args: None)
+    monkeypatch.setattr(example, "_save", lambda *args: None)
+    example.main(["--names_file", str(tmp_path / "names.txt"), "--output_dir", str(tmp_path / "out")])
+    assert calls["names"] == ["Ada Lovelace", "Ivo Jansen"]
+    assert reads.count("names") == 1
+
+
 def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_path, monkeypatch):
     """--encoder, the image tower's inputs from folders and its fields reach unlearn(); eval flags reach evaluate()."""
     from PIL import Image
