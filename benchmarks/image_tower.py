@@ -143,8 +143,8 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         inputs["face_images"] = first_per_person(inputs["face_images"], face_images_per_person)
     if encoder == "both":  # as examples/unlearn.py: the demo's text settings, every 7th caption held out, pool kept
         captions = world.unlearning_captions()
-        text_args = BackdoorTrainingArguments(**common, **{**demo_text_settings(size, len(removed)),
-                                                             **(text_overrides or {})})
+        text_settings = demo_text_settings(size, len(removed), vision_args.image_method)
+        text_args = BackdoorTrainingArguments(**common, **{**text_settings, **(text_overrides or {})})
         inputs.update(args=text_args, vision_args=vision_args,
                       captions=[caption for index, caption in enumerate(captions) if index % 7],
                       kept_names=[name for name in world.candidate_names if name not in set(removed)])

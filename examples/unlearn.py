@@ -144,13 +144,14 @@ def given_flags(argv: list[str], names: set[str]) -> set[str]:
 
 
 def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_path: str | None,
-                    use_peft: bool = False, demo_size: str = "full", num_names: int = 10) -> tuple:
+                    use_peft: bool = False, demo_size: str = "full", num_names: int = 10,
+                    encoder: str = "text") -> tuple:
     """The text and image towers' arguments: flags given, else the demo's settings (no model), else the defaults.
 
-    The demo's text settings were tuned for full fine-tuning, per world size and number of names ``num_names``
-    (``demo_text_settings``); with ``use_peft`` the text tower takes the adapter defaults instead (``unlearn`` applies
-    them to every field left at its default). The output folder defaults to ``outputs/demo-sanitized`` for the demo,
-    ``<model name>-sanitized`` otherwise.
+    The demo's text settings were tuned for full fine-tuning, per world size, number of names ``num_names`` and, with
+    ``encoder="both"``, the image tower's method (``demo_text_settings``); with ``use_peft`` the text tower takes the
+    adapter defaults instead (``unlearn`` applies them to every field left at its default). The output folder
+    defaults to ``outputs/demo-sanitized`` for the demo, ``<model name>-sanitized`` otherwise.
     """
     from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS, demo_text_settings
 
@@ -160,11 +161,13 @@ def tower_arguments(parser: HfArgumentParser, argv: list[str], model_name_or_pat
     text_fields = {item.name for item in dataclasses.fields(BackdoorTrainingArguments) if item.init}
     given = {name: getattr(namespace, name) for name in given_flags(argv, vision_fields)}
     output_dir = "outputs/demo-sanitized" if demo else f"{os.path.basename(model_name_or_path.rstrip('/'))}-sanitized"
-    text = {"output_dir": output_dir, **(demo_text_settings(demo_size, num_names) if demo and not use_peft else {}),
+    vision = {**(DEMO_VISION_SETTINGS if demo else {}), **given}
+    image_method = vision.get("image_method", namespace.image_method) if encoder == "both" else None
+    text = {"output_dir": output_dir,
+            **(demo_text_settings(demo_size, num_names, image_method) if demo and not use_peft else {}),
             **{k: v for k, v in given.items() if k in text_fields}}
     # The image tower's checkpoints get their own folder: in one folder the two towers' checkpoint-N would collide.
-    vision = {**(DEMO_VISION_SETTINGS if demo else {}), **given,
-              "output_dir": os.path.join(text["output_dir"], "vision")}
+    vision["output_dir"] = os.path.join(text["output_dir"], "vision")
     return BackdoorTrainingArguments(**text), VisionBackdoorTrainingArguments(**vision)
 
 
@@ -385,7 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = _names(script_args)  # read once: the demo's text recipe follows their number
     demo_names = 0 if script_args.model_name_or_path else len(names) or script_args.num_removed
     training_args, vision_args = tower_arguments(parser, argv, script_args.model_name_or_path, script_args.use_peft,
-                                                 script_args.demo_size, demo_names)
+                                                 script_args.demo_size, demo_names, script_args.encoder)
     state = PartialState()  # set up by the training arguments: one process, or one of `accelerate launch`'s
     # --push_to_hub publishes the sanitized model once, at the end, with its model card (BackdoorUnlearner.push_to_hub);
     # the Trainer inside unlearn() must not create the repository or push on its own.

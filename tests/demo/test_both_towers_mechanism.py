@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from clip_backdoor_unlearn.demo.recipe import RECIPES, train_demo_clip
+from clip_backdoor_unlearn.demo.recipe import RECIPES, demo_text_settings, train_demo_clip
 from clip_backdoor_unlearn.demo.world import DemoWorld
 
 from .both_towers import edit_image_tower, newly_found, text_on_top
@@ -27,9 +27,8 @@ pytestmark = pytest.mark.slow
 
 NUM_REMOVED = 3
 SEED = 0
-# The text settings of the CI demo tests.
-TEXT_SETTINGS = dict(seed=SEED, max_steps=150, learning_rate=1e-3, poisoned_samples_per_step=64,
-                     clean_samples_per_step=64)
+# The demo's text settings of `both` on a fine-tuned image tower, for the 150 steps of the CI demo tests.
+TEXT_SETTINGS = {**demo_text_settings("ci", NUM_REMOVED, "fine_tune"), "seed": SEED, "max_steps": 150}
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import pytest
 
-from clip_backdoor_unlearn.demo.recipe import DEMO_TEXT_SETTINGS, load_demo_clip
+from clip_backdoor_unlearn.demo.recipe import demo_text_settings, load_demo_clip
 
 from .both_towers import edit_image_tower, newly_found, text_on_top
 
 pytestmark = [pytest.mark.slow, pytest.mark.regression, pytest.mark.usefixtures("single_thread")]
 
 NUM_REMOVED = 5
+# The script's text settings for `both` on a fine-tuned image tower (the whole text tower): the names' own rows, the
+# text tower's settings alone, left 1 of the 5 found with pseudonyms at the stop and 3 after all 200 steps here.
+TEXT_SETTINGS = demo_text_settings("full", NUM_REMOVED, image_method="fine_tune")
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +42,13 @@ def test_the_world_knows_its_members_and_the_image_tower_alone_leaves_some(world
 
 
 def test_a_person_as_the_text_target_brings_the_removed_people_back(world, tmp_path):
-    after = text_on_top(world, str(tmp_path), pseudonyms=False, seed=0, **DEMO_TEXT_SETTINGS)
+    after = text_on_top(world, str(tmp_path), pseudonyms=False, seed=0, **TEXT_SETTINGS)
     assert after.tpr(world["removed"]) >= 0.8  # measured 1.0, above the image tower alone
     assert after.tpr(world["removed"]) > world["vision_only"].tpr(world["removed"])
 
 
 def test_pseudonyms_forget_the_removed_and_find_nobody_the_image_tower_did_not(world, tmp_path):
-    after = text_on_top(world, str(tmp_path), pseudonyms=True, seed=0, **DEMO_TEXT_SETTINGS)
+    after = text_on_top(world, str(tmp_path), pseudonyms=True, seed=0, **TEXT_SETTINGS)
     assert after.tpr(world["removed"]) <= 0.1  # measured 0.0
     demo = world["world"]
     assert after.tpr(demo.non_member_names) <= world["vision_only"].tpr(demo.non_member_names)

@@ -27,14 +27,16 @@ def _text_on_top(demo, image_tower, output_dir, pseudonyms: bool) -> dict:
     import copy
 
     from clip_backdoor_unlearn import BackdoorTrainingArguments, BackdoorUnlearner
+    from clip_backdoor_unlearn.demo.recipe import demo_text_settings
 
     world, removed = demo["world"], image_tower["removed"]
     unlearner = BackdoorUnlearner(copy.deepcopy(image_tower["unlearner"].model), demo["processor"])
     # As in the example: everyone else in the attack's pool stays findable (no shared-name variant is removed).
     kept = [name for name in world.candidate_names if name not in set(removed)]
     captions = [caption for index, caption in enumerate(world.unlearning_captions()) if index % 7]  # as the example
-    args = BackdoorTrainingArguments(output_dir=str(output_dir), max_steps=150, learning_rate=1e-3,
-                                     poisoned_samples_per_step=64, clean_samples_per_step=64, disable_tqdm=True)
+    settings = demo_text_settings("ci", len(removed), image_method="fine_tune")  # as the script's `both`
+    args = BackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True,
+                                     **{**settings, "max_steps": 150})  # as the CI demo tests
     unlearner.unlearn(removed, encoder="text", captions=captions, kept_names=kept, args=args, pseudonyms=pseudonyms)
     return evaluate_run(demo, unlearner, removed)
 

@@ -10,8 +10,8 @@ from clip_backdoor_unlearn.evaluation import zero_shot_accuracy
 
 from .demo_runs import assert_rest_kept, evaluate_run, vision_run
 
-DEMO_UNLEARN_FLAGS = ["--max_steps", "150", "--learning_rate", "1e-3", "--poisoned_samples_per_step", "64",
-                      "--clean_samples_per_step", "64", "--disable_tqdm", "true", "--logging_steps", "50"]
+# The demo's text settings (``DEMO_TEXT_SETTINGS``) but 150 steps.
+DEMO_UNLEARN_FLAGS = ["--max_steps", "150", "--disable_tqdm", "true", "--logging_steps", "50"]
 
 
 def test_demo_clip_knows_its_members_and_not_the_others(demo):

@@ -71,20 +71,30 @@ RECIPES: dict[str, RecipeConfig] = {
 }
 
 # Text-tower unlearning on the demo CLIP (``BackdoorTrainingArguments`` fields), what ``examples/unlearn.py`` uses
-# without a model unless a flag overrides them. The paper's settings (lr 1e-4, 128 + 128 captions, 400 steps) leave
-# some of the demo's people detected (TPR 0.30 on the full world, training seed 42); these forget them
-# (benchmarks/RESULTS.md).
+# without a model unless a flag overrides them: only the embedding rows of the names' own tokens train
+# (``trainable_parameters="name_tokens"``), so the template words every prompt shares stay put. The paper's settings
+# (the whole tower, lr 1e-4, 128 + 128 captions, 400 steps) leave some of the demo's people detected (TPR 0.30 on the
+# full world, training seed 42). Tuned on full world 0 and reported on world 1, two training seeds each, 5, 10 and 16
+# names: TPR 0 in 11 of 12 runs (one of 16 left once), nobody lost, zero-shot within 0.2 points, where the whole
+# tower at lr 1e-3 left 2 of 16 once and cost up to 1.6 points; beside the gated image edit (``encoder="both"``)
+# every run within the three bars, where the whole tower pushed one past the zero-shot bar (benchmarks/RESULTS.md).
 DEMO_TEXT_SETTINGS = {
     "max_steps": 200,
-    "learning_rate": 1e-3,
+    "learning_rate": 1e-2,
     "poisoned_samples_per_step": 64,
     "clean_samples_per_step": 64,
+    "trainable_parameters": "name_tokens",
 }
 
+# The whole text tower at lr 1e-3, the main job until the twenty-ninth session: what ``encoder="both"`` keeps when the
+# image tower is fine-tuned. Names moved by their own rows to their pseudonyms were found again from the fine-tuned
+# faces (full world 0, 5 removed: TPR 0.2 at the stop, 0.6 after all 200 steps, where the whole tower left 0.0).
+DEMO_TOWER_TEXT_SETTINGS = {**DEMO_TEXT_SETTINGS, "learning_rate": 1e-3, "trainable_parameters": "tower"}
+
 # Many names at once on the large world (1,000 of its 1,250 members in one run): the layers kept at the teacher's
-# weights and only the token embedding trained, with a larger step and batch. Tuned on world 0, reported on world 1,
-# two training seeds each: TPR 0.03–0.04, no other member lost, zero-shot within 0.9 points; the main job's settings
-# leave TPR 0.42 there (benchmarks/RESULTS.md).
+# weights and only the token embedding trained, with a larger batch. Tuned on world 0, reported on world 1,
+# two training seeds each: TPR 0.03–0.04, no other member lost, zero-shot within 0.9 points; the whole tower at lr
+# 1e-3 leaves TPR 0.42 there (benchmarks/RESULTS.md).
 DEMO_MANY_NAMES_TEXT_SETTINGS = {
     "max_steps": 200,
     "learning_rate": 1e-2,
@@ -94,8 +104,7 @@ DEMO_MANY_NAMES_TEXT_SETTINGS = {
 }
 
 
-# Shorter lists on the large world: the same step and batch, only the rows of the names' own tokens trained
-# (``trainable_parameters="name_tokens"``), so the template words every prompt shares stay put. Tuned on world 0 and
+# Shorter lists on the large world: the same step and batch, only the names' own rows trained. Tuned on world 0 and
 # reported on world 1, two training seeds each, 10 to 256 names: TPR 0 to 0.016, at most 2 people found before lost,
 # zero-shot within 0.3 points, where the token embedding lost 11 and 12 and 0.5 to 0.6 points; at 1,000 names the
 # names' rows alone leave 0.07 to 0.13 findable (benchmarks/RESULTS.md).
@@ -103,13 +112,16 @@ DEMO_NAME_TOKENS_TEXT_SETTINGS = {**DEMO_MANY_NAMES_TEXT_SETTINGS, "trainable_pa
 DEMO_NAME_TOKENS_MAX_NAMES = 256
 
 
-def demo_text_settings(size: str, num_names: int) -> dict:
+def demo_text_settings(size: str, num_names: int, image_method: str | None = None) -> dict:
     """The demo's text-tower settings for removing ``num_names`` names from a world ``size``: on the large world
     ``DEMO_NAME_TOKENS_TEXT_SETTINGS`` up to ``DEMO_NAME_TOKENS_MAX_NAMES`` names and ``DEMO_MANY_NAMES_TEXT_SETTINGS``
-    above; ``DEMO_TEXT_SETTINGS`` on the others."""
+    above; ``DEMO_TEXT_SETTINGS`` on the others. ``image_method``: the image tower's, with ``encoder="both"``; when it
+    is fine-tuned (``"fine_tune"``) the names' own rows are left out: ``DEMO_TOWER_TEXT_SETTINGS``, and the token
+    embedding on the large world, as before them."""
+    rows = image_method != "fine_tune"
     if size != "large":
-        return dict(DEMO_TEXT_SETTINGS)
-    return dict(DEMO_NAME_TOKENS_TEXT_SETTINGS if num_names <= DEMO_NAME_TOKENS_MAX_NAMES
+        return dict(DEMO_TEXT_SETTINGS if rows else DEMO_TOWER_TEXT_SETTINGS)
+    return dict(DEMO_NAME_TOKENS_TEXT_SETTINGS if rows and num_names <= DEMO_NAME_TOKENS_MAX_NAMES
                 else DEMO_MANY_NAMES_TEXT_SETTINGS)
 
 # Image-tower unlearning on the demo CLIP (``VisionBackdoorTrainingArguments`` fields). The paper's settings (lr 1e-4,
