@@ -3,8 +3,8 @@
     python benchmarks/scaling.py                                    # full demo world (seed 42): 1 2 4 ... 64 removed
     python benchmarks/scaling.py --size ci --world_seed 0 --removed 1 2 4 8 --plot /tmp/scaling-ci.png
 
-For each count k, removes the first k detected members of the demo world with fixed settings, the README's main job
-(200 steps, lr 1e-3, 64 poisoned + 64 clean captions a step, the world's unlearning captions minus every 7th,
+For each count k, removes the first k detected members of the demo world with fixed settings, by default the whole
+tower's (200 steps, lr 1e-3, 64 poisoned + 64 clean captions a step, the world's unlearning captions minus every 7th,
 ``name_variants="auto"``, every other candidate kept), as ``examples/unlearn.py`` does, and measures with
 ``BackdoorUnlearner.evaluate`` as it does: the IDIA on the ``eval`` pictures (never trained on) with the 21 IDIA
 prompts and the whole candidate pool, before and after. Prints a markdown table and draws ``--plot`` (needs the

@@ -9,8 +9,9 @@ members and zero-shot accuracy say there.
         --learning_rate 1e-2 --samples_per_step 128 --set trainable_parameters=token_embedding  # many names
 
 For each count k of removed people (the first k detected members) and each training seed, runs ONE text-tower
-training with the README's main-job settings (``DEMO_TEXT_SETTINGS``: 200 steps, lr 1e-3, 64 poisoned + 64 clean
-captions a step, the world's unlearning captions minus every 7th, every other candidate kept) with both monitors
+training with the benchmarks' default settings (the whole tower, 200 steps, lr 1e-3, 64 poisoned + 64 clean
+captions a step, the world's unlearning captions minus every 7th, every other candidate kept; the README's main job,
+``DEMO_TEXT_SETTINGS``, is ``--learning_rate 1e-2 --set trainable_parameters=name_tokens``) with both monitors
 recording every ``--every_n_steps`` steps and neither stopping:
 
 * the face-free rule (``NeutralTargetStopCallback``, wired by ``unlearn(early_stop_similarity=...)`` with an

@@ -4,7 +4,7 @@
     python benchmarks/time_to_forget.py --size ci --world_seed 0 --removed 1 4
     python benchmarks/time_to_forget.py --size large --world_seed 0 --removed 1000 --against_paper --set ...
 
-For each count k, removes the first k detected members of the demo world with the README's main-job settings
+For each count k, removes the first k detected members of the demo world with the whole tower's settings by default
 (200 steps, lr 1e-3, 64 poisoned + 64 clean captions a step, the world's unlearning captions minus every 7th,
 every other candidate kept) and a ``ForgetMonitorCallback``: every ``--every_n_steps`` steps it attacks the removed
 people's fresh ``eval`` pictures with the 21 IDIA prompts against the whole candidate pool and stops training at the
@@ -46,7 +46,9 @@ from clip_backdoor_unlearn.evaluation import identity_inference_attack
 from clip_backdoor_unlearn.evaluation.idia import images_by_person
 from clip_backdoor_unlearn.training.callbacks import ForgetMonitorCallback
 
-# The README's main job for the text tower on the demo world.
+# The benchmarks' default text settings: the whole tower, the README's main job until the twenty-ninth session. The
+# main job now trains the names' own rows (``DEMO_TEXT_SETTINGS``): ``--learning_rate 1e-2 --set
+# trainable_parameters=name_tokens``.
 MAIN_JOB_SETTINGS = {"max_steps": 200, "learning_rate": 1e-3, "poisoned_samples_per_step": 64,
                      "clean_samples_per_step": 64}
 
