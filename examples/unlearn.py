@@ -185,7 +185,9 @@ def _print_table(metrics: dict, seconds: float, towers: dict) -> None:
             print(f"{f'{tower} tower gated neurons added':<44}{'':>10}{record['gated_neurons_added']:>10}")
             continue
         trained, budget = record.get("trained_steps"), record.get("hyperparameters", {}).get("max_steps")
-        why = f" (stopped early: {record['early_stop']})" if record.get("early_stop") else ""
+        # A rule that passes at the last step stopped nothing.
+        early = record.get("early_stop") and trained is not None and budget is not None and trained < budget
+        why = f" (stopped early: {record['early_stop']})" if early else ""
         print(f"{f'{tower} tower steps trained':<44}{'':>10}{trained:>10} of {budget}{why}")
     print(f"{'unlearning seconds':<44}{'':>10}{seconds:>10.1f}\n")
 

@@ -184,3 +184,13 @@ def test_every_input_flag_reaches_unlearn_and_evaluate(saved_tiny_model, tmp_pat
     assert sorted(evaluation["face_images"]) == ["Ada Lovelace", "Zorbo Quill"]
     assert sorted(evaluation["gallery_images"]) == ["Ada Lovelace", "Ivo Jansen"]  # the image-to-image attack
     assert evaluation["candidate_names"] is None and evaluation["idia_protocol"] == "paper"  # the default pool
+
+
+def test_the_table_says_stopped_early_only_before_the_budget(monkeypatch, capsys):
+    """A stop rule that passes at the last step stopped nothing: the script's table says so only before the budget."""
+    example = load_example(monkeypatch)
+    for trained, early in ((160, True), (200, False)):
+        record = {"trained_steps": trained, "hyperparameters": {"max_steps": 200}, "early_stop": "retrieval"}
+        example._print_table({}, 1.0, {"text": record})
+        line = next(line for line in capsys.readouterr().out.splitlines() if "steps trained" in line)
+        assert line.endswith(f"{trained} of 200" + (" (stopped early: retrieval)" if early else ""))
