@@ -2,11 +2,11 @@
 
     python benchmarks/token_diff.py --size full --world_seed 0 --removed 10 --threads 1
 
-Whoever holds the source model can compare it with a sanitized one. For each text setting (the main job's whole tower
-at lr 1e-3; the token embedding and the names' own rows at lr 1e-2, ``DEMO_TEXT_SETTINGS`` otherwise) this removes the
-first ``--removed`` members of a cached demo world, ranks the token-embedding rows by the norm of their change, and
-prints how many of the most moved rows (as many as the names have tokens) are the names' tokens. Prints counts, never
-a name or a token.
+Whoever holds the source model can compare it with a sanitized one. For each text setting (the whole tower at lr
+1e-3; the token embedding and the names' own rows, the main job's, at lr 1e-2; ``DEMO_TEXT_SETTINGS`` otherwise)
+this removes the first ``--removed`` members of a cached demo world, ranks the token-embedding rows by the norm of
+their change, and prints how many of the most moved rows (as many as the names have tokens) are the names' tokens.
+Prints counts, never a name or a token.
 """
 
 from __future__ import annotations
