@@ -57,6 +57,7 @@ from .training.jobs import (
     scratch_output_dirs,
     text_job,
     vision_job,
+    warn_name_rows_beside_fine_tuned_faces,
 )
 from .training.stopping import NeutralTargetStopCallback
 from .training.towers import TEXT, check_clip_model
@@ -261,6 +262,7 @@ class BackdoorUnlearner:
             jobs.append(vision_job(self.model, self.image_processor, self.original_model or self.model, names,
                                    face_images=face_images, reference_faces=reference_faces, images=images,
                                    args=vision_args, overrides=vision_overrides, tokenizer=self.tokenizer))
+        warn_name_rows_beside_fine_tuned_faces(jobs)
         names = jobs[0].names
         variants = [form for job in jobs for form in job.variants]
         for job in jobs:

@@ -3,6 +3,8 @@ the rows of the names' own tokens."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,21 @@ def test_with_both_towers_the_setting_stays_with_the_text_tower(saved_tiny_model
     towers = result.config["towers"]
     assert towers["text"]["hyperparameters"]["trainable_parameters"] == "token_embedding"
     assert towers["vision"]["hyperparameters"]["trainable_parameters"] == "tower"
+
+
+def test_the_names_rows_beside_a_fine_tuned_image_tower_are_warned_of(saved_tiny_model, train_captions, caplog):
+    faces = {"face_images": {NAMES[0]: _pictures(2, 1)}, "reference_faces": _pictures(3, 2),
+             "images": _pictures(3, 3)}
+    quick = {**RUN, "max_steps": 2, "reference_samples_per_step": 0, "gated_steps": 2}
+    warned = {}
+    for trainable, method in [("name_tokens", "fine_tune"), ("name_tokens", "gated_neurons"),
+                              ("tower", "fine_tune")]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="clip_backdoor_unlearn"):
+            BackdoorUnlearner.from_pretrained(saved_tiny_model).unlearn(
+                NAMES[:1], encoder="both", captions=train_captions, trainable_parameters=trainable,
+                image_method=method, **quick, **faces)
+        warned[trainable, method] = "let removed faces find their names again" in caplog.text
+        assert NAMES[0] not in caplog.text
+    assert warned == {("name_tokens", "fine_tune"): True, ("name_tokens", "gated_neurons"): False,
+                      ("tower", "fine_tune"): False}

@@ -111,7 +111,8 @@ class BackdoorTrainingArguments(TrainingArguments):
             `"name_tokens"`: only the rows of the tokens the names and their variants are made of; the template
             words of the trained captions keep their weights, so a text without those tokens embeds as before (needs
             `weight_decay=0`, which would move every row). Text tower, without `peft_config` (an adapter chooses its
-            targets with `target_modules`).
+            targets with `target_modules`). Beside a fine-tuned image tower (`encoder="both"`) the removed faces
+            found their names again on one demo world, so that case logs a warning (`"tower"` did not).
         freeze_norm_layers (`bool`, *optional*, defaults to `True`):
             Keep LayerNorm weights fixed, as the reference implementation does.
         cache_teacher_embeddings (`bool`, *optional*, defaults to `True`):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import random
@@ -47,6 +48,8 @@ from .stopping import NeutralTargetStopCallback
 from .towers import TEXT, VISION, name_token_ids
 from .trainer import BackdoorTrainer, resolve_text_target
 from .vision_trainer import VisionBackdoorTrainer
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -173,7 +176,7 @@ def text_job(model: PreTrainedModel, tokenizer, names: Sequence[str], *, neutral
     trainer_kwargs = {"processing_class": tokenizer}
     if args.trainable_parameters == "name_tokens":
         trainer_kwargs["trainable_token_ids"] = name_token_ids(tokenizer, [*names, *forms])
-    return TrainingJob("text", names, BackdoorTrainer, args, dataset, trainer_kwargs, scratch, record,
+    return TrainingJob(TEXT.name, names, BackdoorTrainer, args, dataset, trainer_kwargs, scratch, record,
                        targets if pseudonyms else None, forms, list(kept_names), held_out)
 
 
@@ -247,7 +250,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     if target_kind == "name":
         kwargs["name_embeddings"], kwargs["name_thresholds"] = name_targets(teacher, tokenizer, names,
                                                                              reference_embeddings)
-    return TrainingJob("vision", names, VisionBackdoorTrainer, args, dataset, kwargs, scratch)
+    return TrainingJob(VISION.name, names, VisionBackdoorTrainer, args, dataset, kwargs, scratch)
 
 
 def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces_by_person, references,
@@ -267,7 +270,7 @@ def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces
         learning_rate=args.gated_learning_rate, lr_scheduler_type=args.gated_lr_scheduler_type,
         feature_noise=args.gated_feature_noise, pair_noise=args.gated_pair_noise, bias_shift=args.gated_bias_shift,
         seed=args.seed)
-    return TrainingJob("vision", names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
+    return TrainingJob(VISION.name, names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
 
 
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
@@ -338,6 +341,19 @@ def check_edits(encoder: str, image_method: str, peft_config, callbacks, resume_
     if any(resume_setting(request, None) not in (None, False) for request in resume_requests):
         raise ValueError("resume_from_checkpoint resumes training; image_method='gated_neurons' trains nothing and "
                          "writes no checkpoint (run it again: it takes minutes).")
+
+
+def warn_name_rows_beside_fine_tuned_faces(jobs: Sequence[TrainingJob]) -> None:
+    """Warn when the text tower trains only the names' rows while the image tower is fine-tuned (``encoder="both"``).
+
+    Measured once (full demo world 0, 5 removed): the fine-tuned faces found their names again through the
+    pseudonym-mapped rows (IDIA TPR 0.2 to 0.6, the whole tower 0.0); the demo trains the whole tower there."""
+    towers = {job.tower: job for job in jobs}
+    if (TEXT.name in towers and VISION.name in towers and towers[VISION.name].edit is None
+            and towers[TEXT.name].args.trainable_parameters == "name_tokens"):
+        logger.warning("trainable_parameters='name_tokens' beside a fine-tuned image tower let removed faces find "
+                       "their names again on a demo world; trainable_parameters='tower' did not. Check the IDIA "
+                       "after this run, or use image_method='gated_neurons'.")
 
 
 def run_edit(job: TrainingJob, model: PreTrainedModel) -> tuple[dict[str, float], float]:
