@@ -219,6 +219,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def field_values(items: list[str]) -> dict:
+    """``FIELD=JSON`` items as a dict of fields."""
+    return {key: json.loads(value) for key, value in (item.split("=", 1) for item in items)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="full", choices=sorted(WORLD_SIZES))
@@ -250,8 +255,7 @@ def main() -> None:
         return
     if options.threads:
         torch.set_num_threads(options.threads)
-    overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.set)}
-    text_overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in options.text_set)}
+    overrides, text_overrides = field_values(options.set), field_values(options.text_set)
     rows = []
     for encoder in options.encoders:
         for count in options.removed:
