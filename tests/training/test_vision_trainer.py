@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -399,3 +401,26 @@ def test_name_target_unties_removed_faces_from_their_names_and_needs_a_text_towe
     with pytest.raises(ValueError, match="face_target='name' reads the frozen text tower"):
         BackdoorUnlearner(vision_only, processor.image_processor).unlearn(
             names, encoder="vision", **vision_inputs, **FAST, face_target="name")
+
+
+def test_few_face_images_are_warned_of_by_index_and_recorded(vision_inputs, tmp_path, caplog):
+    from clip_backdoor_unlearn.training.jobs import FEW_FACE_IMAGES
+
+    face_images = {"Ada Lovelace": _pictures(FEW_FACE_IMAGES, 1), "Zorbo Quill": _pictures(3, 2)}
+    unlearner = BackdoorUnlearner(*tiny_clip())
+    with caplog.at_level(logging.WARNING, logger="clip_backdoor_unlearn"):
+        result = unlearner.unlearn(list(face_images), encoder="vision", **{**vision_inputs, "face_images": face_images},
+                                   **{**FAST, "max_steps": 1}, projection_refit=False)
+    assert "1 of the 2 removed people have fewer than 20 face images (names[1]; the fewest: 3)" in caplog.text
+    assert not re.search(r"Ada|Lovelace|Zorbo|Quill", caplog.text)
+    assert result.config["towers"]["vision"]["fewest_face_images"] == 3
+    card = (Path(unlearner.save_pretrained(tmp_path / "saved")) / "README.md").read_text()
+    assert "| `fewest_face_images` | 3 |" in card
+
+    caplog.clear()
+    enough = {"Ada Lovelace": _pictures(FEW_FACE_IMAGES, 1)}
+    with caplog.at_level(logging.WARNING, logger="clip_backdoor_unlearn"):
+        BackdoorUnlearner(*tiny_clip()).unlearn(["Ada Lovelace"], encoder="vision",
+                                                **{**vision_inputs, "face_images": enough},
+                                                **{**FAST, "max_steps": 1}, projection_refit=False)
+    assert "face images" not in caplog.text

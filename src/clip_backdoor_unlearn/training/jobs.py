@@ -200,6 +200,24 @@ def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> t
     return [caption for caption in captions if caption not in excluded], held_out
 
 
+FEW_FACE_IMAGES = 20
+"""Fewer face images of a removed person than this and fresh pictures of them are often still identified: on the
+demo worlds 40 a person (20 on the large world) met the bars, 5 a person left 2 to 11 of 16 findable."""
+
+
+def warn_few_face_images(faces_by_person: Sequence[Sequence]) -> int:
+    """Warn, by index, about removed people with fewer than ``FEW_FACE_IMAGES`` pictures; the fewest a person."""
+    counts = [len(person) for person in faces_by_person]
+    few = [index for index, count in enumerate(counts) if count < FEW_FACE_IMAGES]
+    if few:
+        shown = ", ".join(f"names[{index}]" for index in few[:10]) + (", ..." if len(few) > 10 else "")
+        logger.warning(f"{len(few)} of the {len(counts)} removed people have fewer than {FEW_FACE_IMAGES} face images "
+                       f"({shown}; the fewest: {min(counts)}). With 5 a person, 2 to 11 of 16 stayed identifiable "
+                       "from pictures not given on the demo worlds: give every picture you have, and run evaluate() "
+                       "on pictures held out of training.")
+    return min(counts)
+
+
 def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel, names: Sequence[str], *,
                face_images, reference_faces, images, args, overrides: dict[str, Any], tokenizer=None) -> TrainingJob:
     """The image tower's job: the removed people's pasted faces lose their names (``face_target="name"``, read with
@@ -216,14 +234,17 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
         raise ValueError("Vision unlearning needs an image processor; this model was loaded without one.")
     names = validate_names(names)
     faces_by_person = faces_per_person(face_images, names)
+    fewest = warn_few_face_images(faces_by_person)
     references = load_images(reference_faces, "reference_faces", exclude_names=names)
     clean_images = load_images(images, "images")
     args, scratch = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
     if args.image_method == "gated_neurons":
-        return gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
-                         target_kind, tokenizer)
+        job = gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
+                        target_kind, tokenizer)
+        job.record["fewest_face_images"] = fewest
+        return job
     faces = [face for person_faces in faces_by_person for face in person_faces]
     reference_embeddings = encode_images(teacher, image_processor, references)
     hard = []
@@ -250,7 +271,8 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     if target_kind == "name":
         kwargs["name_embeddings"], kwargs["name_thresholds"] = name_targets(teacher, tokenizer, names,
                                                                              reference_embeddings)
-    return TrainingJob(VISION.name, names, VisionBackdoorTrainer, args, dataset, kwargs, scratch)
+    return TrainingJob(VISION.name, names, VisionBackdoorTrainer, args, dataset, kwargs, scratch,
+                       {"fewest_face_images": fewest})
 
 
 def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces_by_person, references,
