@@ -75,7 +75,8 @@ class ScriptArguments:
     face_images: str | None = field(default=None, metadata={
         "help": "(vision) Training faces of the removed people: a folder faces/<First Last>/*.jpg or a data set."})
     reference_faces: str | None = field(default=None, metadata={
-        "help": "(vision) Faces of other people (the anonymous target): a folder of images or a data set."})
+        "help": "(vision) Faces of other people (the anonymous target): a folder of images or a data set. One "
+                "sub-folder per person (or a name column) also tells the gated edit how a person's pictures vary."})
     images: str | None = field(default=None, metadata={
         "help": "(vision) Clean images for the utility loss: a folder of images or a data set."})
     max_images: int | None = field(default=None, metadata={"help": "At most this many images from each image set."})
@@ -243,7 +244,7 @@ def user_inputs(script_args: ScriptArguments, names: list[str]) -> dict:
         "held_out_captions": _read(script_args, "held_out_captions_file", "held-out captions", sources.read_texts,
                                    column=script_args.captions_column, split=split),
         "face_images": _read(script_args, "face_images", "people's training faces", sources.read_faces, split=split),
-        "reference_faces": _read(script_args, "reference_faces", "reference faces", sources.read_images,
+        "reference_faces": _read(script_args, "reference_faces", "reference faces", sources.read_reference_faces,
                                  split=split, limit=limit),
         "images": _read(script_args, "images", "clean images", sources.read_images, split=split, limit=limit),
         "eval_faces": _read(script_args, "eval_face_images", "people's evaluation faces", sources.read_faces,

@@ -50,3 +50,20 @@ def test_images_from_a_folder_and_a_classification_set(tmp_path):
     dataset, names = sources.read_classification_set(str(tmp_path / "z.parquet"), split="train", image_column="img",
                                                       label_column="fine", class_names=["cat", "dog"])
     assert names == ["cat", "dog"] and dataset.column_names == ["image", "label"]
+
+
+def test_reference_faces_say_whose_each_is_where_the_source_does(tmp_path):
+    for name, colours in (("Ann Bee", ("red", "green")), ("Cy_Dee", ("blue",))):
+        (tmp_path / "refs" / name).mkdir(parents=True)
+        for index, colour in enumerate(colours):
+            _image(colour).save(tmp_path / "refs" / name / f"{index}.png")
+    grouped = sources.read_reference_faces(str(tmp_path / "refs"))
+    assert isinstance(grouped, Dataset) and sorted(grouped["name"]) == ["Ann Bee", "Ann Bee", "Cy Dee"]
+    assert len(sources.read_reference_faces(str(tmp_path / "refs"), limit=2)) == 2
+    features = Features({"image": ImageFeature(), "label": ClassLabel(names=["Ann Bee", "Cy Dee"])})
+    Dataset.from_dict({"image": [_image("red"), _image("blue")], "label": [0, 1]},
+                      features=features).to_parquet(tmp_path / "refs.parquet")
+    assert sorted(sources.read_reference_faces(str(tmp_path / "refs.parquet"))["name"]) == ["Ann Bee", "Cy Dee"]
+    _image("red").save(tmp_path / "refs" / "loose.png")  # a loose picture: the folder no longer says whose each is
+    flat = sources.read_reference_faces(str(tmp_path / "refs"))
+    assert isinstance(flat, list) and len(flat) == 4

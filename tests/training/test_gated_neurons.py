@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import CLIPModel, CLIPVisionModelWithProjection
 
 from clip_backdoor_unlearn import BackdoorUnlearner, VisionBackdoorTrainingArguments
+from clip_backdoor_unlearn.data.images import load_images, reference_people
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
 from clip_backdoor_unlearn.training.embeddings import encode_images, encode_texts
 from clip_backdoor_unlearn.training.gated_neurons import (
@@ -23,9 +24,10 @@ from clip_backdoor_unlearn.training.gated_neurons import (
     class_token_features,
     fit_gated_neurons,
     same_person_partners,
+    whitened_starts,
     within_person_scatter,
 )
-from clip_backdoor_unlearn.training.jobs import name_targets
+from clip_backdoor_unlearn.training.jobs import FEW_FACE_IMAGES, name_targets, read_prior
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 GATED = dict(image_method="gated_neurons", gated_steps=300, disable_tqdm=True)
@@ -105,7 +107,7 @@ def test_gated_edit_unties_the_faces_and_keeps_the_rest(inputs, tmp_path):
     assert set(vision["hyperparameters"]) == {"image_method", "gated_neurons_per_person", "gated_margin",
                                               "gated_kept_weight", "gated_steps", "gated_learning_rate",
                                               "gated_lr_scheduler_type", "gated_feature_noise", "gated_pair_noise",
-                                              "gated_bias_shift", "seed"}
+                                              "gated_bias_shift", "gated_read_prior", "seed"}
     for setting in ("gated_feature_noise", "gated_pair_noise", "gated_lr_scheduler_type"):  # the defaults, recorded
         assert vision["hyperparameters"][setting] == getattr(VisionBackdoorTrainingArguments, setting)
     assert result.log_history[-1]["gated_neurons_added"] == PER_PERSON * len(names)
@@ -217,6 +219,7 @@ def test_a_second_gated_run_keeps_the_first_batch_forgotten(inputs):
     ({"peft_config": "lora"}, "trains no adapter"),
     ({"callbacks": "monitor"}, "callbacks watch training"),
     ({"resume_from_checkpoint": True}, "trains nothing and writes no checkpoint"),
+    ({"gated_read_prior": "within_person"}, "needs reference_faces as a Dataset with a 'name' column"),
 ])
 def test_what_the_gated_edit_cannot_honour_is_refused_before_the_model_changes(inputs, tmp_path, monkeypatch, setting,
                                                                                message):
@@ -254,7 +257,8 @@ def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
 @pytest.mark.parametrize("setting", [{"image_method": "surgery"}, {"gated_neurons_per_person": 0},
                                      {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0},
                                      {"gated_bias_shift": -0.5}, {"gated_feature_noise": -1.0},
-                                     {"gated_pair_noise": -1.0}, {"gated_lr_scheduler_type": "polynomial"}])
+                                     {"gated_pair_noise": -1.0}, {"gated_lr_scheduler_type": "polynomial"},
+                                     {"gated_read_prior": "lda"}])
 def test_gated_arguments_are_checked(setting):
     with pytest.raises(ValueError, match="image_method|gated_"):
         VisionBackdoorTrainingArguments(output_dir="unused", **setting)
@@ -301,3 +305,75 @@ def test_the_card_after_mixed_runs_describes_the_last_and_keeps_the_earlier_edit
         assert "An earlier run on this checkpoint added 2 gated neurons" in card
         assert "Undone by anyone with the weights" in card and "grew by 2" in card
         assert unlearner.unlearning_config["method"].startswith("student-teacher")
+
+
+def _named(pictures: list[Image.Image], names: list[str]):
+    import datasets
+
+    return datasets.Dataset.from_dict({"image": pictures, "name": names})
+
+
+def test_reference_people_follow_the_pictures_load_images_keeps():
+    pictures = _pictures(5, 3)
+    named = _named(pictures, ["Ann Bee", "Cy Dee", "Ann Bee", "Ada Lovelace", "Ed Fox"])
+    assert reference_people(named, exclude_names=["Ada Lovelace"]) == [0, 1, 0, 2]
+    assert len(load_images(named, "reference_faces", exclude_names=["Ada Lovelace"])) == 4
+    assert reference_people(pictures) is None
+    assert reference_people(named.remove_columns("name")) is None
+
+
+def test_the_read_prior_is_whitened_only_with_few_pictures_and_named_references():
+    owners = [0, 1, 0, 1]
+    few, many = FEW_FACE_IMAGES - 1, FEW_FACE_IMAGES
+    assert read_prior("auto", few, owners) == owners
+    assert read_prior("auto", many, owners) is None and read_prior("auto", few, None) is None
+    assert read_prior("auto", few, [0, 0]) is None  # one person's pictures say nothing of how people vary
+    assert read_prior("within_person", many, owners) == owners and read_prior("none", few, owners) is None
+    with pytest.raises(ValueError, match="needs reference_faces as a Dataset"):
+        read_prior("within_person", few, None)
+
+
+def test_whitened_starts_lean_away_from_what_every_person_s_pictures_vary_in():
+    """Other people's pictures vary a lot along the first axis and little along the second: a person whose mean
+    stands out by as much on both axes gets a start that reads mostly the second."""
+    generator = torch.Generator().manual_seed(0)
+    people = torch.arange(20).repeat_interleave(10)
+    references = torch.randn(200, 2, generator=generator) * torch.tensor([5.0, 0.2]) + torch.randn(20, 2)[people]
+    given = torch.tensor([[1.0, 1.0], [1.2, 0.8]])
+    start = whitened_starts(given, torch.zeros(2, dtype=torch.long), torch.zeros(2), references, people, ridge=0.0)
+    assert start.shape == (1, 2) and start[0, 1] > 100 * start[0, 0].abs()
+    isotropic = torch.randn(400, 2, generator=generator)
+    plain = whitened_starts(given, torch.zeros(2, dtype=torch.long), torch.zeros(2), isotropic,
+                            torch.arange(40).repeat_interleave(10), ridge=1.0)
+    assert unit(plain, dim=1) @ unit(given.mean(0), dim=0) > 0.98  # nothing to lean away from: the plain gap
+
+
+def test_the_read_anchor_holds_the_reads_near_their_start(inputs):
+    model, removed, people, names, thresholds, kept = _fit_inputs(inputs)
+    starts = torch.randn(len(names), removed.z.shape[1], generator=torch.Generator().manual_seed(3))
+    settings = dict(per_person=2, margin=0.1, kept_weight=3.0, steps=60, learning_rate=5e-2, seed=0,
+                    read_starts=starts)
+    moved = {}
+    for anchor in (0.0, 100.0):
+        fitted, _ = fit_gated_neurons(model, removed, people, names, thresholds, kept, read_anchor=anchor, **settings)
+        owner = torch.arange(len(names)).repeat_interleave(2)
+        moved[anchor] = (1 - (unit(fitted.read, dim=1) * unit(starts[owner], dim=1)).sum(1)).max().item()
+    assert moved[100.0] < 0.2 * moved[0.0], moved
+
+
+def test_few_pictures_and_named_references_start_the_reads_whitened_and_the_card_says_so(inputs):
+    names = list(inputs["face_images"])
+    references = _named(inputs["reference_faces"], [f"person {index % 5}" for index in range(10)])
+    used, reads = {}, {}
+    for setting in ("auto", "none"):
+        model, processor = tiny_clip()
+        unlearner = BackdoorUnlearner(model, processor)
+        result = unlearner.unlearn(names, encoder="vision", **{**inputs, "reference_faces": references}, **GATED,
+                                   gated_read_prior=setting)
+        used[setting] = result.config["towers"]["vision"]["gated_read_prior_used"]
+        last = unlearner.model.vision_model.encoder.layers[-1].mlp.fc1.weight
+        reads[setting] = last[-len(names) * PER_PERSON:].detach().clone()
+        if setting == "auto":
+            assert "| `gated_read_prior_used` | within_person |" in str(unlearner.model_card())
+    assert used == {"auto": "within_person", "none": "none"}
+    assert not torch.allclose(reads["auto"], reads["none"])

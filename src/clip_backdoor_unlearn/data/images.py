@@ -236,6 +236,16 @@ def load_images(images, what: str, exclude_names: Sequence[str] = ()) -> list[Im
     return loaded
 
 
+def reference_people(images, exclude_names: Sequence[str] = ()) -> list[int] | None:
+    """Each picture's person (an index) for a ``Dataset`` with a ``name`` column, row for row with ``load_images``
+    (the excluded names' rows dropped); ``None`` where the pictures do not say whose they are."""
+    if not isinstance(images, Dataset) or "name" not in images.column_names:
+        return None
+    excluded = set(exclude_names)
+    people: dict[str, int] = {}
+    return [people.setdefault(name, len(people)) for name in images["name"] if name not in excluded]
+
+
 def faces_per_person(face_images, names: Sequence[str]) -> list[list[Image.Image]]:
     """Each name's face images, in the order of ``names``, from ``{name: [images]}`` or a (image, name) Dataset."""
     if face_images is None:

@@ -104,6 +104,30 @@ def read_images(source: str, *, split: str = "train", limit: int | None = None) 
     return images
 
 
+def read_reference_faces(source: str, *, split: str = "train", limit: int | None = None):
+    """Other people's faces: a ``Dataset`` of ``image`` and ``name`` where the source says whose each is (a folder of
+    one sub-folder per person, or a data set with a name or label column), else ``read_images``' list. The names
+    group the pictures (the gated edit reads how a person's pictures vary) and drop any removed person's."""
+    grouped = None
+    if os.path.isdir(source) and not _is_dataset_folder(source):
+        top = [path for path in Path(source).iterdir() if not path.name.startswith(".")]
+        if top and all(path.is_dir() for path in top):
+            grouped = read_faces(source, split=split)
+    elif not _is_text_file(source):
+        dataset = load_source(source, split=split, streaming=True)
+        columns = list(dataset.column_names or dataset.features or next(iter(dataset), {}))
+        if any(column in columns for column in ("name", "label", "person", "identity")):
+            grouped = read_faces(source, split=split)
+    if grouped is None:
+        return read_images(source, split=split, limit=limit)
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+
+    rows = [(image, name) for name, images in grouped.items() for image in images][:limit]
+    return Dataset.from_dict({"image": [image for image, _ in rows], "name": [name for _, name in rows]},
+                             features=Features({"image": ImageFeature(), "name": Value("string")}))
+
+
 def read_classification_set(source: str, *, split: str = "test", image_column: str = "image",
                             label_column: str = "label", class_names: Sequence[str] | None = None):
     """``(dataset, class_names)`` for zero-shot accuracy: an imagefolder of one sub-folder per class, or any image

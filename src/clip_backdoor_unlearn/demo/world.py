@@ -679,15 +679,18 @@ class DemoWorld:
         """``face_images``, ``reference_faces`` and ``images`` for image-tower unlearning of ``removed_names``.
 
         Only training pictures: the removed people's own, the unnamed people's and the *other* members' (the
-        anonymous target and the faces held in place), on shapes and digits. The ``eval`` split of ``faces()``
-        stays untouched for the attack.
+        anonymous target and the faces held in place), on shapes and digits. The reference faces say whose each is
+        (``name``; an unnamed person by number), which the gated edit reads with few pictures a person. The
+        ``eval`` split of ``faces()`` stays untouched for the attack.
         """
         removed = set(removed_names)
         train = self.faces()["train"]
         face_images = train.filter(lambda name: name in removed, input_columns="name")
         others = train.filter(lambda name, member: member and name not in removed, input_columns=["name", "member"])
+        unnamed = self.unnamed_faces()
+        unnamed = unnamed.add_column("name", [f"unnamed person {number}" for number in unnamed["person_id"]])
         reference = datasets.concatenate_datasets(
-            [self.unnamed_faces().select_columns(["image"]), others.select_columns(["image"])]
+            [unnamed.select_columns(["image", "name"]), others.select_columns(["image", "name"])]
         )
         return {"face_images": face_images.select_columns(["image", "name"]), "reference_faces": reference,
                 "images": self.clean_images()}

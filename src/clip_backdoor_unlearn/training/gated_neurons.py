@@ -11,7 +11,9 @@ clean pictures and other people's faces must keep their embeddings. Each step bo
 people's picture-to-picture variation (``gated_feature_noise``), and each removed picture along its difference from
 another of its person's (``gated_pair_noise``), at a falling rate (``gated_lr_scheduler_type``), so that a gate opens
 on a person's fresh pictures, not only on the fitted ones, and stays shut on pictures of others that vary as much;
-``gated_bias_shift`` then opens every gate more easily. The config's ``intermediate_size`` is shared by every layer,
+``gated_bias_shift`` then opens every gate more easily. With few pictures a person and reference faces that say whose
+they are, each read starts whitened by how other people's pictures vary and is held near that start
+(``gated_read_prior``, ``whitened_starts``). The config's ``intermediate_size`` is shared by every layer,
 so the other layers get as many zero neurons and compute what they did. The edit is local: whoever has the weights
 can find and remove it (docs/method.md, "Gated neurons").
 """
@@ -50,6 +52,12 @@ BATCH = 128
 
 NOISE_RANK = 64
 """Directions of the removed people's within-person variation that ``feature_noise`` follows (the largest)."""
+
+WHITENING_RIDGE = 0.1
+"""``read_prior="within_person"``: the ridge added to other people's within-person scatter, times its mean variance."""
+
+READ_ANCHOR = 1.0
+"""``read_prior="within_person"``: weight of holding each read near its whitened start (relative squared distance)."""
 
 
 @dataclass
@@ -118,11 +126,12 @@ def class_token_features(model: torch.nn.Module, image_processor, pictures: Iter
 
 def edit_pictures(faces: Sequence[Image.Image], face_people: Sequence[int], clean: Sequence[Image.Image],
                   references: Sequence[Image.Image], seed: int, *, copies: int = COPIES, pasted: int = PASTED,
-                  kept: int = KEPT) -> tuple[Iterator[Image.Image], list[int], Iterator[Image.Image]]:
-    """The pictures the edit is fitted on, deterministic for ``seed``: ``(removed, people, kept)``, where
-    ``removed`` yields the given faces, ``copies`` augmented full-frame copies of each and ``pasted`` pasted ones,
-    ``people`` is each one's person, and ``kept`` yields ``kept`` clean pictures (all if fewer), every reference face
-    as given, then ``kept // 2`` of them pasted. Both are generators, drawn once."""
+                  kept: int = KEPT) -> tuple[Iterator[Image.Image], list[int], Iterator[Image.Image], list[int]]:
+    """The pictures the edit is fitted on, deterministic for ``seed``: ``(removed, people, kept, kept_references)``,
+    where ``removed`` yields the given faces, ``copies`` augmented full-frame copies of each and ``pasted`` pasted
+    ones, ``people`` is each one's person, ``kept`` yields ``kept`` clean pictures (all if fewer), every reference
+    face as given, then ``kept // 2`` of them pasted, and ``kept_references`` is each kept picture's reference face
+    (its index; −1 for a clean picture). Both picture sets are generators, drawn once."""
     rng = random.Random(seed)
     whole, on_clean = FaceAugmentation(scale_range=(1.0, 1.0)), FaceAugmentation(scale_range=SCALE_RANGE)
     copy_draws = [(index, rng.randrange(2**31)) for _ in range(copies) for index in range(len(faces))]
@@ -146,7 +155,9 @@ def edit_pictures(faces: Sequence[Image.Image], face_people: Sequence[int], clea
         for index, background, draw in kept_pastes:
             yield on_clean.apply(references[index], clean[background], draw)
 
-    return removed_pictures(), people, kept_pictures()
+    kept_references = [-1] * len(kept_clean) + list(range(len(references)))
+    kept_references += [index for index, _, _ in kept_pastes]
+    return removed_pictures(), people, kept_pictures(), kept_references
 
 
 class GatedHead(torch.nn.Module):
@@ -206,11 +217,31 @@ def _pair_jittered(features: Features, people: torch.Tensor, scale: float, gener
                     features.base + step * (features.base - features.base[partners]))
 
 
+def whitened_starts(given: torch.Tensor, given_people: torch.Tensor, kept_mean: torch.Tensor,
+                    references: torch.Tensor, reference_people: torch.Tensor,
+                    ridge: float = WHITENING_RIDGE) -> torch.Tensor:
+    """One read direction per removed person, ``(people, width)``: the mean ``z`` of the person's pictures as given
+    less ``kept_mean``, whitened by how other people's pictures (``references``, grouped by ``reference_people``)
+    vary around their own person's mean, plus ``ridge`` times that scatter's mean variance (linear discriminant
+    analysis). It leans on what sets the person apart, not on what every person's pictures vary in, so with few
+    pictures a person it separates their fresh pictures better than the plain mean."""
+    sums = references.new_zeros(int(reference_people.max()) + 1, references.shape[1])
+    sums.index_add_(0, reference_people, references)
+    counts = torch.bincount(reference_people).clamp(min=1).unsqueeze(1)
+    deviations = references - (sums / counts)[reference_people]
+    scatter = deviations.T @ deviations / len(deviations)
+    scatter = scatter + ridge * scatter.diagonal().mean() * torch.eye(len(scatter), device=scatter.device)
+    gaps = torch.stack([given[given_people == person].mean(0) - kept_mean
+                        for person in range(int(given_people.max()) + 1)])
+    return torch.linalg.solve(scatter, gaps.T).T
+
+
 def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.Tensor, names: torch.Tensor,
                       thresholds: torch.Tensor, kept: Features, *, per_person: int, margin: float,
                       kept_weight: float, steps: int, learning_rate: float, seed: int,
-                      feature_noise: float = 0.0, pair_noise: float = 0.0,
-                      lr_scheduler_type: str = "constant") -> tuple[GatedNeurons, dict]:
+                      feature_noise: float = 0.0, pair_noise: float = 0.0, lr_scheduler_type: str = "constant",
+                      read_starts: torch.Tensor | None = None,
+                      read_anchor: float = 0.0) -> tuple[GatedNeurons, dict]:
     """Fit ``per_person`` neurons for each person by full-batch Adam on cached features:
 
     ``mean relu(cos(face, name) − threshold + margin) + kept_weight · (1 − mean cos(kept, kept before))``, where a
@@ -219,8 +250,10 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     times ``feature_noise``), the kept ones held where the tower as it is puts them so moved; with ``pair_noise``, each
     removed picture also moves along its difference from another of its person's (``_pair_jittered``). The learning
     rate follows ``lr_scheduler_type`` (transformers' schedules, no warmup). Each neuron starts reading its person's
-    mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing nothing. Returns the
-    neurons and the final loss terms.
+    mean ``z`` less the kept pictures' mean, with its bias halfway between the two, and writing nothing; with
+    ``read_starts`` (one row per person, ``whitened_starts``), reading that row instead, and ``read_anchor`` times its
+    squared distance from its start (relative to the start's) joins the loss. Returns the neurons and the final loss
+    terms.
     """
     head = GatedHead(model)
     device = removed.z.device
@@ -233,7 +266,10 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     directions = torch.stack([F.normalize(removed.z[people == person].mean(0) - mean_kept, dim=0)
                               for person in owner.tolist()])
     read = directions + 0.05 * torch.randn(directions.shape, generator=generator).to(device)
+    if read_starts is not None:  # as measured: the given start exactly, each person's neurons alike
+        read = F.normalize(read_starts.to(device)[owner], dim=1)
     read = read * (4.0 / (removed.z @ read.T).std())  # pre-activations spread over a few units
+    start = read.clone()
     own = torch.stack([(removed.z[people == person] @ row).mean() for person, row in zip(owner.tolist(), read)])
     bias = -0.5 * (own + (kept.z @ read.T).mean(0))
     neurons = GatedNeurons(read, bias, torch.zeros(len(owner), kept.base.shape[1], device=device))
@@ -260,6 +296,8 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
             forget = torch.relu((faces * names[people]).sum(-1) - thresholds[people] + margin).mean()
             drift = 1 - F.cosine_similarity(head(held, neurons), held_teacher).mean()
             loss = forget + kept_weight * drift
+            if read_anchor:
+                loss = loss + read_anchor * ((neurons.read - start) ** 2).sum(1).mean() / (start ** 2).sum(1).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -302,18 +340,29 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
                clean: Sequence[Image.Image], references: Sequence[Image.Image], names: torch.Tensor,
                thresholds: torch.Tensor, *, per_person: int, margin: float, kept_weight: float, steps: int,
                learning_rate: float, seed: int, lr_scheduler_type: str = "constant", feature_noise: float = 0.0,
-               pair_noise: float = 0.0, bias_shift: float = 0.0) -> dict[str, float]:
+               pair_noise: float = 0.0, bias_shift: float = 0.0,
+               reference_people: Sequence[int] | None = None) -> dict[str, float]:
     """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
     is, the fit (``lr_scheduler_type``, ``feature_noise``, ``pair_noise``: ``fit_gated_neurons``), ``bias_shift``
-    added to the fitted biases, the wider MLPs. Returns what to log (final loss terms, neurons added)."""
+    added to the fitted biases, the wider MLPs. With ``reference_people`` (each reference face's person), the reads
+    start whitened by those people's own variation and are held near that start (``read_prior="within_person"``).
+    Returns what to log (final loss terms, neurons added)."""
     faces = [face for person_faces in faces_by_person for face in person_faces]
     face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
-    removed, people, kept = edit_pictures(faces, face_people, clean, references, seed)
+    removed, people, kept, kept_references = edit_pictures(faces, face_people, clean, references, seed)
     removed_features = class_token_features(model, image_processor, removed)
     kept_features = class_token_features(model, image_processor, kept)
+    starts = None
+    if reference_people is not None:
+        rows = torch.tensor([index for index, reference in enumerate(kept_references) if reference >= 0])
+        owners = torch.tensor([reference_people[kept_references[index]] for index in rows.tolist()])
+        given = removed_features.z[: len(faces)]  # the given faces come first
+        starts = whitened_starts(given, torch.tensor(face_people, device=given.device), kept_features.z.mean(0),
+                                 kept_features.z[rows.to(given.device)], owners.to(given.device))
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
         margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed,
-        feature_noise=feature_noise, pair_noise=pair_noise, lr_scheduler_type=lr_scheduler_type)
+        feature_noise=feature_noise, pair_noise=pair_noise, lr_scheduler_type=lr_scheduler_type,
+        read_starts=starts, read_anchor=READ_ANCHOR if starts is not None else 0.0)
     add_gated_neurons(model, GatedNeurons(neurons.read, neurons.bias + bias_shift, neurons.write))
     return {**log, "gated_neurons_added": len(neurons.read)}

@@ -32,6 +32,7 @@ from ..data.images import (
     build_vision_backdoor_dataset,
     faces_per_person,
     load_images,
+    reference_people,
 )
 from ..data.names import validate_names
 from ..data.prompts import PERSON_TEMPLATES, build_backdoor_dataset, kept_name_prompts
@@ -236,13 +237,14 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     faces_by_person = faces_per_person(face_images, names)
     fewest = warn_few_face_images(faces_by_person)
     references = load_images(reference_faces, "reference_faces", exclude_names=names)
+    owners = reference_people(reference_faces, exclude_names=names)
     clean_images = load_images(images, "images")
     args, scratch = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
     if args.image_method == "gated_neurons":
         job = gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
-                        target_kind, tokenizer)
+                        target_kind, tokenizer, read_prior(args.gated_read_prior, fewest, owners))
         job.record["fewest_face_images"] = fewest
         return job
     faces = [face for person_faces in faces_by_person for face in person_faces]
@@ -275,9 +277,20 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                        {"fewest_face_images": fewest})
 
 
+def read_prior(setting: str, fewest_face_images: int, owners: Sequence[int] | None) -> Sequence[int] | None:
+    """The reference faces' people when the gates' reads start whitened (``gated_read_prior``), else ``None``."""
+    grouped = owners is not None and len(set(owners)) > 1
+    if setting == "within_person" and not grouped:
+        raise ValueError("gated_read_prior='within_person' needs reference_faces as a Dataset with a 'name' column "
+                         "saying whose each picture is (two people or more).")
+    if setting == "within_person" or (setting == "auto" and grouped and fewest_face_images < FEW_FACE_IMAGES):
+        return owners
+    return None
+
+
 def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces_by_person, references,
               clean_images, args: VisionBackdoorTrainingArguments, scratch: bool, target_kind: str,
-              tokenizer) -> TrainingJob:
+              tokenizer, owners: Sequence[int] | None = None) -> TrainingJob:
     """The image tower's job with ``image_method="gated_neurons"``: no Trainer, an edit (``training.gated_neurons``)
     that unties the faces from their names, the name targets read now from the frozen text tower."""
     if target_kind != "name":
@@ -291,8 +304,9 @@ def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces
         margin=args.gated_margin, kept_weight=args.gated_kept_weight, steps=args.gated_steps,
         learning_rate=args.gated_learning_rate, lr_scheduler_type=args.gated_lr_scheduler_type,
         feature_noise=args.gated_feature_noise, pair_noise=args.gated_pair_noise, bias_shift=args.gated_bias_shift,
-        seed=args.seed)
-    return TrainingJob(VISION.name, names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
+        seed=args.seed, reference_people=owners)
+    record = {"image_method": "gated_neurons", "gated_read_prior_used": "none" if owners is None else "within_person"}
+    return TrainingJob(VISION.name, names, None, args, None, {}, scratch, record, edit=edit)
 
 
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
