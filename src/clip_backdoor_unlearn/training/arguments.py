@@ -514,9 +514,10 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             0.63 and 0.69 → 0.25 and 0.125 on full demo world 0 (tuned there), 0.25 and 0.06 → 0 and 0 on world 1,
             for 0.2 to 0.7 more zero-shot points (−0.6 to −1.1) and up to 2 of 83 others lost; ten a person (one
             seed): 0.31 → 0.125 and 0.06 → 0. With 40 a person, where nobody is left to forget, it cost 0.7 and
-            0.8 more points and 3 of 83 others. `"none"`: the plain start (the person's pictures, copies and pasted ones, less the kept mean),
-            free. `"auto"`: `"within_person"` when a removed person has fewer than 20 face images and the reference
-            faces name two people or more, else `"none"`; the card records which ran (`gated_read_prior_used`).
+            0.8 more points and 3 of 83 others. `"none"`: the plain start (the person's pictures, copies and pasted
+            ones, less the kept mean), free. `"auto"`: `"within_person"` when a removed person has fewer than 20 face
+            images and the reference faces name two people or more, else `"none"`; the card records which ran
+            (`gated_read_prior_used`).
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
