@@ -203,7 +203,8 @@ def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> t
 
 FEW_FACE_IMAGES = 20
 """Fewer face images of a removed person than this and fresh pictures of them are often still identified: on the
-demo worlds 40 a person (20 on the large world) met the bars, 5 a person left 2 to 11 of 16 findable."""
+demo worlds 40 a person (20 on the large world) met the bars; 5 a person left 2 to 8 of 16 findable after
+fine-tuning, 0 to 4 after the gated edit with its whitened start (``gated_read_prior``)."""
 
 
 def warn_few_face_images(faces_by_person: Sequence[Sequence]) -> int:
@@ -213,9 +214,9 @@ def warn_few_face_images(faces_by_person: Sequence[Sequence]) -> int:
     if few:
         shown = ", ".join(f"names[{index}]" for index in few[:10]) + (", ..." if len(few) > 10 else "")
         logger.warning(f"{len(few)} of the {len(counts)} removed people have fewer than {FEW_FACE_IMAGES} face images "
-                       f"({shown}; the fewest: {min(counts)}). With 5 a person, 2 to 11 of 16 stayed identifiable "
-                       "from pictures not given on the demo worlds: give every picture you have, and run evaluate() "
-                       "on pictures held out of training.")
+                       f"({shown}; the fewest: {min(counts)}). With 5 a person, up to half of 16 people stayed "
+                       "identifiable from pictures not given on the demo worlds: give every picture you have, and run "
+                       "evaluate() on pictures held out of training.")
     return min(counts)
 
 
