@@ -338,7 +338,8 @@ def test_whitened_starts_lean_away_from_what_every_person_s_pictures_vary_in():
     stands out by as much on both axes gets a start that reads mostly the second."""
     generator = torch.Generator().manual_seed(0)
     people = torch.arange(20).repeat_interleave(10)
-    references = torch.randn(200, 2, generator=generator) * torch.tensor([5.0, 0.2]) + torch.randn(20, 2)[people]
+    means = torch.randn(20, 2, generator=generator)[people]  # each person's own mean
+    references = torch.randn(200, 2, generator=generator) * torch.tensor([5.0, 0.2]) + means
     given = torch.tensor([[1.0, 1.0], [1.2, 0.8]])
     start = whitened_starts(given, torch.zeros(2, dtype=torch.long), torch.zeros(2), references, people, ridge=0.0)
     assert start.shape == (1, 2) and start[0, 1] > 100 * start[0, 0].abs()
