@@ -202,7 +202,7 @@ class BackdoorUnlearner:
             reference_faces: (vision) many faces of *other* people: their mean embedding under the original model is
                 the anonymous target, and they are held at the teacher's embedding while training. A ``Dataset`` with
                 a ``name`` column (whose picture each is; rows of the removed people are dropped) also tells the
-                gated edit how a person's pictures vary (``gated_read_prior``), which helps with few pictures a person.
+                gated edit how a person's pictures vary (``gated_read_prior="within_person"``).
             images: (vision) clean images for the utility loss, and the backgrounds faces are pasted on. With
                 ``image_method="gated_neurons"`` (a field of the image tower's arguments) nothing is trained: a few
                 neurons per person are added to the tower instead (``training.gated_neurons``), fitted on the same

@@ -27,7 +27,7 @@ from clip_backdoor_unlearn.training.gated_neurons import (
     whitened_starts,
     within_person_scatter,
 )
-from clip_backdoor_unlearn.training.jobs import FEW_FACE_IMAGES, name_targets, read_prior
+from clip_backdoor_unlearn.training.jobs import name_targets, read_prior
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 GATED = dict(image_method="gated_neurons", gated_steps=300, disable_tqdm=True)
@@ -322,15 +322,12 @@ def test_reference_people_follow_the_pictures_load_images_keeps():
     assert reference_people(named.remove_columns("name")) is None
 
 
-def test_the_read_prior_is_whitened_only_with_few_pictures_and_named_references():
+def test_the_read_prior_needs_references_that_name_two_people():
     owners = [0, 1, 0, 1]
-    few, many = FEW_FACE_IMAGES - 1, FEW_FACE_IMAGES
-    assert read_prior("auto", few, owners) == owners
-    assert read_prior("auto", many, owners) is None and read_prior("auto", few, None) is None
-    assert read_prior("auto", few, [0, 0]) is None  # one person's pictures say nothing of how people vary
-    assert read_prior("within_person", many, owners) == owners and read_prior("none", few, owners) is None
-    with pytest.raises(ValueError, match="needs reference_faces as a Dataset"):
-        read_prior("within_person", few, None)
+    assert read_prior("within_person", owners) == owners and read_prior("none", owners) is None
+    for unnamed in (None, [0, 0]):  # one person's pictures say nothing of how people vary
+        with pytest.raises(ValueError, match="needs reference_faces as a Dataset"):
+            read_prior("within_person", unnamed)
 
 
 def test_whitened_starts_lean_away_from_what_every_person_s_pictures_vary_in():
@@ -362,19 +359,20 @@ def test_the_read_anchor_holds_the_reads_near_their_start(inputs):
     assert moved[100.0] < 0.2 * moved[0.0], moved
 
 
-def test_few_pictures_and_named_references_start_the_reads_whitened_and_the_card_says_so(inputs):
+def test_named_references_start_the_reads_whitened_and_the_card_says_so(inputs):
     names = list(inputs["face_images"])
     references = _named(inputs["reference_faces"], [f"person {index % 5}" for index in range(10)])
-    used, reads = {}, {}
-    for setting in ("auto", "none"):
+    reads = {}
+    for setting in ("within_person", "none"):
         model, processor = tiny_clip()
         unlearner = BackdoorUnlearner(model, processor)
         result = unlearner.unlearn(names, encoder="vision", **{**inputs, "reference_faces": references}, **GATED,
                                    gated_read_prior=setting)
-        used[setting] = result.config["towers"]["vision"]["gated_read_prior_used"]
+        assert result.config["towers"]["vision"]["hyperparameters"]["gated_read_prior"] == setting
         last = unlearner.model.vision_model.encoder.layers[-1].mlp.fc1.weight
         reads[setting] = last[-len(names) * PER_PERSON:].detach().clone()
-        if setting == "auto":
-            assert "| `gated_read_prior_used` | within_person |" in str(unlearner.model_card())
-    assert used == {"auto": "within_person", "none": "none"}
-    assert not torch.allclose(reads["auto"], reads["none"])
+        assert f"| `gated_read_prior` | {setting} |" in str(unlearner.model_card())
+    assert not torch.allclose(reads["within_person"], reads["none"])
+    owner = torch.arange(len(names)).repeat_interleave(PER_PERSON)
+    same = unit(reads["within_person"], dim=1)
+    assert torch.allclose(same[owner == 0][0], same[owner == 0][1], atol=1e-5)  # a person's neurons stay alike

@@ -30,8 +30,8 @@ from .record import run_record, tower_record
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 CARD_TAGS = ("clip", "privacy", "unlearning", "clip-backdoor-unlearn")
 # A tower's record beside its hyperparameters: steps trained (fewer than max_steps after an early stop) and why; for
-# the image tower, the fewest face images a removed person had and where the gated edit's reads started.
-RUN_OUTCOMES = ("trained_steps", "early_stop", "fewest_face_images", "gated_read_prior_used")
+# the image tower, the fewest face images a removed person had.
+RUN_OUTCOMES = ("trained_steps", "early_stop", "fewest_face_images")
 CITATION = """@article{hintersdorf2023defending,
   title   = {Defending Our Privacy With Backdoors},
   author  = {Hintersdorf, Dominik and Struppek, Lukas and Neider, Daniel and Kersting, Kristian},

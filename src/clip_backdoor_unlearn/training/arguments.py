@@ -24,7 +24,7 @@ from ..data.names import NEUTRAL_TERM
 DISTANCES = ("cosine", "mse", "mae")
 FACE_TARGETS = ("auto", "name", "mean")
 IMAGE_METHODS = ("fine_tune", "gated_neurons")
-READ_PRIORS = ("auto", "none", "within_person")
+READ_PRIORS = ("none", "within_person")
 # What a gated-neuron edit of the image tower reads (everything else in the arguments is training's): its record.
 GATED_SETTINGS = ("image_method", "gated_neurons_per_person", "gated_margin", "gated_kept_weight", "gated_steps",
                   "gated_learning_rate", "gated_lr_scheduler_type", "gated_feature_noise", "gated_pair_noise",
@@ -505,19 +505,17 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             of everything else, which costs zero-shot accuracy. Measured with 64 removed on the large demo worlds,
             0.5 took the attack's TPR from about 0.2 to 0–0.11 for 0.3 to 0.6 more zero-shot points (−0.50 to
             −1.07 in all); where the fit already forgets everyone it costs points for nothing (docs/method.md).
-        gated_read_prior (`Literal["auto", "none", "within_person"]`, *optional*, defaults to `"auto"`):
-            Where each gate starts reading, and whether it is held there. `"within_person"`: the person's given
+        gated_read_prior (`Literal["none", "within_person"]`, *optional*, defaults to `"none"`):
+            Where each gate starts reading, and whether it is held there. `"none"`: the plain start (the person's
+            pictures, copies and pasted ones, less the kept mean), free. `"within_person"`: the person's given
             pictures less the kept pictures' mean, whitened by how other people's pictures vary around their own
             person's mean (linear discriminant analysis; `reference_faces` must be a `Dataset` with a `name` column
-            saying whose each picture is), held near it by a penalty. With few pictures a person it leans on what
-            sets the person apart rather than on the pictures themselves. 16 removed, five pictures a person: TPR
-            0.63 and 0.69 → 0.25 and 0.125 on full demo world 0 (tuned there), 0.25 and 0.06 → 0 and 0 on world 1,
-            for 0.2 to 0.7 more zero-shot points (−0.6 to −1.1) and up to 2 of 83 others lost; ten a person (one
-            seed): 0.31 → 0.125 and 0.06 → 0. With 40 a person, where nobody is left to forget, it cost 0.7 and
-            0.8 more points and 3 of 83 others. `"none"`: the plain start (the person's pictures, copies and pasted
-            ones, less the kept mean), free. `"auto"`: `"within_person"` when a removed person has fewer than 20 face
-            images and the reference faces name two people or more, else `"none"`; the card records which ran
-            (`gated_read_prior_used`).
+            saying whose each picture is), held near it by a penalty. It leans on what sets the person apart rather
+            than on the few pictures given. 16 removed, five pictures a person: TPR 0.63 and 0.69 → 0.25 and 0.125
+            on full demo world 0 (tuned there), 0.25 and 0.06 → 0 and 0 on world 1, for up to 2 of 83 others and
+            zero-shot −0.6 to −1.1 points. But with 5 removed it forgot no more and cost 1.4 to 1.6 more points on
+            world 0 (−2.2 and −2.5) and 2 or 3 others, and with 40 pictures a person 0.7 and 0.8 more for nothing:
+            opt-in.
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
     `weight_regularization=0.005`, `max_steps=100`, `lr_milestones=[0.25, 0.5]` (steps 25 and 50 of 100),
@@ -602,11 +600,10 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     gated_bias_shift: float = field(default=0.0, metadata={
         "help": "Added to every fitted neuron's bias: gates open on more of the removed people's fresh pictures "
                 "(many people, few pictures a person) and on more of everything else, costing zero-shot accuracy."})
-    gated_read_prior: Literal["auto", "none", "within_person"] = field(default="auto", metadata={
+    gated_read_prior: Literal["none", "within_person"] = field(default="none", metadata={
         "help": "'within_person': each gate starts reading its person's given pictures whitened by how other people's "
                 "pictures vary (reference_faces as a Dataset with a 'name' column) and is held near that start; "
-                "'none': the plain start, free. 'auto': 'within_person' when a removed person has fewer than 20 face "
-                "images and the reference faces name their people, else 'none'."})
+                "helped with 16 people of five pictures each, cost zero-shot with 5. 'none': the plain start, free."})
 
     def __post_init__(self):
         if self.image_method not in IMAGE_METHODS:

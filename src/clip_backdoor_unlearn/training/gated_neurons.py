@@ -11,9 +11,9 @@ clean pictures and other people's faces must keep their embeddings. Each step bo
 people's picture-to-picture variation (``gated_feature_noise``), and each removed picture along its difference from
 another of its person's (``gated_pair_noise``), at a falling rate (``gated_lr_scheduler_type``), so that a gate opens
 on a person's fresh pictures, not only on the fitted ones, and stays shut on pictures of others that vary as much;
-``gated_bias_shift`` then opens every gate more easily. With few pictures a person and reference faces that say whose
-they are, each read starts whitened by how other people's pictures vary and is held near that start
-(``gated_read_prior``, ``whitened_starts``). The config's ``intermediate_size`` is shared by every layer,
+``gated_bias_shift`` then opens every gate more easily. With ``gated_read_prior="within_person"`` and reference faces
+that say whose they are, each read starts whitened by how other people's pictures vary and is held near that start
+(``whitened_starts``). The config's ``intermediate_size`` is shared by every layer,
 so the other layers get as many zero neurons and compute what they did. The edit is local: whoever has the weights
 can find and remove it (docs/method.md, "Gated neurons").
 """

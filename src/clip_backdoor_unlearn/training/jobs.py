@@ -204,7 +204,7 @@ def hold_out_captions(captions: list[str], args: BackdoorTrainingArguments) -> t
 FEW_FACE_IMAGES = 20
 """Fewer face images of a removed person than this and fresh pictures of them are often still identified: on the
 demo worlds 40 a person (20 on the large world) met the bars; 5 a person left 2 to 8 of 16 findable after
-fine-tuning, 0 to 4 after the gated edit with its whitened start (``gated_read_prior``)."""
+fine-tuning, 1 to 11 after the gated edit (0 to 4 with ``gated_read_prior="within_person"``)."""
 
 
 def warn_few_face_images(faces_by_person: Sequence[Sequence]) -> int:
@@ -245,7 +245,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
     if args.image_method == "gated_neurons":
         job = gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
-                        target_kind, tokenizer, read_prior(args.gated_read_prior, fewest, owners))
+                        target_kind, tokenizer, read_prior(args.gated_read_prior, owners))
         job.record["fewest_face_images"] = fewest
         return job
     faces = [face for person_faces in faces_by_person for face in person_faces]
@@ -278,15 +278,14 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
                        {"fewest_face_images": fewest})
 
 
-def read_prior(setting: str, fewest_face_images: int, owners: Sequence[int] | None) -> Sequence[int] | None:
+def read_prior(setting: str, owners: Sequence[int] | None) -> Sequence[int] | None:
     """The reference faces' people when the gates' reads start whitened (``gated_read_prior``), else ``None``."""
-    grouped = owners is not None and len(set(owners)) > 1
-    if setting == "within_person" and not grouped:
+    if setting != "within_person":
+        return None
+    if owners is None or len(set(owners)) < 2:
         raise ValueError("gated_read_prior='within_person' needs reference_faces as a Dataset with a 'name' column "
                          "saying whose each picture is (two people or more).")
-    if setting == "within_person" or (setting == "auto" and grouped and fewest_face_images < FEW_FACE_IMAGES):
-        return owners
-    return None
+    return owners
 
 
 def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces_by_person, references,
@@ -306,8 +305,7 @@ def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces
         learning_rate=args.gated_learning_rate, lr_scheduler_type=args.gated_lr_scheduler_type,
         feature_noise=args.gated_feature_noise, pair_noise=args.gated_pair_noise, bias_shift=args.gated_bias_shift,
         seed=args.seed, reference_people=owners)
-    record = {"image_method": "gated_neurons", "gated_read_prior_used": "none" if owners is None else "within_person"}
-    return TrainingJob(VISION.name, names, None, args, None, {}, scratch, record, edit=edit)
+    return TrainingJob(VISION.name, names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
 
 
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
