@@ -23,6 +23,8 @@ from PIL import Image
 from ..evaluation.audit import IMAGE_EXTENSIONS, load_faces, read_lines
 
 _DATA_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+PERSON_COLUMNS = ("name", "label", "person", "identity")
+"""Columns that say whose a face is, in the order they are looked for."""
 
 
 def _is_text_file(source: str) -> bool:
@@ -77,7 +79,7 @@ def read_faces(source: str, *, split: str = "train", names: Sequence[str] = ()) 
         return load_faces(source, names)
     dataset = load_source(source, split=split)
     image = _column(dataset, None, ("image", "img", "face"), "faces")
-    label = _column(dataset, None, ("name", "label", "person", "identity"), "faces")
+    label = _column(dataset, None, PERSON_COLUMNS, "faces")
     feature = dataset.features[label]
     people: dict[str, list[Image.Image]] = {}
     for row in dataset:
@@ -116,7 +118,7 @@ def read_reference_faces(source: str, *, split: str = "train", limit: int | None
     elif not _is_text_file(source):
         dataset = load_source(source, split=split, streaming=True)
         columns = list(dataset.column_names or dataset.features or next(iter(dataset), {}))
-        if any(column in columns for column in ("name", "label", "person", "identity")):
+        if any(column in columns for column in PERSON_COLUMNS):
             grouped = read_faces(source, split=split)
     if grouped is None:
         return read_images(source, split=split, limit=limit)

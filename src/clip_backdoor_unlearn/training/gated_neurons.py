@@ -13,8 +13,8 @@ another of its person's (``gated_pair_noise``), at a falling rate (``gated_lr_sc
 on a person's fresh pictures, not only on the fitted ones, and stays shut on pictures of others that vary as much;
 ``gated_bias_shift`` then opens every gate more easily. With ``gated_read_prior="within_person"`` and reference faces
 that say whose they are, each read starts whitened by how other people's pictures vary and is held near that start
-(``whitened_starts``). The config's ``intermediate_size`` is shared by every layer,
-so the other layers get as many zero neurons and compute what they did. The edit is local: whoever has the weights
+(``whitened_starts``). The config's ``intermediate_size`` is shared by every layer, so the other layers get as many
+zero neurons and compute what they did. The edit is local: whoever has the weights
 can find and remove it (docs/method.md, "Gated neurons").
 """
 
@@ -179,14 +179,19 @@ def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(module).float().requires_grad_(False)
 
 
+def _from_own_mean(rows: torch.Tensor, people: torch.Tensor) -> torch.Tensor:
+    """How each row differs from the mean of its person's rows (``people``: each row's person, an index)."""
+    sums = rows.new_zeros(int(people.max()) + 1, rows.shape[1]).index_add_(0, people, rows)
+    counts = torch.bincount(people).clamp(min=1).unsqueeze(1)
+    return rows - (sums / counts)[people]
+
+
 def within_person_scatter(features: Features, people: torch.Tensor, rank: int = NOISE_RANK) -> torch.Tensor:
     """``(rank, z width + base width)``: the top principal directions of how each picture's joint ``(z, base)``
     differs from its person's mean, each scaled by its standard deviation. Noise drawn on them varies a picture about
     as much as a person's pictures vary among themselves."""
     joint = torch.cat([features.z, features.base], 1)
-    sums = joint.new_zeros(int(people.max()) + 1, joint.shape[1]).index_add_(0, people, joint)
-    counts = torch.bincount(people).clamp(min=1).unsqueeze(1)
-    deviations = joint - (sums / counts)[people]
+    deviations = _from_own_mean(joint, people)
     _, singular, directions = torch.linalg.svd(deviations, full_matrices=False)
     return (singular[:rank, None] / len(joint) ** 0.5) * directions[:rank]
 
@@ -225,10 +230,7 @@ def whitened_starts(given: torch.Tensor, given_people: torch.Tensor, kept_mean: 
     vary around their own person's mean, plus ``ridge`` times that scatter's mean variance (linear discriminant
     analysis). It leans on what sets the person apart, not on what every person's pictures vary in, so with few
     pictures a person it separates their fresh pictures better than the plain mean."""
-    sums = references.new_zeros(int(reference_people.max()) + 1, references.shape[1])
-    sums.index_add_(0, reference_people, references)
-    counts = torch.bincount(reference_people).clamp(min=1).unsqueeze(1)
-    deviations = references - (sums / counts)[reference_people]
+    deviations = _from_own_mean(references, reference_people)
     scatter = deviations.T @ deviations / len(deviations)
     scatter = scatter + ridge * scatter.diagonal().mean() * torch.eye(len(scatter), device=scatter.device)
     gaps = torch.stack([given[given_people == person].mean(0) - kept_mean
@@ -260,14 +262,15 @@ def fit_gated_neurons(model: torch.nn.Module, removed: Features, people: torch.T
     names, thresholds, people = names.to(device), thresholds.to(device), people.to(device)
     unedited = GatedNeurons(kept.z.new_zeros(0, kept.z.shape[1]), kept.z.new_zeros(0),
                             kept.z.new_zeros(0, kept.base.shape[1]))
-    generator = torch.Generator(device="cpu").manual_seed(seed)
     owner = torch.arange(len(names), device=device).repeat_interleave(per_person)
-    mean_kept = kept.z.mean(0)
-    directions = torch.stack([F.normalize(removed.z[people == person].mean(0) - mean_kept, dim=0)
-                              for person in owner.tolist()])
-    read = directions + 0.05 * torch.randn(directions.shape, generator=generator).to(device)
     if read_starts is not None:  # as measured: the given start exactly, each person's neurons alike
         read = F.normalize(read_starts.to(device)[owner], dim=1)
+    else:
+        mean_kept = kept.z.mean(0)
+        directions = torch.stack([F.normalize(removed.z[people == person].mean(0) - mean_kept, dim=0)
+                                  for person in owner.tolist()])
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        read = directions + 0.05 * torch.randn(directions.shape, generator=generator).to(device)
     read = read * (4.0 / (removed.z @ read.T).std())  # pre-activations spread over a few units
     start = read.clone()
     own = torch.stack([(removed.z[people == person] @ row).mean() for person, row in zip(owner.tolist(), read)])

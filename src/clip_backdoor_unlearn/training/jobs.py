@@ -238,14 +238,14 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     faces_by_person = faces_per_person(face_images, names)
     fewest = warn_few_face_images(faces_by_person)
     references = load_images(reference_faces, "reference_faces", exclude_names=names)
-    owners = reference_people(reference_faces, exclude_names=names)
     clean_images = load_images(images, "images")
     args, scratch = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
     target_kind = face_target(args, teacher, tokenizer)  # refuses 'name' without a text tower before any embedding
     if args.image_method == "gated_neurons":
         job = gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
-                        target_kind, tokenizer, read_prior(args.gated_read_prior, owners))
+                        target_kind, tokenizer,
+                        read_prior(args.gated_read_prior, reference_people(reference_faces, exclude_names=names)))
         job.record["fewest_face_images"] = fewest
         return job
     faces = [face for person_faces in faces_by_person for face in person_faces]
