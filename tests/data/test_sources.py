@@ -64,6 +64,11 @@ def test_reference_faces_say_whose_each_is_where_the_source_does(tmp_path):
     Dataset.from_dict({"image": [_image("red"), _image("blue")], "label": [0, 1]},
                       features=features).to_parquet(tmp_path / "refs.parquet")
     assert sorted(sources.read_reference_faces(str(tmp_path / "refs.parquet"))["name"]) == ["Ann Bee", "Cy Dee"]
+    assert sources.read_reference_faces(str(tmp_path / "refs.parquet"), limit=1)["name"] == ["Ann Bee"]
+    Dataset.from_dict({"image": [_image("red"), _image("blue")]},
+                      features=Features({"image": ImageFeature()})).to_parquet(tmp_path / "plain.parquet")
+    plain = sources.read_reference_faces(str(tmp_path / "plain.parquet"))  # nobody named: a list of pictures
+    assert isinstance(plain, list) and [image.getpixel((0, 0)) for image in plain] == [(255, 0, 0), (0, 0, 255)]
     _image("red").save(tmp_path / "refs" / "loose.png")  # a loose picture: the folder no longer says whose each is
     flat = sources.read_reference_faces(str(tmp_path / "refs"))
     assert isinstance(flat, list) and len(flat) == 4

@@ -218,16 +218,21 @@ def _raw_column(dataset: Dataset, column: str) -> list:
     return dataset[column]
 
 
+def kept_rows(images: Dataset, exclude_names: Sequence[str] = ()) -> Dataset:
+    """``images`` without the rows whose ``name`` is excluded (a data set without names is kept whole)."""
+    if "name" not in images.column_names or not exclude_names:
+        return images
+    excluded = set(exclude_names)
+    return images.filter(lambda name: name not in excluded, input_columns="name")
+
+
 def load_images(images, what: str, exclude_names: Sequence[str] = ()) -> list[Image.Image]:
     """A non-empty list of RGB images from a list or a ``Dataset``; rows whose ``name`` is excluded are dropped."""
     if images is None:
         raise ValueError(f"Vision unlearning needs {what}.")
     if isinstance(images, Dataset):
         column = _image_column(images, what)
-        if "name" in images.column_names and exclude_names:
-            excluded = set(exclude_names)
-            images = images.filter(lambda name: name not in excluded, input_columns="name")
-        items = _raw_column(images, column)
+        items = _raw_column(kept_rows(images, exclude_names), column)
     else:
         items = list(images)
     loaded = [load_image(item, f"{what}[{index}]") for index, item in enumerate(items)]
@@ -241,9 +246,8 @@ def reference_people(images, exclude_names: Sequence[str] = ()) -> list[int] | N
     (the excluded names' rows dropped); ``None`` where the pictures do not say whose they are."""
     if not isinstance(images, Dataset) or "name" not in images.column_names:
         return None
-    excluded = set(exclude_names)
     people: dict[str, int] = {}
-    return [people.setdefault(name, len(people)) for name in images["name"] if name not in excluded]
+    return [people.setdefault(name, len(people)) for name in kept_rows(images, exclude_names)["name"]]
 
 
 def faces_per_person(face_images, names: Sequence[str]) -> list[list[Image.Image]]:

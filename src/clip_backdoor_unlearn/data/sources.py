@@ -77,12 +77,19 @@ def read_faces(source: str, *, split: str = "train", names: Sequence[str] = ()) 
     """
     if os.path.isdir(source) and not _is_dataset_folder(source):
         return load_faces(source, names)
-    dataset = load_source(source, split=split)
+    return _faces_by_person(load_source(source, split=split))
+
+
+def _faces_by_person(dataset, limit: int | None = None) -> dict[str, list[Image.Image]]:
+    """``{name: [images]}`` from a data set (streamed or not) with an image and a person column (the first ``limit``
+    rows); a ``ClassLabel`` person column is read as names."""
     image = _column(dataset, None, ("image", "img", "face"), "faces")
     label = _column(dataset, None, PERSON_COLUMNS, "faces")
-    feature = dataset.features[label]
+    feature = (dataset.features or {}).get(label)
     people: dict[str, list[Image.Image]] = {}
-    for row in dataset:
+    for count, row in enumerate(dataset):
+        if limit is not None and count >= limit:
+            break
         name = feature.int2str(row[label]) if hasattr(feature, "int2str") else str(row[label])
         people.setdefault(name, []).append(_rgb(row[image]))
     return people
@@ -96,7 +103,11 @@ def read_images(source: str, *, split: str = "train", limit: int | None = None) 
         if not files:
             raise ValueError(f"{source} holds no image files.")
         return [_open(path) for path in files[:limit]]
-    dataset = load_source(source, split=split, streaming=limit is not None)
+    return _images_of(load_source(source, split=split, streaming=limit is not None), limit)
+
+
+def _images_of(dataset, limit: int | None = None) -> list[Image.Image]:
+    """The image column of a data set (streamed or not), the first ``limit`` rows."""
     column = _column(dataset, None, ("image", "img"), "images")
     images = []
     for row in dataset:
@@ -114,12 +125,13 @@ def read_reference_faces(source: str, *, split: str = "train", limit: int | None
     if os.path.isdir(source) and not _is_dataset_folder(source):
         top = [path for path in Path(source).iterdir() if not path.name.startswith(".")]
         if top and all(path.is_dir() for path in top):
-            grouped = read_faces(source, split=split)
-    elif not _is_text_file(source):
+            grouped = load_faces(source)
+    elif not _is_text_file(source):  # one streamed read: named rows are grouped, others are plain pictures
         dataset = load_source(source, split=split, streaming=True)
         columns = list(dataset.column_names or dataset.features or next(iter(dataset), {}))
-        if any(column in columns for column in PERSON_COLUMNS):
-            grouped = read_faces(source, split=split)
+        if not any(column in columns for column in PERSON_COLUMNS):
+            return _images_of(dataset, limit)
+        grouped = _faces_by_person(dataset, limit)
     if grouped is None:
         return read_images(source, split=split, limit=limit)
     from datasets import Dataset, Features, Value
