@@ -17,6 +17,7 @@ from clip_backdoor_unlearn.data.images import load_images, reference_people
 from clip_backdoor_unlearn.demo.tiny import tiny_clip
 from clip_backdoor_unlearn.training.embeddings import encode_images, encode_texts
 from clip_backdoor_unlearn.training.gated_neurons import (
+    HELD_PEOPLE,
     Features,
     GatedHead,
     GatedNeurons,
@@ -369,6 +370,10 @@ def test_named_references_start_the_reads_whitened_and_the_card_says_so(inputs):
         result = unlearner.unlearn(names, encoder="vision", **{**inputs, "reference_faces": references}, **GATED,
                                    gated_read_prior=setting)
         assert result.config["towers"]["vision"]["hyperparameters"]["gated_read_prior"] == setting
+        used = [entry["gated_kept_weight"] for entry in result.log_history if "gated_kept_weight" in entry]
+        given = VisionBackdoorTrainingArguments.gated_kept_weight
+        # held reads with 2 people: the kept pictures held as hard as each person's were with HELD_PEOPLE
+        assert used == [given * HELD_PEOPLE / len(names) if setting == "within_person" else given]
         last = unlearner.model.vision_model.encoder.layers[-1].mlp.fc1.weight
         reads[setting] = last[-len(names) * PER_PERSON:].detach().clone()
         assert f"| `gated_read_prior` | {setting} |" in str(unlearner.model_card())

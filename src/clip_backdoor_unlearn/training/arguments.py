@@ -511,10 +511,12 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             pictures less the kept pictures' mean, whitened by how other people's pictures vary around their own
             person's mean (linear discriminant analysis; `reference_faces` must be a `Dataset` with a `name` column
             saying whose each picture is), held near it by a penalty. It leans on what sets the person apart rather
-            than on the few pictures given. 16 removed, five pictures a person: TPR 0.63 and 0.69 → 0.25 and 0.125
-            on full demo world 0 (tuned there), 0.25 and 0.06 → 0 and 0 on world 1, for up to 2 of 83 others and
-            zero-shot −0.6 to −1.1 points. But with 5 removed it forgot no more and cost 1.4 to 1.6 more points on
-            world 0 (−2.2 and −2.5) and 2 or 3 others, and with 40 pictures a person 0.7 and 0.8 more for nothing:
+            than on the few pictures given. Below 16 removed people `gated_kept_weight` is raised by 16 / people,
+            so that each person's gates weigh the kept pictures as with 16 (a held read otherwise answers its larger
+            share of the forget term by opening on kept pictures). 16 removed, five pictures a person: TPR 0.63 and
+            0.69 → 0.25 and 0.125 on full demo world 0 (tuned there), 0.25 and 0.06 → 0 and 0 on world 1, for up to
+            2 of 83 others and zero-shot −0.6 to −1.1 points. 5 removed: as `"none"` (TPR 0.2 to 0.4 on world 0, 0
+            on world 1; −0.2 to −0.8 points). With 40 pictures a person it cost 0.7 and 0.8 more points for nothing:
             opt-in.
 
     Overridden [`BackdoorTrainingArguments`] defaults (the paper's for the image tower): `backdoor_weight=0.8`,
@@ -602,8 +604,9 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
                 "(many people, few pictures a person) and on more of everything else, costing zero-shot accuracy."})
     gated_read_prior: Literal["none", "within_person"] = field(default="none", metadata={
         "help": "'within_person': each gate starts reading its person's given pictures whitened by how other people's "
-                "pictures vary (reference_faces as a Dataset with a 'name' column) and is held near that start; "
-                "helped with 16 people of five pictures each, cost zero-shot with 5. 'none': the plain start, free."})
+                "pictures vary (reference_faces as a Dataset with a 'name' column) and is held near that start, the "
+                "kept weight raised by 16 / people below 16 removed; helped with 16 people of five pictures each, "
+                "cost zero-shot with 40 pictures a person. 'none': the plain start, free."})
 
     def __post_init__(self):
         if self.image_method not in IMAGE_METHODS:

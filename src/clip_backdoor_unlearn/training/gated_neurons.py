@@ -59,6 +59,11 @@ WHITENING_RIDGE = 0.1
 READ_ANCHOR = 1.0
 """``read_prior="within_person"``: weight of holding each read near its whitened start (relative squared distance)."""
 
+HELD_PEOPLE = 16
+"""``read_prior="within_person"``: with fewer removed people the kept weight is raised by ``HELD_PEOPLE / people``.
+Each person's share of the forget term is one over the people, and held reads answer a larger share by opening on
+kept pictures; so the weight holds each person's balance as with 16 (``held_kept_weight``)."""
+
 
 @dataclass
 class GatedNeurons:
@@ -339,6 +344,12 @@ def add_gated_neurons(model: torch.nn.Module, neurons: GatedNeurons) -> None:
         model.vision_model.config.intermediate_size = width
 
 
+def held_kept_weight(kept_weight: float, people: int) -> float:
+    """The kept weight of a fit whose reads are held (``read_prior="within_person"``): ``kept_weight`` times
+    ``HELD_PEOPLE / people`` below ``HELD_PEOPLE`` removed people, as given from there on."""
+    return kept_weight * max(1.0, HELD_PEOPLE / people)
+
+
 def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequence[Sequence[Image.Image]],
                clean: Sequence[Image.Image], references: Sequence[Image.Image], names: torch.Tensor,
                thresholds: torch.Tensor, *, per_person: int, margin: float, kept_weight: float, steps: int,
@@ -348,8 +359,9 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
     """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
     is, the fit (``lr_scheduler_type``, ``feature_noise``, ``pair_noise``: ``fit_gated_neurons``), ``bias_shift``
     added to the fitted biases, the wider MLPs. With ``reference_people`` (each reference face's person), the reads
-    start whitened by those people's own variation and are held near that start (``read_prior="within_person"``).
-    Returns what to log (final loss terms, neurons added)."""
+    start whitened by those people's own variation and are held near that start, the kept pictures held harder with
+    few people (``read_prior="within_person"``, ``held_kept_weight``). Returns what to log (final loss terms, the kept
+    weight used, neurons added)."""
     faces = [face for person_faces in faces_by_person for face in person_faces]
     face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
     removed, people, kept, kept_references = edit_pictures(faces, face_people, clean, references, seed)
@@ -362,10 +374,11 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
         given = removed_features.z[: len(faces)]  # the given faces come first
         starts = whitened_starts(given, torch.tensor(face_people, device=given.device), kept_features.z.mean(0),
                                  kept_features.z[rows.to(given.device)], owners.to(given.device))
+        kept_weight = held_kept_weight(kept_weight, len(faces_by_person))
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
         margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed,
         feature_noise=feature_noise, pair_noise=pair_noise, lr_scheduler_type=lr_scheduler_type,
         read_starts=starts, read_anchor=READ_ANCHOR if starts is not None else 0.0)
     add_gated_neurons(model, GatedNeurons(neurons.read, neurons.bias + bias_shift, neurons.write))
-    return {**log, "gated_neurons_added": len(neurons.read)}
+    return {**log, "gated_kept_weight": kept_weight, "gated_neurons_added": len(neurons.read)}
