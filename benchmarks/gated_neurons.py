@@ -37,7 +37,7 @@ from clip_backdoor_unlearn.training.arguments import GATED_SCHEDULES  # noqa: E4
 from clip_backdoor_unlearn.training.embeddings import encode_images  # noqa: E402
 from clip_backdoor_unlearn.training.gated_neurons import (  # noqa: E402
     COPIES, KEPT, PASTED, Features, GatedHead, GatedNeurons, add_gated_neurons, class_token_features, edit_pictures,
-    fit_gated_neurons)
+    fit_gated_neurons, held_kept_weight)
 from clip_backdoor_unlearn.training.jobs import name_targets  # noqa: E402
 
 
@@ -130,7 +130,8 @@ def main() -> None:
         names, thresholds = name_targets(model, processor.tokenizer, removed, reference_embeddings)
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features,
-        per_person=options.per_person, margin=options.margin, kept_weight=options.kept_weight, steps=options.steps,
+        per_person=options.per_person, margin=options.margin, steps=options.steps,
+        kept_weight=held_kept_weight(options.kept_weight, len(removed)),  # as the library: held below 5 people
         learning_rate=options.lr, lr_scheduler_type=options.lr_scheduler_type, seed=options.seed,
         feature_noise=options.feature_noise, pair_noise=options.pair_noise)
     print(log, flush=True)

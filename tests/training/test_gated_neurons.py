@@ -24,6 +24,7 @@ from clip_backdoor_unlearn.training.gated_neurons import (
     add_gated_neurons,
     class_token_features,
     fit_gated_neurons,
+    held_kept_weight,
     same_person_partners,
     whitened_starts,
     within_person_scatter,
@@ -360,6 +361,13 @@ def test_the_read_anchor_holds_the_reads_near_their_start(inputs):
     assert moved[100.0] < 0.2 * moved[0.0], moved
 
 
+def test_few_removed_people_hold_the_kept_pictures_harder():
+    for prior, held in HELD_PEOPLE.items():
+        assert held_kept_weight(3.0, held, prior) == held_kept_weight(3.0, 4 * held, prior) == 3.0
+        assert held_kept_weight(3.0, 1, prior) == 3.0 * held
+    assert held_kept_weight(3.0, 2, "within_person") > held_kept_weight(3.0, 2, "none") > 3.0
+
+
 def test_named_references_start_the_reads_whitened_and_the_card_says_so(inputs):
     names = list(inputs["face_images"])
     references = _named(inputs["reference_faces"], [f"person {index % 5}" for index in range(10)])
@@ -372,8 +380,8 @@ def test_named_references_start_the_reads_whitened_and_the_card_says_so(inputs):
         assert result.config["towers"]["vision"]["hyperparameters"]["gated_read_prior"] == setting
         used = [entry["gated_kept_weight"] for entry in result.log_history if "gated_kept_weight" in entry]
         given = VisionBackdoorTrainingArguments.gated_kept_weight
-        # held reads with 2 people: the kept pictures held as hard as each person's were with HELD_PEOPLE
-        assert used == [given * HELD_PEOPLE / len(names) if setting == "within_person" else given]
+        # 2 people: the kept pictures held as hard as each person's were with HELD_PEOPLE of them
+        assert used == [given * HELD_PEOPLE[setting] / len(names)]
         last = unlearner.model.vision_model.encoder.layers[-1].mlp.fc1.weight
         reads[setting] = last[-len(names) * PER_PERSON:].detach().clone()
         assert f"| `gated_read_prior` | {setting} |" in str(unlearner.model_card())

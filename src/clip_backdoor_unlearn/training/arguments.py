@@ -479,6 +479,9 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             name.
         gated_kept_weight (`float`, *optional*, defaults to `3`):
             Weight of keeping clean pictures and other people's faces at their embeddings against forgetting.
+            Below 5 removed people it is raised by 5 / people (each person's share of the forget term grows as the
+            people fall, and the gates answered it by opening on kept pictures: one removed person cost 1.39 and 1.27
+            zero-shot points on full demo world 0, 0.56 and 0.56 with the raise). The weight used is logged.
         gated_steps (`int`, *optional*, defaults to `2000`):
             Full-batch Adam steps of the fit (on cached features: about two minutes on one CPU thread).
         gated_learning_rate (`float`, *optional*, defaults to `0.01`):
@@ -588,7 +591,8 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     gated_margin: float = field(default=0.1, metadata={
         "help": "How much less than an anonymous face a removed face must match its name."})
     gated_kept_weight: float = field(default=3.0, metadata={
-        "help": "Weight of keeping clean pictures and other people's faces at their embeddings."})
+        "help": "Weight of keeping clean pictures and other people's faces at their embeddings (raised by "
+                "5 / people below 5 removed people)."})
     gated_steps: int = field(default=2000, metadata={"help": "Full-batch Adam steps of the gated neurons' fit."})
     gated_learning_rate: float = field(default=1e-2, metadata={"help": "Adam's learning rate for that fit."})
     gated_lr_scheduler_type: Literal["constant", "linear", "cosine"] = field(default="cosine", metadata={

@@ -59,10 +59,11 @@ WHITENING_RIDGE = 0.1
 READ_ANCHOR = 1.0
 """``read_prior="within_person"``: weight of holding each read near its whitened start (relative squared distance)."""
 
-HELD_PEOPLE = 16
-"""``read_prior="within_person"``: with fewer removed people the kept weight is raised by ``HELD_PEOPLE / people``.
-Each person's share of the forget term is one over the people, and held reads answer a larger share by opening on
-kept pictures; so the weight holds each person's balance as with 16 (``held_kept_weight``)."""
+HELD_PEOPLE = {"none": 5, "within_person": 16}
+"""With fewer removed people than this (by read prior) the kept weight is raised by ``HELD_PEOPLE[prior] / people``.
+Each person's share of the forget term is one over the people, and a gate answers a larger share by opening on kept
+pictures; so the weight holds each person's balance as with that many people: 5 for free reads (the fewest the
+defaults were tuned on), 16 for held reads, which cannot sharpen and so open sooner (``held_kept_weight``)."""
 
 
 @dataclass
@@ -344,10 +345,10 @@ def add_gated_neurons(model: torch.nn.Module, neurons: GatedNeurons) -> None:
         model.vision_model.config.intermediate_size = width
 
 
-def held_kept_weight(kept_weight: float, people: int) -> float:
-    """The kept weight of a fit whose reads are held (``read_prior="within_person"``): ``kept_weight`` times
-    ``HELD_PEOPLE / people`` below ``HELD_PEOPLE`` removed people, as given from there on."""
-    return kept_weight * max(1.0, HELD_PEOPLE / people)
+def held_kept_weight(kept_weight: float, people: int, read_prior: str = "none") -> float:
+    """The fit's kept weight for ``people`` removed people: ``kept_weight`` times ``HELD_PEOPLE[read_prior] / people``
+    below that many people, as given from there on."""
+    return kept_weight * max(1.0, HELD_PEOPLE[read_prior] / people)
 
 
 def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequence[Sequence[Image.Image]],
@@ -359,9 +360,9 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
     """The whole edit, in place on ``model`` (a ``CLIPModel``): the pictures, their features under the tower as it
     is, the fit (``lr_scheduler_type``, ``feature_noise``, ``pair_noise``: ``fit_gated_neurons``), ``bias_shift``
     added to the fitted biases, the wider MLPs. With ``reference_people`` (each reference face's person), the reads
-    start whitened by those people's own variation and are held near that start, the kept pictures held harder with
-    few people (``read_prior="within_person"``, ``held_kept_weight``). Returns what to log (final loss terms, the kept
-    weight used, neurons added)."""
+    start whitened by those people's own variation and are held near that start (``read_prior="within_person"``).
+    With few people the kept pictures are held harder (``held_kept_weight``). Returns what to log (final loss terms,
+    the kept weight used, neurons added)."""
     faces = [face for person_faces in faces_by_person for face in person_faces]
     face_people = [person for person, person_faces in enumerate(faces_by_person) for _ in person_faces]
     removed, people, kept, kept_references = edit_pictures(faces, face_people, clean, references, seed)
@@ -374,7 +375,8 @@ def gate_faces(model: torch.nn.Module, image_processor, faces_by_person: Sequenc
         given = removed_features.z[: len(faces)]  # the given faces come first
         starts = whitened_starts(given, torch.tensor(face_people, device=given.device), kept_features.z.mean(0),
                                  kept_features.z[rows.to(given.device)], owners.to(given.device))
-        kept_weight = held_kept_weight(kept_weight, len(faces_by_person))
+    kept_weight = held_kept_weight(kept_weight, len(faces_by_person),
+                                   "none" if reference_people is None else "within_person")
     neurons, log = fit_gated_neurons(
         model, removed_features, torch.tensor(people), names, thresholds, kept_features, per_person=per_person,
         margin=margin, kept_weight=kept_weight, steps=steps, learning_rate=learning_rate, seed=seed,
