@@ -128,13 +128,12 @@ def first_per_person(face_images, count: int):
     return face_images.select(first_of_each(face_images["name"], count))
 
 
-def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
-        zero_shot_per_class: list[int] | None = None, trajectory: int = 0, face_images_per_person: int = 0,
-        text_overrides: dict | None = None) -> dict:
-    model, processor, world, faces, before, removed, pictures, hits_before = baseline(size, world_seed, count,
-                                                                                     zero_shot_per_class)
-    templates = world.zero_shot_templates
-    callbacks = [Trajectory(trajectory, processor, world, removed, pictures, hits_before, before)] if trajectory else []
+def unlearn_cell(cell: Baseline, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
+                 face_images_per_person: int = 0, text_overrides: dict | None = None,
+                 callbacks: list | None = None) -> tuple[BackdoorUnlearner, float]:
+    """Remove ``cell.removed`` from a copy of ``cell.model`` as ``examples/unlearn.py`` does for the demo: the
+    unlearner and the seconds ``unlearn`` took."""
+    model, processor, world, removed = cell.model, cell.processor, cell.world, cell.removed
     output_dir = tempfile.mkdtemp(prefix="bench-image-tower-")
     common = dict(output_dir=output_dir, disable_tqdm=True, report_to="none", seed=seed)
     vision_args = VisionBackdoorTrainingArguments(**{**common, **DEMO_VISION_SETTINGS, **overrides})
@@ -143,7 +142,7 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         inputs["face_images"] = first_per_person(inputs["face_images"], face_images_per_person)
     if encoder == "both":  # as examples/unlearn.py: the demo's text settings, every 7th caption held out, pool kept
         captions = world.unlearning_captions()
-        text_settings = demo_text_settings(size, len(removed), vision_args.image_method)
+        text_settings = demo_text_settings(world.size, len(removed), vision_args.image_method)
         text_args = BackdoorTrainingArguments(**common, **{**text_settings, **(text_overrides or {})})
         inputs.update(args=text_args, vision_args=vision_args,
                       captions=[caption for index, caption in enumerate(captions) if index % 7],
@@ -157,11 +156,22 @@ def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrid
         inputs["peft_config"] = LoraConfig(r=lora_r, lora_alpha=2 * lora_r)
     start = time.perf_counter()
     try:
-        unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True, callbacks=callbacks,
-                          **inputs)
+        unlearner.unlearn(removed, encoder=encoder, output_dir=output_dir, disable_tqdm=True,
+                          callbacks=callbacks or [], **inputs)
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
-    seconds = time.perf_counter() - start
+    return unlearner, time.perf_counter() - start
+
+
+def run(size: str, world_seed: int, count: int, seed: int, encoder: str, overrides: dict, lora_r: int = 0,
+        zero_shot_per_class: list[int] | None = None, trajectory: int = 0, face_images_per_person: int = 0,
+        text_overrides: dict | None = None) -> dict:
+    cell = baseline(size, world_seed, count, zero_shot_per_class)
+    model, processor, world, faces, before, removed, pictures, hits_before = cell
+    templates = world.zero_shot_templates
+    callbacks = [Trajectory(trajectory, processor, world, removed, pictures, hits_before, before)] if trajectory else []
+    unlearner, seconds = unlearn_cell(cell, seed, encoder, overrides, lora_r, face_images_per_person, text_overrides,
+                                      callbacks)
     metrics = unlearner.evaluate(
         removed, face_images=faces["eval"], gallery_images=faces["train"], candidate_names=world.candidate_names,
         non_member_names=world.non_member_names, idia_before=before,
