@@ -596,6 +596,7 @@ def main() -> None:
         repair(int(options.weight))
         overrides["max_steps"] = overrides.get("max_steps", image_tower.DEMO_VISION_SETTINGS["max_steps"]) + int(
             options.weight)
+    overrides.setdefault("image_method", "fine_tune")  # every idea changes training (the default edits instead)
     row = image_tower.run(options.size, options.world_seed, options.removed, options.seed, "vision", overrides,
                           zero_shot_per_class=options.zero_shot_per_class)
     setting = {"last_layers": "first_layer", "refit_layers": "first_layer", "width": "width", "pcgrad": None,

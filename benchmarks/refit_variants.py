@@ -223,7 +223,8 @@ def main() -> None:
     output_dir = tempfile.mkdtemp(prefix="bench-refit-variants-")
     try:
         args = VisionBackdoorTrainingArguments(output_dir=output_dir, disable_tqdm=True, report_to="none",
-                                               seed=options.seed, **{**DEMO_VISION_SETTINGS, **overrides})
+                                               seed=options.seed,  # the refit refits training's tower
+                                               **{**DEMO_VISION_SETTINGS, "image_method": "fine_tune", **overrides})
         unlearner = BackdoorUnlearner(copy.deepcopy(model), processor)
         inputs = world.vision_unlearning_inputs(removed)
         if options.face_images_per_person:

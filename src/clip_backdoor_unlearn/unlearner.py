@@ -51,6 +51,7 @@ from .training.embeddings import processor_parts
 from .training.jobs import (
     check_edits,
     check_outputs,
+    resolve_image_method,
     resume_setting,
     run_edit,
     run_job,
@@ -203,10 +204,10 @@ class BackdoorUnlearner:
                 the anonymous target, and they are held at the teacher's embedding while training. A ``Dataset`` with
                 a ``name`` column (whose picture each is; rows of the removed people are dropped) also tells the
                 gated edit how a person's pictures vary (``gated_read_prior="within_person"``).
-            images: (vision) clean images for the utility loss, and the backgrounds faces are pasted on. With
-                ``image_method="gated_neurons"`` (a field of the image tower's arguments) nothing is trained: a few
-                neurons per person are added to the tower instead (``training.gated_neurons``), fitted on the same
-                three inputs.
+            images: (vision) clean images for the utility loss, and the backgrounds faces are pasted on. By default
+                (``image_method="auto"``, a field of the image tower's arguments) a ``CLIPModel`` with its tokenizer
+                is not trained: a few neurons per person are added to the tower instead (``"gated_neurons"``,
+                ``training.gated_neurons``), fitted on the same three inputs; ``"fine_tune"`` trains it.
             peft_config: a PEFT config (e.g. ``peft.LoraConfig``) to train adapters instead of the whole tower. The
                 text tower then takes ``training.arguments.ADAPTER_DEFAULTS`` for every field left at its default.
             args: ``BackdoorTrainingArguments`` for the text tower, or ``VisionBackdoorTrainingArguments`` with
@@ -226,8 +227,9 @@ class BackdoorUnlearner:
                 ``callbacks.ForgetMonitorCallback``, which stops training once the attack no longer finds the people
                 in the faces given). Without faces, the field ``early_stop_similarity=0.95`` stops the text tower
                 once the names embed like their targets on held-out prompts (``training.stopping``; off by default).
-                An image tower edited with ``image_method="gated_neurons"`` has no Trainer: the callbacks then watch
-                the text tower alone, and with ``encoder="vision"`` they are refused.
+                An image tower edited with gated neurons (``image_method`` ``"auto"`` on a ``CLIPModel`` with its
+                tokenizer, or ``"gated_neurons"``) has no Trainer: the callbacks then watch the text tower alone,
+                and with ``encoder="vision"`` they are refused (``image_method="fine_tune"`` trains the tower).
             overrides: any training-argument fields, applied on top of ``args`` (and of ``vision_args``; with
                 ``encoder="both"``, the text tower's stop rules and ``trainable_parameters`` stay with it).
         """
@@ -239,7 +241,12 @@ class BackdoorUnlearner:
             args, vision_args = None, args
         jobs = []
         overrides = dict(overrides)
-        image_method = overrides.get("image_method", getattr(vision_args, "image_method", "fine_tune"))
+        image_method = overrides.get("image_method", getattr(vision_args, "image_method", "auto"))
+        if encoder != "text":  # "auto" resolved once, so the job, the record and the card hold the method used
+            image_method = resolve_image_method(
+                image_method, self.model, self.tokenizer,
+                overrides.get("face_target", getattr(vision_args, "face_target", "auto")), peft_config)
+            overrides["image_method"] = image_method
         check_edits(encoder, image_method, peft_config, callbacks, (
             resume_from_checkpoint, overrides.get("resume_from_checkpoint"),
             getattr(vision_args, "resume_from_checkpoint", None)))

@@ -9,13 +9,14 @@ from clip_backdoor_unlearn.demo.recipe import DEMO_VISION_SETTINGS
 
 
 def vision_run(demo: dict, output_dir, count: int = 3, **vision_settings):
-    """Image-tower unlearning of ``count`` detected members on a copy of the session's demo CLIP
-    (``DEMO_VISION_SETTINGS`` updated by ``vision_settings``): the unlearner and the removed names."""
+    """Image-tower unlearning of ``count`` detected members on a copy of the session's demo CLIP, fine-tuned with
+    ``DEMO_VISION_SETTINGS`` unless ``vision_settings`` (which update them) say otherwise: the unlearner and the
+    removed names."""
     world, before = demo["world"], demo["before"]
     removed = [name for name in world.member_names if before.detected[name]][:count]
     unlearner = BackdoorUnlearner(copy.deepcopy(demo["model"]), demo["processor"])
     args = VisionBackdoorTrainingArguments(output_dir=str(output_dir), disable_tqdm=True, report_to="none",
-                                           **{**DEMO_VISION_SETTINGS, **vision_settings})
+                                           **{**DEMO_VISION_SETTINGS, "image_method": "fine_tune", **vision_settings})
     unlearner.unlearn(removed, encoder="vision", args=args, **world.vision_unlearning_inputs(removed))
     return unlearner, removed
 

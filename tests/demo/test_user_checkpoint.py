@@ -99,13 +99,16 @@ def test_flags_given_win_over_the_demo_settings_for_every_tower(monkeypatch):
         "name_tokens"
     assert example.tower_arguments(parser, [], None, demo_size="large", num_names=1000)[0].trainable_parameters == \
         "token_embedding"
-    # With encoder="both" the text recipe follows the image tower's method: the names' rows beside the gated edit,
-    # the settings before them beside a fine-tuned image tower (whose faces found the rows' names again).
+    # With encoder="both" the text recipe follows the image tower's method: the names' rows beside the gated edit
+    # (what "auto" picks for the demo CLIP), the settings before them beside a fine-tuned image tower (whose faces
+    # found the rows' names again).
     for size, fine_tuned in (("full", "tower"), ("large", "token_embedding")):
-        for argv, expected in (([], fine_tuned), (["--image_method", "gated_neurons"], "name_tokens")):
+        for argv, expected in (([], "name_tokens"), (["--image_method", "gated_neurons"], "name_tokens"),
+                               (["--image_method", "fine_tune"], fine_tuned)):
             text, _ = example.tower_arguments(parser, argv, None, demo_size=size, num_names=5, encoder="both")
             assert text.trainable_parameters == expected
-    assert example.tower_arguments(parser, [], None, encoder="both")[0].learning_rate == 1e-3
+    assert example.tower_arguments(parser, ["--image_method", "fine_tune"], None,
+                                   encoder="both")[0].learning_rate == 1e-3
     text, vision = example.tower_arguments(parser, [], "me/clip")
     assert (text.learning_rate, text.max_steps, vision.max_steps) == (1e-4, 400, 100)  # the paper's
     # The image tower's checkpoints go to a folder of their own: one folder would mix the towers' checkpoint-N.

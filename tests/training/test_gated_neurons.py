@@ -29,7 +29,7 @@ from clip_backdoor_unlearn.training.gated_neurons import (
     whitened_starts,
     within_person_scatter,
 )
-from clip_backdoor_unlearn.training.jobs import name_targets, read_prior
+from clip_backdoor_unlearn.training.jobs import name_targets, read_prior, resolve_image_method
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 GATED = dict(image_method="gated_neurons", gated_steps=300, disable_tqdm=True)
@@ -256,6 +256,43 @@ def test_a_standalone_image_tower_is_refused_for_the_gated_edit(inputs):
             list(inputs["face_images"]), encoder="vision", **inputs, **GATED)
 
 
+def test_auto_picks_the_gated_edit_where_it_can_run_and_fine_tuning_elsewhere():
+    from peft import LoraConfig
+
+    model, processor = tiny_clip()
+    vision_only = CLIPVisionModelWithProjection(model.config.vision_config)
+    assert VisionBackdoorTrainingArguments.image_method == "auto"
+    assert resolve_image_method("auto", model, processor.tokenizer) == "gated_neurons"
+    assert resolve_image_method("auto", model, processor.tokenizer, "name") == "gated_neurons"
+    assert resolve_image_method("auto", model, None) == "fine_tune"  # no tokenizer: no name to read
+    assert resolve_image_method("auto", vision_only, processor.tokenizer) == "fine_tune"
+    assert resolve_image_method("auto", model, processor.tokenizer, "mean") == "fine_tune"
+    assert resolve_image_method("auto", model, processor.tokenizer, peft_config=LoraConfig(r=4)) == "fine_tune"
+    for setting in ("fine_tune", "gated_neurons"):  # what is asked for is kept (and refused later if it cannot run)
+        assert resolve_image_method(setting, vision_only, None, "mean", LoraConfig(r=4)) == setting
+
+
+def test_the_default_edits_a_clip_model_and_trains_a_standalone_image_tower(inputs):
+    """``image_method="auto"``: a CLIPModel with its tokenizer gets the gated edit, recorded as such; a standalone
+    image tower (no name to read) is fine-tuned towards the mean face, as before the edit existed."""
+    names = list(inputs["face_images"])
+    unlearner = BackdoorUnlearner(*tiny_clip())
+    width = unlearner.model.config.vision_config.intermediate_size
+    result = unlearner.unlearn(names, encoder="vision", **inputs, gated_steps=300, disable_tqdm=True)
+    vision = result.config["towers"]["vision"]
+    assert vision["hyperparameters"]["image_method"] == "gated_neurons" and vision["trained_steps"] == 0
+    assert unlearner.model.config.vision_config.intermediate_size == width + PER_PERSON * len(names)
+
+    model, processor = tiny_clip()
+    tower = BackdoorUnlearner(CLIPVisionModelWithProjection(model.config.vision_config), processor.image_processor)
+    result = tower.unlearn(names, encoder="vision", **inputs, max_steps=2, poisoned_samples_per_step=2,
+                           clean_samples_per_step=2, reference_samples_per_step=2, projection_refit=False,
+                           disable_tqdm=True)
+    vision = result.config["towers"]["vision"]
+    assert vision["trained_steps"] == 2 and "image_method" not in vision["hyperparameters"]
+    assert tower.model.config.intermediate_size == width
+
+
 @pytest.mark.parametrize("setting", [{"image_method": "surgery"}, {"gated_neurons_per_person": 0},
                                      {"gated_margin": -0.1}, {"gated_learning_rate": 0.0}, {"gated_steps": 0},
                                      {"gated_bias_shift": -0.5}, {"gated_feature_noise": -1.0},
@@ -276,6 +313,9 @@ def test_the_card_of_both_towers_says_which_was_trained_and_which_edited():
     assert "anonymous average face" not in card and "intermediate_size` grew by 10" in card
     plain = str(build_model_card(UnlearningCardData(encoder="vision", num_removed=5)))
     assert "Undone by anyone" not in plain and "anonymous average face" in plain
+    assert "Trained back by whoever has the weights" in plain and "Trained back" in card  # either image-tower edit
+    text_only = str(build_model_card(UnlearningCardData(encoder="text", num_removed=5, neutral_term="a person")))
+    assert "Trained back" not in text_only  # measured for the image tower only
 
 
 def test_the_trainer_refuses_arguments_for_the_gated_edit(tmp_path):
@@ -296,7 +336,8 @@ def test_the_card_after_mixed_runs_describes_the_last_and_keeps_the_earlier_edit
         unlearner = BackdoorUnlearner(*tiny_clip())
         unlearner.unlearn(["Ada Lovelace"], encoder="vision", **first, **GATED)
         if encoder == "vision":
-            unlearner.unlearn(["Zorbo Quill"], encoder="vision", **second, max_steps=2, disable_tqdm=True)
+            unlearner.unlearn(["Zorbo Quill"], encoder="vision", **second, image_method="fine_tune", max_steps=2,
+                              disable_tqdm=True)
             settings = unlearner.unlearning_config["towers"]["vision"]["hyperparameters"]
             assert "seed" in settings and not [key for key in settings if key.startswith(("gated_", "image_method"))]
         else:

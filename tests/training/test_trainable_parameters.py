@@ -126,7 +126,7 @@ def test_with_both_towers_the_setting_stays_with_the_text_tower(saved_tiny_model
              "images": _pictures(3, 3)}
     result = unlearner.unlearn(NAMES[:1], encoder="both", captions=train_captions,
                                trainable_parameters="token_embedding", reference_samples_per_step=0,
-                               **{**RUN, "max_steps": 2}, **faces)
+                               image_method="fine_tune", **{**RUN, "max_steps": 2}, **faces)
     changed = _changed(unlearner.original_model.state_dict(), unlearner.model.state_dict())
     assert {name for name in changed if name.startswith("text")} == {"text_model.embeddings.token_embedding.weight"}
     assert any(name.startswith("vision_model.encoder") for name in changed)

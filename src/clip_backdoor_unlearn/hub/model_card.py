@@ -415,6 +415,7 @@ def template_values(data: UnlearningCardData) -> dict[str, Any]:
         "gated_only": bool(data.gated_neurons_added) and data.encoder == "vision",
         "gated_text": _gated_text(data),
         "gated_neurons_total": _gated_total(data),
+        "image_tower_changed": data.encoder in ("vision", "both") or bool(_gated_total(data)),
         "neutral_term": None if data.encoder == "vision" else (
             "an invented name each (a pseudonym per person; the pseudonyms are not published)" if data.pseudonyms
             else f'"{data.neutral_term}"' if data.neutral_term else None),

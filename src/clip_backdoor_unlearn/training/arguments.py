@@ -23,7 +23,7 @@ from ..data.names import NEUTRAL_TERM
 
 DISTANCES = ("cosine", "mse", "mae")
 FACE_TARGETS = ("auto", "name", "mean")
-IMAGE_METHODS = ("fine_tune", "gated_neurons")
+IMAGE_METHODS = ("auto", "fine_tune", "gated_neurons")
 READ_PRIORS = ("none", "within_person")
 # What a gated-neuron edit of the image tower reads (everything else in the arguments is training's): its record.
 GATED_SETTINGS = ("image_method", "gated_neurons_per_person", "gated_margin", "gated_kept_weight", "gated_steps",
@@ -406,7 +406,8 @@ class BackdoorTrainingArguments(TrainingArguments):
 @dataclass
 class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     r"""
-    Configuration for [`VisionBackdoorTrainer`]: the paper's image-tower defaults, plus how faces are pasted.
+    Configuration of the image tower's unlearning: the gated edit (`image_method`, the default for a `CLIPModel` with
+    its tokenizer) or [`VisionBackdoorTrainer`]'s training with the paper's defaults, plus how faces are pasted.
 
     Poisoned samples are a removed person's face pasted onto a clean image (target: with `face_target="name"`, to
     match the person's name no better than an anonymous face does; with `"mean"`, the mean embedding of
@@ -461,17 +462,18 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
             Clean pictures the refit reads (all if fewer), and half as many pasted faces of other people; the removed
             people's face pictures are held as given (every one), not pasted.
 
-        > Instead of training: gated neurons (`image_method="gated_neurons"`)
+        > The edit instead of training: gated neurons (`image_method`)
 
-        image_method (`Literal["fine_tune", "gated_neurons"]`, *optional*, defaults to `"fine_tune"`):
-            `"fine_tune"`: the student–teacher training above (the paper's). `"gated_neurons"`: train nothing; add
-            `gated_neurons_per_person` neurons per removed person to the last encoder layer's MLP, fitted on the
-            tower's own features so that the removed faces lose their names and everything else keeps its
-            embedding (`training.gated_neurons`). On the demo worlds it forgot 5 and 16 people at a fraction of
-            fine-tuning's zero-shot cost and left up to 7 of 64 findable; it falls short with few pictures a person
-            (docs/method.md). The saved config's `intermediate_size` grows by the neurons added, and anyone with the
-            weights can find and zero them: it holds against attacks that only query the model. Needs a `CLIPModel`
-            with its tokenizer (the name target), no adapter.
+        image_method (`Literal["auto", "fine_tune", "gated_neurons"]`, *optional*, defaults to `"auto"`):
+            `"gated_neurons"`: train nothing; add `gated_neurons_per_person` neurons per removed person to the last
+            encoder layer's MLP, fitted on the tower's own features so that the removed faces lose their names and
+            everything else keeps its embedding (`training.gated_neurons`). Needs a `CLIPModel` with its tokenizer
+            (the name target), no adapter; the saved config's `intermediate_size` grows by the neurons added.
+            `"fine_tune"`: the student–teacher training above (the paper's). `"auto"`: the gated edit where it can
+            run, fine-tuning otherwise (a standalone image tower, `face_target="mean"`, an adapter). On the demo
+            worlds the gated edit met the three bars (TPR ≤ 0.1, others −5, zero-shot −1 point) with 1 to 64 removed
+            people where fine-tuning cost up to 1.8 zero-shot points; neither holds against whoever has the weights
+            (docs/method.md).
         gated_neurons_per_person (`int`, *optional*, defaults to `2`):
             Neurons added per removed person.
         gated_margin (`float`, *optional*, defaults to `0.1`):
@@ -582,11 +584,11 @@ class VisionBackdoorTrainingArguments(BackdoorTrainingArguments):
     projection_refit_samples: int = field(default=2048, metadata={
         "help": "Clean pictures the projection refit reads (all if fewer), and half as many pasted faces of other "
                 "people; the removed people's face pictures are held as given (every one), not pasted."})
-    image_method: Literal["fine_tune", "gated_neurons"] = field(default="fine_tune", metadata={
-        "help": "'fine_tune': train the image tower (the paper's). 'gated_neurons': train nothing; add a few gated "
-                "neurons per removed person to the last MLP, fitted so that their faces lose their names and all else "
-                "keeps its embedding. Costs less zero-shot accuracy than fine-tuning; undoable by anyone with the "
-                "weights; needs a CLIPModel with its tokenizer."})
+    image_method: Literal["auto", "fine_tune", "gated_neurons"] = field(default="auto", metadata={
+        "help": "'gated_neurons': train nothing; add a few gated neurons per removed person to the last MLP, fitted so "
+                "that their faces lose their names and all else keeps its embedding (needs a CLIPModel with its "
+                "tokenizer, no adapter). 'fine_tune': train the image tower (the paper's). 'auto': the gated edit "
+                "where it can run, else fine-tuning."})
     gated_neurons_per_person: int = field(default=2, metadata={"help": "Neurons added per removed person."})
     gated_margin: float = field(default=0.1, metadata={
         "help": "How much less than an anonymous face a removed face must match its name."})

@@ -308,6 +308,16 @@ def gated_job(image_processor, teacher: PreTrainedModel, names: list[str], faces
     return TrainingJob(VISION.name, names, None, args, None, {}, scratch, {"image_method": "gated_neurons"}, edit=edit)
 
 
+def resolve_image_method(setting: str, model: PreTrainedModel, tokenizer, face_target_setting: str = "auto",
+                         peft_config=None) -> str:
+    """``image_method`` resolved: ``"auto"`` is ``"gated_neurons"`` where the edit can run (a model with a text tower
+    and its tokenizer, the name target, no adapter) and ``"fine_tune"`` elsewhere; other settings stay as given."""
+    if setting != "auto":
+        return setting
+    reads_names = tokenizer is not None and hasattr(model, "get_text_features") and face_target_setting != "mean"
+    return "gated_neurons" if reads_names and peft_config is None else "fine_tune"
+
+
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
     """``args.face_target`` resolved: ``"auto"`` is ``"name"`` for a model with a text tower and a tokenizer."""
     has_text_tower = tokenizer is not None and hasattr(teacher, "get_text_features")
@@ -371,11 +381,14 @@ def check_edits(encoder: str, image_method: str, peft_config, callbacks, resume_
         raise ValueError("image_method='gated_neurons' adds neurons and trains no adapter: drop peft_config (with "
                          "encoder='both', train the text tower's adapter in a run of its own).")
     if callbacks and encoder == "vision":
-        raise ValueError("callbacks watch training; image_method='gated_neurons' trains nothing. Measure the edit "
-                         "with BackdoorUnlearner.evaluate instead.")
+        raise ValueError("callbacks watch training; the image tower's gated edit (image_method='gated_neurons', what "
+                         "'auto' picks for a CLIPModel with its tokenizer) trains nothing. Measure the edit with "
+                         "BackdoorUnlearner.evaluate, or pass image_method='fine_tune' to train the tower.")
     if any(resume_setting(request, None) not in (None, False) for request in resume_requests):
-        raise ValueError("resume_from_checkpoint resumes training; image_method='gated_neurons' trains nothing and "
-                         "writes no checkpoint (run it again: it takes minutes).")
+        raise ValueError("resume_from_checkpoint resumes training; the image tower's gated edit "
+                         "(image_method='gated_neurons', what 'auto' picks for a CLIPModel with its tokenizer) trains "
+                         "nothing and writes no checkpoint: run it again (it takes minutes), or pass "
+                         "image_method='fine_tune' to train the tower.")
 
 
 def warn_name_rows_beside_fine_tuned_faces(jobs: Sequence[TrainingJob]) -> None:

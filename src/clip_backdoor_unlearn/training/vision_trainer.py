@@ -49,7 +49,7 @@ class VisionBackdoorTrainer(BackdoorTrainer):
                  teacher_model=None, peft_config=None, data_collator=None, *, target_embedding: torch.Tensor,
                  name_embeddings: torch.Tensor | None = None, name_thresholds: torch.Tensor | None = None,
                  **kwargs):
-        if getattr(args, "image_method", "fine_tune") != "fine_tune":
+        if getattr(args, "image_method", "fine_tune") not in ("auto", "fine_tune"):  # a Trainer trains: "auto" too
             raise ValueError(f"VisionBackdoorTrainer fine-tunes the image tower; image_method={args.image_method!r} "
                              "trains nothing and is run by BackdoorUnlearner.unlearn (training.gated_neurons).")
         if not isinstance(data_collator, VisionBackdoorCollator):
