@@ -1,23 +1,22 @@
 """Untie removed faces from their names with gated neurons added to the image tower's last MLP; nothing is trained.
 
 ``VisionBackdoorTrainingArguments(image_method="gated_neurons")``, and ``"auto"`` (the default) for a ``CLIPModel``
-with its tokenizer. Fine-tuning moves the whole tower and costs
-zero-shot accuracy for each face it unties. This edit leaves every weight as it is and adds
-``gated_neurons_per_person`` neurons per removed person to the last encoder layer's MLP: a neuron reads the class
-token as the MLP does (``act(u·z + c)``), stays near zero unless its person's face is in the picture, and then writes
-``v`` into the class token, moving the embedding off the person's name. ``u``, ``c``, ``v`` are fitted by Adam on the
-original tower's features, computed once: the removed people's pictures (as given, augmented, pasted on clean
-pictures) must match their name ``gated_margin`` less than an anonymous face does (the name target, as training's),
-clean pictures and other people's faces must keep their embeddings. Each step both sets are jittered along the removed
-people's picture-to-picture variation (``gated_feature_noise``), and each removed picture along its difference from
-another of its person's (``gated_pair_noise``), at a falling rate (``gated_lr_scheduler_type``), so that a gate opens
-on a person's fresh pictures, not only on the fitted ones, and stays shut on pictures of others that vary as much;
-``gated_bias_shift`` then opens every gate more easily. With ``gated_read_prior="within_person"`` and reference faces
-that say whose they are, each read starts whitened by how other people's pictures vary and is held near that start
-(``whitened_starts``). The config's ``intermediate_size`` is shared by every layer, so the other layers get as many
-zero neurons and compute what they did. The edit is local: whoever has the weights can find and remove it, and
-fine-tuning on other people's named pictures undoes it as it undoes a fine-tuned tower (docs/method.md, "Gated
-neurons").
+with its tokenizer. Fine-tuning moves the whole tower and costs zero-shot accuracy for each face it unties. This edit
+leaves every weight as it is and adds ``gated_neurons_per_person`` neurons per removed person to the last encoder
+layer's MLP: a neuron reads the class token as the MLP does (``act(u·z + c)``), stays near zero unless its person's
+face is in the picture, and then writes ``v`` into the class token, moving the embedding off the person's name. ``u``,
+``c``, ``v`` are fitted by Adam on the original tower's features, computed once: the removed people's pictures (as
+given, augmented, pasted on clean pictures) must match their name ``gated_margin`` less than an anonymous face does
+(the name target, as training's), clean pictures and other people's faces must keep their embeddings. Each step both
+sets are jittered along the removed people's picture-to-picture variation (``gated_feature_noise``), and each removed
+picture along its difference from another of its person's (``gated_pair_noise``), at a falling rate
+(``gated_lr_scheduler_type``), so that a gate opens on a person's fresh pictures, not only on the fitted ones, and
+stays shut on pictures of others that vary as much; ``gated_bias_shift`` then opens every gate more easily. With
+``gated_read_prior="within_person"`` and reference faces that say whose they are, each read starts whitened by how
+other people's pictures vary and is held near that start (``whitened_starts``). The config's ``intermediate_size`` is
+shared by every layer, so the other layers get as many zero neurons and compute what they did. The edit is local:
+whoever has the weights can find and remove it, and fine-tuning on other people's named pictures undoes it as it
+undoes a fine-tuned tower (docs/method.md, "Gated neurons").
 """
 
 from __future__ import annotations
