@@ -31,6 +31,7 @@ from ..data.images import (
     VisionBackdoorCollator,
     build_vision_backdoor_dataset,
     faces_per_person,
+    kept_rows,
     load_images,
     reference_people,
 )
@@ -237,7 +238,9 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     names = validate_names(names)
     faces_by_person = faces_per_person(face_images, names)
     fewest = warn_few_face_images(faces_by_person)
-    references = load_images(reference_faces, "reference_faces", exclude_names=names)
+    if isinstance(reference_faces, Dataset):  # the removed people's rows dropped once: for pictures and owners
+        reference_faces = kept_rows(reference_faces, names)
+    references = load_images(reference_faces, "reference_faces")
     clean_images = load_images(images, "images")
     args, scratch = training_arguments(VisionBackdoorTrainingArguments, args, **overrides)
     args = args.for_names(len(names))  # the budget, resolved once (see text_job)
@@ -245,7 +248,7 @@ def vision_job(model: PreTrainedModel, image_processor, teacher: PreTrainedModel
     if args.image_method == "gated_neurons":
         job = gated_job(image_processor, teacher, names, faces_by_person, references, clean_images, args, scratch,
                         target_kind, tokenizer,
-                        read_prior(args.gated_read_prior, reference_people(reference_faces, exclude_names=names)))
+                        read_prior(args.gated_read_prior, reference_people(reference_faces)))
         job.record["fewest_face_images"] = fewest
         return job
     faces = [face for person_faces in faces_by_person for face in person_faces]
