@@ -365,6 +365,22 @@ def test_reference_people_follow_the_pictures_load_images_keeps():
     assert reference_people(named.remove_columns("name")) is None
 
 
+def test_the_removed_people_s_reference_rows_are_dropped_for_the_pictures_and_their_owners(inputs):
+    """A removed person's pictures among the reference faces are neither held nor counted as a person: the job's
+    pictures and their owners are the same kept rows."""
+    from clip_backdoor_unlearn.training.jobs import vision_job
+
+    model, processor = tiny_clip()
+    owners = ["Ada Lovelace" if index % 3 == 0 else f"person {index % 2}" for index in range(10)]
+    names = list(inputs["face_images"])
+    job = vision_job(model, processor.image_processor, model, names, face_images=inputs["face_images"],
+                     reference_faces=_named(inputs["reference_faces"], owners), images=inputs["images"], args=None,
+                     overrides={**GATED, "gated_read_prior": "within_person"}, tokenizer=processor.tokenizer)
+    kept = [owner for owner in owners if owner not in names]
+    assert len(job.edit.keywords["references"]) == len(kept) == 6
+    assert job.edit.keywords["reference_people"] == [{"person 1": 0, "person 0": 1}[owner] for owner in kept]
+
+
 def test_the_read_prior_needs_references_that_name_two_people():
     owners = [0, 1, 0, 1]
     assert read_prior("within_person", owners) == owners and read_prior("none", owners) is None
