@@ -7,8 +7,9 @@ Each row: the first ``k`` detected members of a cached demo world removed with `
 for the demo (``DEMO_VISION_SETTINGS`` over the library's defaults; ``--set field=json`` changes one), the image
 tower alone or ``both`` (the text tower with the demo's text settings, as the script; ``--text_set field=json``
 changes one). The default edits the demo CLIP with gated neurons (``image_method="auto"``); ``--set
-image_method='"fine_tune"'`` trains it, as the rows before the thirty-third session did without it. Measured on pictures no training used (the ``eval`` split): the IDIA's TPR on the removed people, the
-other members it found before and after, zero-shot accuracy with its paired 95 % half-width in points
+image_method='"fine_tune"'`` trains it, as the rows before the thirty-third session did without it. Measured on
+pictures no training used (the ``eval`` split): the IDIA's TPR on the removed people, the other members it found
+before and after, zero-shot accuracy with its paired 95 % half-width in points
 (``--zero_shot_per_class`` draws more held-out pictures to narrow it), and the image-to-image attack (the ``eval``
 pictures against the ``train`` ones).
 ``--trajectory N`` also measures the model being trained every N steps (``trajectory`` in the JSON row: the TPR on

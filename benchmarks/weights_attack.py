@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from transformers import CLIPModel
 
 sys.path.insert(0, str(Path(__file__).parent))
-import image_tower  # noqa: E402  (the benchmark beside this one)
+import gated_neurons  # noqa: E402  (the benchmarks beside this one)
+import image_tower  # noqa: E402
 
 from clip_backdoor_unlearn.data.images import load_images  # noqa: E402
 from clip_backdoor_unlearn.evaluation import identity_inference_attack  # noqa: E402
@@ -53,11 +54,9 @@ def ablate_quietest(model, processor, clean: list, count: int, seed: int):
     edited = copy.deepcopy(model)
     sample = random.Random(seed).sample(clean, min(512, len(clean)))
     features = class_token_features(edited, processor.image_processor, iter(sample))
-    mlp = edited.vision_model.encoder.layers[-1].mlp
+    quiet = gated_neurons.least_used(edited, gated_neurons.activations(edited, features), count)
     with torch.no_grad():
-        active = mlp.activation_fn(mlp.fc1(features.z))
-        quiet = (active.abs().mean(0) * mlp.fc2.weight.norm(dim=0)).argsort()[:count]
-        mlp.fc2.weight[:, quiet] = 0
+        edited.vision_model.encoder.layers[-1].mlp.fc2.weight[:, quiet] = 0
     return edited
 
 
@@ -125,7 +124,8 @@ def main() -> None:
 
     gone = set(removed)
     kept = [name for name in cell.world.member_names if name not in gone]
-    pictures = cell.faces["train"].filter(lambda name: name in set(kept), input_columns=["name"])
+    kept_names = set(kept)
+    pictures = cell.faces["train"].filter(lambda name: name in kept_names, input_columns=["name"])
     row["relearn"] = []
     for learning_rate in options.relearn_lrs:
         for steps in options.relearn_steps:

@@ -317,13 +317,18 @@ def resolve_image_method(setting: str, model: PreTrainedModel, tokenizer, face_t
     and its tokenizer, the name target, no adapter) and ``"fine_tune"`` elsewhere; other settings stay as given."""
     if setting != "auto":
         return setting
-    reads_names = tokenizer is not None and hasattr(model, "get_text_features") and face_target_setting != "mean"
+    reads_names = can_read_names(model, tokenizer) and face_target_setting != "mean"
     return "gated_neurons" if reads_names and peft_config is None else "fine_tune"
+
+
+def can_read_names(model: PreTrainedModel, tokenizer) -> bool:
+    """Whether the name target can run on ``model``: it has a text tower and came with its tokenizer."""
+    return tokenizer is not None and hasattr(model, "get_text_features")
 
 
 def face_target(args: VisionBackdoorTrainingArguments, teacher: PreTrainedModel, tokenizer) -> str:
     """``args.face_target`` resolved: ``"auto"`` is ``"name"`` for a model with a text tower and a tokenizer."""
-    has_text_tower = tokenizer is not None and hasattr(teacher, "get_text_features")
+    has_text_tower = can_read_names(teacher, tokenizer)
     if args.face_target == "auto":
         return "name" if has_text_tower else "mean"
     if args.face_target == "name" and not has_text_tower:
